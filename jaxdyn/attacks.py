@@ -1,0 +1,307 @@
+"""Multi-step gradient attacks as one ``lax.scan`` (A1, ℓ2, ℓ∞, PGD), free or frozen gating.
+
+Every attack here is written for **one example** (``jax.vmap`` it for a batch). The step
+count ``steps`` is static (it fixes the scan length); ``beta``, ``alpha`` and ``eps`` are traced,
+so sweeping them under ``jit`` never recompiles.
+
+Step rule (Eq. 4): ``d <- P(d + alpha * dir(g_{x+d}))`` with
+
+* ``norm="raw"``: ``dir(g) = g`` (assumption A1),
+* ``norm="l2"``: ``dir(g) = g / ||g||``,
+* ``norm="linf"``: ``dir(g) = sign(g)``,
+
+and ``P`` the projection onto the ε-ball (when ``eps`` is given) followed by clipping ``x + d``
+to ``clip`` (when given). With ``beta`` the step size is ``alpha = beta / steps`` (A3's scaling).
+
+Along the way the scan accumulates the weighted mean Hessian of SPEC,
+``H̄_z = Σ_{t=1}^{m-1} ||Δx^(t)|| H_z^(t) / Σ ||Δx^(t)||`` with ``Δx^(t) = d^(t) - d^(t-1)`` the
+displacement actually taken (``alpha g`` for the raw attack) and ``H_z^(t)`` at ``x + d^(t)``,
+and the effective ℓ∞ component ``Σ_t alpha (σ_tᵀ dir_t) σ_t``, ``σ_t = g_t/||g_t||`` (Sec. 3.2).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+from jaxdyn import _checks
+from jaxdyn.gating import freeze, input_jacobian
+from jaxdyn.losses import grad_z, hessian_z, is_success, loss
+
+__all__ = ["AttackResult", "attack", "pgd", "logit_space_attack", "sample_ball"]
+
+NORMS = ("raw", "l2", "linf")
+GATINGS = ("free", "frozen")
+_TINY = 1e-30
+
+
+class AttackResult(NamedTuple):
+    """Result of one example's attack.
+
+    Attributes:
+      delta: final perturbation ``d^(m)``, shape of ``x``.
+      hbar_z: ``[C, C]`` weighted mean ``H̄_z`` over the trajectory (SPEC; falls back to
+        ``H_z`` at ``x`` when ``steps == 1``).
+      success_step: first ``t`` in ``0..m`` with ``x + d^(t)`` misclassified, ``-1`` if none.
+      delta_effective: effective ℓ∞ component ``Σ_t alpha (σ_tᵀ dir_t) σ_t`` (Sec. 3.2), shape
+        of ``x``; for the raw attack it equals the sum of unprojected steps.
+      trajectory: ``None`` unless ``record=True``; then a dict of per-step arrays of length
+        ``m + 1`` (index ``t`` is the state at ``x + d^(t)``): ``delta_norm``, ``grad_norm``
+        (``||g_{x+d^(t)}||``), ``step_norm`` (``||Δx^(t)||``, 0 at ``t = 0``), ``loss``,
+        ``logits`` ``[m+1, C]`` and ``H_z`` ``[m+1, C, C]``.
+    """
+
+    delta: jax.Array
+    hbar_z: jax.Array
+    success_step: jax.Array
+    delta_effective: jax.Array
+    trajectory: Optional[dict] = None
+
+
+def _direction(g, norm):
+    if norm == "raw":
+        return g
+    if norm == "l2":
+        return g / jnp.maximum(jnp.linalg.norm(g), _TINY)
+    return jnp.sign(g)
+
+
+def _project(x, d, eps, norm, clip):
+    if eps is not None:
+        if norm == "l2":
+            n = jnp.linalg.norm(d)
+            d = d * jnp.minimum(1.0, eps / jnp.maximum(n, _TINY))
+        else:  # linf ball (also used for raw/linf steps)
+            d = jnp.clip(d, -eps, eps)
+    if clip is not None:
+        lo, hi = clip
+        d = jnp.clip(x + d, lo, hi) - x
+    return d
+
+
+def sample_ball(key, x, eps, norm):
+    """A uniform random point of the ε-ball around 0 (shape of ``x``).
+
+    ℓ∞: i.i.d. uniform on ``[-eps, eps]``. ℓ2: uniform in the ℓ2 ball, i.e. a uniform direction
+    (normalised Gaussian) times ``eps * U^(1/n)`` — not a Gaussian scaled to radius ``eps``,
+    which would sit on the sphere.
+    """
+    if norm == "l2":
+        k1, k2 = jax.random.split(key)
+        u = jax.random.normal(k1, x.shape, x.dtype)
+        u = u / jnp.linalg.norm(u)
+        r = jax.random.uniform(k2, (), x.dtype) ** (1.0 / x.size)
+        return eps * r * u
+    return jax.random.uniform(key, x.shape, x.dtype, -eps, eps)
+
+
+def _step_size(beta, alpha, steps):
+    if (beta is None) == (alpha is None):
+        raise ValueError("give exactly one of beta (total strength, alpha = beta/steps) or alpha")
+    if beta is not None:
+        _checks.check_positive("beta", beta)
+        return beta / steps
+    _checks.check_positive("alpha", alpha)
+    return alpha
+
+
+def attack(
+    f: Callable[[jax.Array], jax.Array],
+    x: jax.Array,
+    y,
+    *,
+    steps: int,
+    beta=None,
+    alpha=None,
+    norm: str = "raw",
+    eps=None,
+    clip=None,
+    random_start: bool = False,
+    key=None,
+    gating: str = "free",
+    record: bool = False,
+) -> AttackResult:
+    """An m-step gradient attack on one example, as one ``lax.scan``.
+
+    Args:
+      f: per-example logits function ``x -> z: [C]`` (``jaxdyn.models.logits_fn``).
+      x: the clean example, e.g. ``[28, 28, 1]``.
+      y: its label (int for softmax heads, ±1 for the binary head).
+      steps: number of steps ``m`` (static).
+      beta: total strength; the step size is ``alpha = beta / steps``. Exclusive with ``alpha``.
+      alpha: the step size itself.
+      norm: ``"raw"`` (A1), ``"l2"`` or ``"linf"``.
+      eps: radius of the ε-ball to project onto (in the ``norm``'s geometry; the ℓ∞ ball for
+        ``"raw"``), ``None`` for no projection.
+      clip: ``(lo, hi)`` valid range of ``x + d`` (``(0, 1)`` for images) or ``None``.
+      random_start: start from a uniform point of the ε-ball (needs ``eps`` and ``key``).
+      key: PRNG key for the random start.
+      gating: ``"free"`` (the real network) or ``"frozen"`` (A2: gates fixed at ``x``).
+      record: also return the per-step trajectory.
+
+    Returns:
+      :class:`AttackResult`.
+    """
+    steps = _checks.check_steps(steps)
+    _checks.check_choice("norm", norm, NORMS)
+    _checks.check_choice("gating", gating, GATINGS)
+    _checks.check_example(x, y)
+    a = _step_size(beta, alpha, steps)
+    _checks.check_positive("eps", eps, allow_none=True)
+    fz = freeze(f, x) if gating == "frozen" else f
+
+    def evaluate(d):
+        def obj(d):
+            z = fz(x + d)
+            return loss(z, y), z
+
+        (l, z), g = jax.value_and_grad(obj, has_aux=True)(d)
+        return l, z, g
+
+    if random_start:
+        if eps is None or key is None:
+            raise ValueError("random_start needs eps and key")
+        d0 = _project(x, sample_ball(key, x, eps, "l2" if norm == "l2" else "linf"), eps, norm, clip)
+    else:
+        d0 = jnp.zeros_like(x)
+
+    C = jax.eval_shape(fz, x).shape[0]
+    zero_h = jnp.zeros((C, C), x.dtype)
+
+    def body(carry, t):
+        d, prev_step, hsum, wsum, succ, eff = carry
+        l, z, g = evaluate(d)
+        hz = hessian_z(z, y)
+        hsum = hsum + prev_step * hz
+        wsum = wsum + prev_step
+        succ = jnp.where((succ < 0) & is_success(z, y), t, succ)
+        dirn = _direction(g, norm)
+        sigma = g / jnp.maximum(jnp.linalg.norm(g), _TINY)
+        eff = eff + a * jnp.vdot(sigma, dirn) * sigma
+        d_new = _project(x, d + a * dirn, eps, norm, clip)
+        step = jnp.linalg.norm(d_new - d)
+        rec = None
+        if record:
+            rec = dict(
+                delta_norm=jnp.linalg.norm(d), grad_norm=jnp.linalg.norm(g), step_norm=prev_step,
+                loss=l, logits=z, H_z=hz,
+            )
+        return (d_new, step, hsum, wsum, succ, eff), rec
+
+    init = (d0, jnp.zeros((), x.dtype), zero_h, jnp.zeros((), x.dtype), jnp.array(-1), jnp.zeros_like(x))
+    (d, last_step, hsum, wsum, succ, eff), traj = jax.lax.scan(body, init, jnp.arange(steps))
+    l, z, g = evaluate(d)
+    succ = jnp.where((succ < 0) & is_success(z, y), steps, succ)
+    h0 = hessian_z(fz(x + d0), y)
+    hbar = jnp.where(wsum > 0, hsum / jnp.where(wsum > 0, wsum, 1.0), h0)
+    if record:
+        last = dict(
+            delta_norm=jnp.linalg.norm(d), grad_norm=jnp.linalg.norm(g), step_norm=last_step,
+            loss=l, logits=z, H_z=hessian_z(z, y),
+        )
+        traj = jax.tree.map(lambda s, e: jnp.concatenate([s, e[None]]), traj, last)
+    return AttackResult(delta=d, hbar_z=hbar, success_step=succ, delta_effective=eff,
+                        trajectory=traj if record else None)
+
+
+def pgd(
+    f: Callable[[jax.Array], jax.Array],
+    x: jax.Array,
+    y,
+    *,
+    eps,
+    alpha,
+    steps: int,
+    norm: str = "linf",
+    random_start: bool = True,
+    key=None,
+    clip=(0.0, 1.0),
+    gating: str = "free",
+) -> jax.Array:
+    """Madry et al. PGD on one example; returns the perturbation ``d`` (shape of ``x``).
+
+    ``norm`` is ``"linf"`` (sign steps, ℓ∞ ball) or ``"l2"`` (normalised steps, ℓ2 ball);
+    ``x + d`` is clipped to ``clip``. ``random_start=True`` (the default, as Madry et al.) needs
+    ``key``; pass ``random_start=False`` to start at ``x``.
+    """
+    _checks.check_choice("norm", norm, ("linf", "l2"))
+    _checks.check_positive("eps", eps)
+    return attack(
+        f, x, y, steps=steps, alpha=alpha, norm=norm, eps=eps, clip=clip,
+        random_start=random_start, key=key, gating=gating,
+    ).delta
+
+
+def logit_space_attack(
+    f: Callable[[jax.Array], jax.Array],
+    x: jax.Array,
+    y,
+    *,
+    steps: int,
+    beta=None,
+    alpha=None,
+    norm: str = "raw",
+    record: bool = False,
+    jacobian: Optional[jax.Array] = None,
+) -> AttackResult:
+    """The exact A2 attack, run in C-dimensional logit space after one Jacobian.
+
+    Under frozen gating ``z(x + d) = z_0 + J d`` and every step is ``d += alpha J^T dir``, so
+    ``d = J^T a`` with ``a = Σ_t alpha c_t`` and ``u = J d = G a`` (``G = J J^T``):
+    ``u <- u + alpha G c(g_z(z_0 + u))``, where ``c = g_z`` for ``norm="raw"`` and
+    ``g_z / sqrt(g_zᵀ G g_z)`` for ``norm="l2"`` (``||g_x|| = ||J^T g_z||``). ℓ∞ sign steps and
+    projections do not stay in the row space of ``J`` and are not supported here.
+
+    Agrees with ``attack(..., gating="frozen")`` up to rounding, at ``O(C^2)`` per step instead
+    of a forward and backward pass through the network. Returns an :class:`AttackResult`.
+    """
+    steps = _checks.check_steps(steps)
+    _checks.check_choice("norm", norm, ("raw", "l2"))
+    _checks.check_example(x, y)
+    a_step = _step_size(beta, alpha, steps)
+    z0 = f(x)
+    J = input_jacobian(f, x) if jacobian is None else jacobian
+    G = J @ J.T
+    C = z0.shape[0]
+
+    def evaluate(u):
+        z = z0 + u
+        gz = grad_z(z, y)
+        gnorm = jnp.sqrt(jnp.maximum(gz @ G @ gz, 0.0))
+        return z, gz, gnorm
+
+    def body(carry, t):
+        u, coef, prev_step, hsum, wsum, succ = carry
+        z, gz, gnorm = evaluate(u)
+        hz = hessian_z(z, y)
+        hsum = hsum + prev_step * hz
+        wsum = wsum + prev_step
+        succ = jnp.where((succ < 0) & is_success(z, y), t, succ)
+        c = gz if norm == "raw" else gz / jnp.maximum(gnorm, _TINY)
+        step = a_step * jnp.sqrt(jnp.maximum(c @ G @ c, 0.0))
+        rec = None
+        if record:
+            rec = dict(
+                delta_norm=jnp.sqrt(jnp.maximum(coef @ G @ coef, 0.0)), grad_norm=gnorm,
+                step_norm=prev_step, loss=loss(z, y), logits=z, H_z=hz,
+            )
+        return (u + a_step * (G @ c), coef + a_step * c, step, hsum, wsum, succ), rec
+
+    dt = z0.dtype
+    init = (jnp.zeros(C, dt), jnp.zeros(C, dt), jnp.zeros((), dt), jnp.zeros((C, C), dt),
+            jnp.zeros((), dt), jnp.array(-1))
+    (u, coef, last_step, hsum, wsum, succ), traj = jax.lax.scan(body, init, jnp.arange(steps))
+    z, gz, gnorm = evaluate(u)
+    succ = jnp.where((succ < 0) & is_success(z, y), steps, succ)
+    hbar = jnp.where(wsum > 0, hsum / jnp.where(wsum > 0, wsum, 1.0), hessian_z(z0, y))
+    delta = (J.T @ coef).reshape(x.shape)
+    if record:
+        last = dict(
+            delta_norm=jnp.sqrt(jnp.maximum(coef @ G @ coef, 0.0)), grad_norm=gnorm,
+            step_norm=last_step, loss=loss(z, y), logits=z, H_z=hessian_z(z, y),
+        )
+        traj = jax.tree.map(lambda s, e: jnp.concatenate([s, e[None]]), traj, last)
+    return AttackResult(delta=delta, hbar_z=hbar, success_step=succ, delta_effective=delta,
+                        trajectory=traj if record else None)

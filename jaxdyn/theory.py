@@ -1,0 +1,216 @@
+"""Theorems 1 and 2 (the perturbation of an m-step / infinite-step raw attack), Lemma 1 and the
+limits of conclusion C.3.
+
+Two equivalent ways to evaluate each theorem:
+
+* the **n x n path** (reference): eigendecompose ``H̄_x = J^T H̄_z J`` (``[n, n]``) and sum over
+  its eigenpairs, Eq. (5)/(6);
+* the **C x C path**: since ``g_x = J^T g_z`` and ``φ(J^T H̄_z J) J^T = J^T φ(H̄_z J J^T)``
+  (push-through), ``δ̂ = β J^T φ(β H̄_z G) g_z`` with ``G = J J^T`` (``[C, C]``) and
+  ``φ(s) = (e^s - 1)/s``. The matrix function is evaluated exactly, without inverting ``H̄_z G``
+  (singular for softmax), by one ``(C+1) x (C+1)`` matrix exponential:
+  ``expm([[M, b], [0, 0]]) = [[e^M, φ(M) b], [0, 1]]``. Theorem 1 is the same with
+  ``[[I + αM, α g_z], [0, 1]]^m``, whose corner is ``Σ_{k<m} (I + αM)^k α g_z``.
+
+Derivation of Theorem 1 in these variables (A1, A2, ``H_z`` replaced by ``H̄_z``): with
+``δ^(t) = J^T a_t``, ``g_{x+δ} ≈ J^T (g_z + H̄_z J δ)`` so
+``a_{t+1} = (I + α H̄_z G) a_t + α g_z`` and ``g_{x+δ^(m)} ≈ J^T (I + α H̄_z G)^m g_z``.
+
+All vectors in the ``*_flat`` functions are flattened inputs (``[n]``); :func:`predict` works on
+one example in its own shape.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.linalg import expm
+
+from jaxdyn import _checks
+from jaxdyn.gating import input_jacobian
+from jaxdyn.losses import grad_z, hessian_z
+
+__all__ = [
+    "Prediction",
+    "phi",
+    "hbar_z_weighted",
+    "theorem2",
+    "theorem1",
+    "theorem2_eig",
+    "theorem1_eig",
+    "structured_eigenpairs",
+    "predict",
+    "normalized",
+    "cosine",
+    "lemma1_sigmoid_margin",
+]
+
+
+class Prediction(NamedTuple):
+    """``delta``: the predicted perturbation; ``grad``: the predicted ``g_{x+δ}``."""
+
+    delta: jax.Array
+    grad: jax.Array
+
+
+def phi(s: jax.Array) -> jax.Array:
+    """``φ(s) = (e^s - 1)/s`` with ``φ(0) = 1`` (``expm1`` for accuracy near 0)."""
+    small = jnp.abs(s) < 1e-8
+    safe = jnp.where(small, 1.0, s)
+    return jnp.where(small, 1.0 + 0.5 * s, jnp.expm1(safe) / safe)
+
+
+def hbar_z_weighted(H_seq: jax.Array, step_norms: jax.Array) -> jax.Array:
+    """SPEC's ``H̄_z = Σ_{t=1}^{m-1} ||Δx^(t)|| H_z^(t) / Σ ||Δx^(t)||`` from a recorded trajectory.
+
+    Args:
+      H_seq: ``[T, C, C]``, ``H_z`` at ``x + δ^(t)`` for ``t = 0..T-1``.
+      step_norms: ``[T]``, ``||Δx^(t)|| = ||δ^(t) - δ^(t-1)||`` (``0`` at ``t = 0``).
+    Only ``t = 1..m-1`` enter: pass the first ``m`` entries of an ``m``-step trajectory.
+    """
+    w = step_norms
+    return jnp.einsum("t,tij->ij", w, H_seq) / jnp.sum(w)
+
+
+def _corner(E, C):
+    return E[:C, C], E[:C, :C]
+
+
+def theorem2(J: jax.Array, g_z: jax.Array, hbar_z: jax.Array, beta) -> Prediction:
+    """Theorem 2, Eq. (6), by the ``C x C`` path.
+
+    ``δ̂ = β J^T φ(β H̄_z G) g_z`` and ``g_{x+δ̂} = J^T e^{β H̄_z G} g_z``.
+
+    Args:
+      J: ``[C, n]`` input Jacobian of the logits at ``x``.
+      g_z: ``[C]`` loss gradient in the logits at ``x``.
+      hbar_z: ``[C, C]`` averaged logit Hessian.
+      beta: total attack strength (traced).
+    Returns:
+      :class:`Prediction` of flattened ``[n]`` vectors.
+    """
+    _checks.check_positive("beta", beta)
+    C = g_z.shape[0]
+    M = beta * (hbar_z @ (J @ J.T))
+    top = jnp.concatenate([M, (beta * g_z)[:, None]], axis=1)
+    A = jnp.concatenate([top, jnp.zeros((1, C + 1), M.dtype)], axis=0)
+    a, eM = _corner(expm(A), C)
+    return Prediction(J.T @ a, J.T @ (eM @ g_z))
+
+
+def theorem1(J: jax.Array, g_z: jax.Array, hbar_z: jax.Array, alpha, steps: int) -> Prediction:
+    """Theorem 1, Eq. (5), by the ``C x C`` path (``m = steps`` static, ``alpha`` traced).
+
+    ``δ^(m) ≈ J^T Σ_{k<m} (I + α H̄_z G)^k α g_z`` and ``g ≈ J^T (I + α H̄_z G)^m g_z``: the
+    residual ``ρ`` of Eq. (5) is the difference from the real m-step attack.
+    """
+    steps = _checks.check_steps(steps)
+    _checks.check_positive("alpha", alpha)
+    C = g_z.shape[0]
+    P = jnp.eye(C, dtype=g_z.dtype) + alpha * (hbar_z @ (J @ J.T))
+    top = jnp.concatenate([P, (alpha * g_z)[:, None]], axis=1)
+    bottom = jnp.concatenate([jnp.zeros((1, C), P.dtype), jnp.ones((1, 1), P.dtype)], axis=1)
+    a, Pm = _corner(jnp.linalg.matrix_power(jnp.concatenate([top, bottom], axis=0), steps), C)
+    return Prediction(J.T @ a, J.T @ (Pm @ g_z))
+
+
+def theorem2_eig(g_x: jax.Array, hbar_x: jax.Array, beta) -> Prediction:
+    """Theorem 2, Eq. (6), by the ``n x n`` eigendecomposition (the reference).
+
+    ``δ̂ = Σ_i (e^{βλ_i} - 1)/λ_i γ_i v_i`` (``β γ_i v_i`` where ``λ_i = 0``),
+    ``g_{x+δ̂} = Σ_i e^{βλ_i} γ_i v_i``, ``γ_i = g_x^T v_i``. ``g_x``: ``[n]``, ``hbar_x``: ``[n, n]``.
+    """
+    _checks.check_positive("beta", beta)
+    lam, V = jnp.linalg.eigh(0.5 * (hbar_x + hbar_x.T))
+    gamma = V.T @ g_x
+    return Prediction(V @ (beta * phi(beta * lam) * gamma), V @ (jnp.exp(beta * lam) * gamma))
+
+
+def theorem1_eig(g_x: jax.Array, hbar_x: jax.Array, alpha, steps: int) -> Prediction:
+    """Theorem 1, Eq. (5), by the ``n x n`` eigendecomposition.
+
+    Coefficients ``((1 + αλ)^m - 1)/λ`` (``m α`` where ``λ = 0``), evaluated as
+    ``expm1(m log1p(αλ))/λ`` for accuracy when ``αλ`` is small.
+    """
+    steps = _checks.check_steps(steps)
+    _checks.check_positive("alpha", alpha)
+    lam, V = jnp.linalg.eigh(0.5 * (hbar_x + hbar_x.T))
+    gamma = V.T @ g_x
+    al = alpha * lam
+    ok = al > -1
+    log_growth = steps * jnp.log1p(jnp.where(ok, al, 0.0))
+    growth = jnp.where(ok, jnp.exp(log_growth), (1 + al) ** steps)
+    em1 = jnp.where(ok, jnp.expm1(log_growth), growth - 1)
+    small = jnp.abs(lam) < 1e-300
+    coef = jnp.where(small, steps * alpha, em1 / jnp.where(small, 1.0, lam))
+    return Prediction(V @ (coef * gamma), V @ (growth * gamma))
+
+
+def structured_eigenpairs(J: jax.Array, hbar_z: jax.Array):
+    """The (at most ``C``) non-trivial eigenpairs of ``H̄_x = J^T H̄_z J`` from a ``C x C``
+    problem, in descending order.
+
+    With ``H̄_z = P P^T`` (PSD by Lemma 1) and ``B = P^T J``, ``H̄_x = B^T B``; if
+    ``B B^T u = λ u`` then ``v = B^T u / sqrt(λ)`` is a unit eigenvector of ``H̄_x``.
+    Returns ``(lam: [C], V: [n, C])``; columns with ``λ = 0`` are zero.
+    """
+    s, U = jnp.linalg.eigh(0.5 * (hbar_z + hbar_z.T))
+    P = U * jnp.sqrt(jnp.clip(s, 0.0))
+    B = P.T @ J
+    lam, W = jnp.linalg.eigh(B @ B.T)
+    lam, W = lam[::-1], W[:, ::-1]
+    pos = lam > 1e-12 * jnp.maximum(lam[0], 1e-300)
+    V = (B.T @ W) / jnp.where(pos, jnp.sqrt(jnp.where(pos, lam, 1.0)), jnp.inf)
+    return jnp.where(pos, lam, 0.0), V
+
+
+def predict(f: Callable, x: jax.Array, y, hbar_z: jax.Array | None = None, *, beta,
+            steps: int | None = None) -> dict:
+    """Theorem 2 (or Theorem 1 when ``steps`` is given, with ``α = β/steps``) for one example.
+
+    Args:
+      f: per-example logits function.
+      x: the clean example (any shape).
+      y: its label.
+      hbar_z: ``[C, C]`` averaged logit Hessian (e.g. ``attack(...).hbar_z``); ``None`` uses
+        ``H_z`` at ``x``.
+      beta: total strength.
+      steps: ``None`` for Theorem 2 (infinite steps); an int for Theorem 1.
+    Returns:
+      dict with ``delta_hat`` and ``grad_hat`` (``g_{x+δ̂}``) in ``x``'s shape, ``g_x``, ``g_z``,
+      ``J`` (``[C, n]``).
+    """
+    _checks.check_example(x, y)
+    z = f(x)
+    J = input_jacobian(f, x)
+    gz = grad_z(z, y)
+    hz = hessian_z(z, y) if hbar_z is None else hbar_z
+    if steps is None:
+        pred = theorem2(J, gz, hz, beta)
+    else:
+        pred = theorem1(J, gz, hz, beta / steps, steps)
+    return dict(
+        delta_hat=pred.delta.reshape(x.shape), grad_hat=pred.grad.reshape(x.shape),
+        g_x=(J.T @ gz).reshape(x.shape), g_z=gz, J=J,
+    )
+
+
+def normalized(delta: jax.Array, C) -> jax.Array:
+    """``δ̂^(norm) = C δ̂ / ||δ̂||`` (Sec. 3.2): ``C = ||δ^(ℓ2)||`` for ℓ2 attacks, ``C_ℓ∞`` for
+    the effective ℓ∞ component."""
+    return C * delta / jnp.linalg.norm(delta)
+
+
+def cosine(a: jax.Array, b: jax.Array) -> jax.Array:
+    """``cos(a, b)`` of two flattened arrays."""
+    a, b = jnp.ravel(a), jnp.ravel(b)
+    return jnp.vdot(a, b) / (jnp.linalg.norm(a) * jnp.linalg.norm(b))
+
+
+def lemma1_sigmoid_margin(z: jax.Array, y) -> jax.Array:
+    """Lemma 1 (sigmoid): ``H_z - g_z^2``, which is ``>= 0`` whenever ``y z > 0``.
+
+    Closed form: ``s(1-s) - (1-s)^2 = (1-s)(2s-1)`` with ``s = sigmoid(y z)``."""
+    return hessian_z(z, y)[0, 0] - grad_z(z, y)[0] ** 2

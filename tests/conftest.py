@@ -1,0 +1,35 @@
+"""Test configuration.
+
+The CI and development machines of this project have 2 cores, on which XLA's CPU thread pools
+can stall (threads parked in futex). Pinning the test process to one core before jax is
+imported avoids it; this is a property of those machines, not of the library, so it lives here
+and in ``.ci/run`` only.
+"""
+
+import os
+
+if hasattr(os, "sched_setaffinity") and os.environ.get("JAXDYN_NO_PIN") is None:
+    try:
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    except OSError:  # pragma: no cover
+        pass
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# Numerical tests run in float64 (SPEC "Precision"); code under test must not depend on it.
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+settings.register_profile("jaxdyn", deadline=None, max_examples=10, derandomize=True)
+settings.load_profile("jaxdyn")
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+    d = os.environ.get("JAXDYN_DATA_DIR")
+    if not d:
+        pytest.skip("JAXDYN_DATA_DIR is not set (point it at a folder with the four MNIST .gz files)")
+    return d
