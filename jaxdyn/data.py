@@ -1,0 +1,173 @@
+"""MNIST loading, the binary (two-digit) task and deterministic subsets.
+
+Images come back as numpy arrays ``x: [N, 28, 28, 1]`` in [0, 1] and labels ``y: int32 [N]``.
+
+Source order (SPEC "Data"):
+
+1. a directory with the four official IDX ``.gz`` files -- the ``data_dir`` argument, else the
+   environment variable ``JAXDYN_DATA_DIR``. The count and shape are read from each IDX header
+   and every file is checked against the official md5 sum;
+2. otherwise tensorflow-datasets (imported lazily: the GPU machine does not have it), which uses
+   its prepared data or downloads it;
+3. otherwise a ``FileNotFoundError`` that says how to get the data.
+
+Decoded arrays are cached in-process, so repeated loads are free (the md5 is checked once per
+file and process).
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["load_mnist", "binary_task", "subset", "MNIST_FILES", "MNIST_MD5"]
+
+#: split -> (images file, labels file)
+MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+
+#: official md5 sums of the four files
+MNIST_MD5 = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+
+_HOWTO = (
+    "set JAXDYN_DATA_DIR (or pass data_dir=) to a folder holding the four official MNIST files "
+    f"({', '.join(MNIST_MD5)}), or install tensorflow-datasets with internet access so that it "
+    "can download MNIST"
+)
+
+
+def load_mnist(split: str = "train", *, data_dir=None, dtype=np.float32):
+    """Load an MNIST split.
+
+    Args:
+      split: ``"train"`` (60,000 examples) or ``"test"`` (10,000).
+      data_dir: folder with the four IDX ``.gz`` files; default env ``JAXDYN_DATA_DIR``, then
+        tensorflow-datasets.
+      dtype: floating dtype of the images.
+
+    Returns:
+      ``(x, y)``: ``x`` of shape ``[N, 28, 28, 1]`` with values in [0, 1] (pixel / 255), ``y``
+      int32 of shape ``[N]``. The arrays are read-only views of a per-process cache; copy them
+      before writing.
+    """
+    if split not in MNIST_FILES:
+        raise ValueError(f"split must be one of {sorted(MNIST_FILES)}, got {split!r}")
+    if data_dir is None:
+        data_dir = os.environ.get("JAXDYN_DATA_DIR") or None
+    source = "tfds" if data_dir is None else str(Path(data_dir).expanduser().resolve())
+    return _load_float(source, split, np.dtype(dtype).name)
+
+
+@functools.lru_cache(maxsize=None)
+def _load_float(source: str, split: str, dtype_name: str) -> tuple[np.ndarray, np.ndarray]:
+    if source == "tfds":
+        images, labels = _load_tfds_split(split)
+    else:
+        images, labels = _load_idx_split(source, split)
+    x = (images.astype(dtype_name) / np.asarray(255, dtype_name))[..., None]
+    x.setflags(write=False)
+    return x, labels
+
+
+@functools.lru_cache(maxsize=None)
+def _load_idx_split(data_dir: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    img_name, lab_name = MNIST_FILES[split]
+    images = _read_idx(Path(data_dir) / img_name, ndim=3)
+    labels = _read_idx(Path(data_dir) / lab_name, ndim=1).astype(np.int32)
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"{img_name} holds {images.shape[0]} images but {lab_name} holds {labels.shape[0]} labels"
+        )
+    if images.shape[1:] != (28, 28):
+        raise ValueError(f"{img_name}: expected 28x28 images, header says {images.shape[1:]}")
+    images.setflags(write=False)
+    labels.setflags(write=False)
+    return images, labels
+
+
+def _read_idx(path: Path, *, ndim: int) -> np.ndarray:
+    """Read one gzipped IDX file of unsigned bytes after checking its md5 (if it is known)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"MNIST file not found: {path}; {_HOWTO}")
+    raw = path.read_bytes()
+    want = MNIST_MD5.get(path.name)
+    if want is not None:
+        got = hashlib.md5(raw).hexdigest()
+        if got != want:
+            raise ValueError(f"{path}: md5 {got} does not match the official sum {want}")
+    try:
+        data = gzip.decompress(raw)
+    except (OSError, EOFError) as e:
+        raise ValueError(f"{path}: not a valid gzip file ({e})") from e
+    if len(data) < 4 + 4 * ndim:
+        raise ValueError(f"{path}: file too short for an IDX header")
+    zero, dtype_code, nd = int.from_bytes(data[:2], "big"), data[2], data[3]
+    if zero != 0 or dtype_code != 0x08 or nd != ndim:
+        raise ValueError(
+            f"{path}: bad IDX header (magic {data[:4].hex()}; expected unsigned bytes, {ndim} dims)"
+        )
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(shape)):
+        raise ValueError(f"{path}: header announces shape {shape} but holds {body.size} bytes")
+    return body.reshape(shape).copy()
+
+
+@functools.lru_cache(maxsize=None)
+def _load_tfds_split(split: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        import tensorflow_datasets as tfds  # lazy: optional at run time
+
+        ds = tfds.as_numpy(tfds.load("mnist", split=split, batch_size=-1))
+    except Exception as e:  # ImportError, download failure, ...
+        raise FileNotFoundError(f"could not load MNIST through tensorflow-datasets ({e!r}); {_HOWTO}") from e
+    images = np.asarray(ds["image"], np.uint8)[..., 0]
+    labels = np.asarray(ds["label"], np.int32)
+    images.setflags(write=False)
+    labels.setflags(write=False)
+    return images, labels
+
+
+def binary_task(x, y, classes=(3, 5)):
+    """Keep two digit classes for a binary (sigmoid) task.
+
+    Args:
+      x: ``[N, ...]`` images; y: ``[N]`` integer digit labels.
+      classes: ``(a, b)``; digit ``a`` gets label ``+1``, digit ``b`` gets ``-1``.
+
+    Returns:
+      ``(x_sub, y_pm)`` with ``y_pm`` float (same dtype as ``x``) in {+1, -1}, in the original order.
+    """
+    a, b = (int(c) for c in classes)
+    if a == b or not (0 <= a <= 9 and 0 <= b <= 9):
+        raise ValueError(f"binary classes must be two different digits 0-9, got {tuple(classes)}")
+    y = np.asarray(y)
+    keep = (y == a) | (y == b)
+    x = np.asarray(x)
+    dt = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float32
+    y_pm = np.where(y[keep] == a, 1.0, -1.0).astype(dt)
+    return x[keep], y_pm
+
+
+def subset(x, y, n, seed=0):
+    """A fixed, deterministic subset of ``n`` examples (a seeded permutation, then sorted back
+    into the original order). ``n=None`` or ``n >= N`` returns the data unchanged."""
+    N = len(x)
+    if n is None or n >= N:
+        return x, y
+    if n <= 0:
+        raise ValueError(f"subset size must be positive, got {n}")
+    idx = np.sort(np.random.default_rng(seed).permutation(N)[:n])
+    return np.asarray(x)[idx], np.asarray(y)[idx]
