@@ -28,7 +28,7 @@ import jax.numpy as jnp
 
 from jaxdyn import _checks
 from jaxdyn.gating import freeze, input_jacobian
-from jaxdyn.losses import grad_z, hessian_z, is_success, loss
+from jaxdyn.losses import hessian_z, is_success, loss
 
 __all__ = ["AttackResult", "attack", "pgd", "logit_space_attack", "sample_ball"]
 
@@ -58,6 +58,11 @@ class AttackResult(NamedTuple):
     success_step: jax.Array
     delta_effective: jax.Array
     trajectory: Optional[dict] = None
+
+
+def _hessian_for(loss_fn):
+    """Closed-form ``H_z`` for the cross-entropy, ``jax.hessian`` for any other loss."""
+    return hessian_z if loss_fn is loss else jax.hessian(loss_fn)
 
 
 def _direction(g, norm):
@@ -122,6 +127,7 @@ def attack(
     key=None,
     gating: str = "free",
     record: bool = False,
+    loss_fn: Callable = loss,
 ) -> AttackResult:
     """An m-step gradient attack on one example, as one ``lax.scan``.
 
@@ -140,6 +146,8 @@ def attack(
       key: PRNG key for the random start.
       gating: ``"free"`` (the real network) or ``"frozen"`` (A2: gates fixed at ``x``).
       record: also return the per-step trajectory.
+      loss_fn: ``(z, y) -> scalar`` loss in logit space (default: cross-entropy,
+        :func:`jaxdyn.losses.loss`); any other loss gets its ``H_z`` by ``jax.hessian``.
 
     Returns:
       :class:`AttackResult`.
@@ -151,11 +159,12 @@ def attack(
     a = _step_size(beta, alpha, steps)
     _checks.check_positive("eps", eps, allow_none=True)
     fz = freeze(f, x) if gating == "frozen" else f
+    hessian_z_ = _hessian_for(loss_fn)
 
     def evaluate(d):
         def obj(d):
             z = fz(x + d)
-            return loss(z, y), z
+            return loss_fn(z, y), z
 
         (l, z), g = jax.value_and_grad(obj, has_aux=True)(d)
         return l, z, g
@@ -173,7 +182,7 @@ def attack(
     def body(carry, t):
         d, prev_step, hsum, wsum, succ, eff = carry
         l, z, g = evaluate(d)
-        hz = hessian_z(z, y)
+        hz = hessian_z_(z, y)
         hsum = hsum + prev_step * hz
         wsum = wsum + prev_step
         succ = jnp.where((succ < 0) & is_success(z, y), t, succ)
@@ -190,16 +199,16 @@ def attack(
             )
         return (d_new, step, hsum, wsum, succ, eff), rec
 
-    init = (d0, jnp.zeros((), x.dtype), zero_h, jnp.zeros((), x.dtype), jnp.array(-1), jnp.zeros_like(x))
-    (d, last_step, hsum, wsum, succ, eff), traj = jax.lax.scan(body, init, jnp.arange(steps))
+    init = (d0, jnp.zeros((), x.dtype), zero_h, jnp.zeros((), x.dtype), jnp.array(-1, jnp.int32), jnp.zeros_like(x))
+    (d, last_step, hsum, wsum, succ, eff), traj = jax.lax.scan(body, init, jnp.arange(steps, dtype=jnp.int32))
     l, z, g = evaluate(d)
-    succ = jnp.where((succ < 0) & is_success(z, y), steps, succ)
-    h0 = hessian_z(fz(x + d0), y)
+    succ = jnp.where((succ < 0) & is_success(z, y), jnp.int32(steps), succ)
+    h0 = hessian_z_(fz(x + d0), y)
     hbar = jnp.where(wsum > 0, hsum / jnp.where(wsum > 0, wsum, 1.0), h0)
     if record:
         last = dict(
             delta_norm=jnp.linalg.norm(d), grad_norm=jnp.linalg.norm(g), step_norm=last_step,
-            loss=l, logits=z, H_z=hessian_z(z, y),
+            loss=l, logits=z, H_z=hessian_z_(z, y),
         )
         traj = jax.tree.map(lambda s, e: jnp.concatenate([s, e[None]]), traj, last)
     return AttackResult(delta=d, hbar_z=hbar, success_step=succ, delta_effective=eff,
@@ -245,6 +254,7 @@ def logit_space_attack(
     norm: str = "raw",
     record: bool = False,
     jacobian: Optional[jax.Array] = None,
+    loss_fn: Callable = loss,
 ) -> AttackResult:
     """The exact A2 attack, run in C-dimensional logit space after one Jacobian.
 
@@ -255,7 +265,8 @@ def logit_space_attack(
     projections do not stay in the row space of ``J`` and are not supported here.
 
     Agrees with ``attack(..., gating="frozen")`` up to rounding, at ``O(C^2)`` per step instead
-    of a forward and backward pass through the network. Returns an :class:`AttackResult`.
+    of a forward and backward pass through the network. ``jacobian`` may pass a precomputed
+    ``J`` (``[C, n]``); ``loss_fn`` as in :func:`attack`. Returns an :class:`AttackResult`.
     """
     steps = _checks.check_steps(steps)
     _checks.check_choice("norm", norm, ("raw", "l2"))
@@ -265,17 +276,18 @@ def logit_space_attack(
     J = input_jacobian(f, x) if jacobian is None else jacobian
     G = J @ J.T
     C = z0.shape[0]
+    hessian_z_ = _hessian_for(loss_fn)
 
     def evaluate(u):
         z = z0 + u
-        gz = grad_z(z, y)
+        gz = jax.grad(loss_fn)(z, y)
         gnorm = jnp.sqrt(jnp.maximum(gz @ G @ gz, 0.0))
         return z, gz, gnorm
 
     def body(carry, t):
         u, coef, prev_step, hsum, wsum, succ = carry
         z, gz, gnorm = evaluate(u)
-        hz = hessian_z(z, y)
+        hz = hessian_z_(z, y)
         hsum = hsum + prev_step * hz
         wsum = wsum + prev_step
         succ = jnp.where((succ < 0) & is_success(z, y), t, succ)
@@ -285,22 +297,22 @@ def logit_space_attack(
         if record:
             rec = dict(
                 delta_norm=jnp.sqrt(jnp.maximum(coef @ G @ coef, 0.0)), grad_norm=gnorm,
-                step_norm=prev_step, loss=loss(z, y), logits=z, H_z=hz,
+                step_norm=prev_step, loss=loss_fn(z, y), logits=z, H_z=hz,
             )
         return (u + a_step * (G @ c), coef + a_step * c, step, hsum, wsum, succ), rec
 
     dt = z0.dtype
     init = (jnp.zeros(C, dt), jnp.zeros(C, dt), jnp.zeros((), dt), jnp.zeros((C, C), dt),
-            jnp.zeros((), dt), jnp.array(-1))
-    (u, coef, last_step, hsum, wsum, succ), traj = jax.lax.scan(body, init, jnp.arange(steps))
+            jnp.zeros((), dt), jnp.array(-1, jnp.int32))
+    (u, coef, last_step, hsum, wsum, succ), traj = jax.lax.scan(body, init, jnp.arange(steps, dtype=jnp.int32))
     z, gz, gnorm = evaluate(u)
-    succ = jnp.where((succ < 0) & is_success(z, y), steps, succ)
-    hbar = jnp.where(wsum > 0, hsum / jnp.where(wsum > 0, wsum, 1.0), hessian_z(z0, y))
+    succ = jnp.where((succ < 0) & is_success(z, y), jnp.int32(steps), succ)
+    hbar = jnp.where(wsum > 0, hsum / jnp.where(wsum > 0, wsum, 1.0), hessian_z_(z0, y))
     delta = (J.T @ coef).reshape(x.shape)
     if record:
         last = dict(
             delta_norm=jnp.sqrt(jnp.maximum(coef @ G @ coef, 0.0)), grad_norm=gnorm,
-            step_norm=last_step, loss=loss(z, y), logits=z, H_z=hessian_z(z, y),
+            step_norm=last_step, loss=loss_fn(z, y), logits=z, H_z=hessian_z_(z, y),
         )
         traj = jax.tree.map(lambda s, e: jnp.concatenate([s, e[None]]), traj, last)
     return AttackResult(delta=delta, hbar_z=hbar, success_step=succ, delta_effective=delta,

@@ -22,6 +22,10 @@ COMMANDS: dict[str, str] = {
     "table1": "jaxdyn.experiments.table1",
     "table2": "jaxdyn.experiments.table2",
     "figures": "jaxdyn.experiments.figures",
+    "fig2": "jaxdyn.experiments.fig2",
+    "fig3": "jaxdyn.experiments.fig3",
+    "fig4": "jaxdyn.experiments.fig4",
+    "fig5": "jaxdyn.experiments.fig5",
     "reproduce": "jaxdyn.experiments.reproduce",
 }
 
@@ -91,12 +95,13 @@ def main(argv=None) -> int:
     args.out = Path(out)
     args.out.mkdir(parents=True, exist_ok=True)
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    write_json_atomic(args.out / "config.json", config)
     try:
         results = mod.run(args)
-    except ValueError as e:  # bad input: a clear message, no traceback
+    except (ValueError, FileNotFoundError) as e:  # bad input or missing data: a message, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
+    # config and results are written together at the end, so a failed run leaves neither
+    write_json_atomic(args.out / "config.json", config)
     if results is not None:
         write_json_atomic(args.out / getattr(mod, "RESULT_NAME", "results.json"), results)
     print(f"results written to {args.out.resolve()}")

@@ -52,4 +52,4 @@ def is_success(z: jax.Array, y: jax.Array) -> jax.Array:
     binary head, ``argmax z != y`` otherwise. Returns a boolean scalar."""
     if z.shape[0] == 1:
         return jnp.asarray(y, z.dtype) * z[0] <= 0
-    return jnp.argmax(z) != jnp.asarray(y, jnp.int32)
+    return jnp.argmax(z).astype(jnp.int32) != jnp.asarray(y, jnp.int32)

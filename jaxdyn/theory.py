@@ -157,17 +157,17 @@ def structured_eigenpairs(J: jax.Array, hbar_z: jax.Array):
     Returns ``(lam: [C], V: [n, C])``; columns with ``λ = 0`` are zero.
     """
     s, U = jnp.linalg.eigh(0.5 * (hbar_z + hbar_z.T))
-    P = U * jnp.sqrt(jnp.clip(s, 0.0))
+    P = U * jnp.sqrt(jnp.clip(s, 0.0))[None, :]
     B = P.T @ J
     lam, W = jnp.linalg.eigh(B @ B.T)
     lam, W = lam[::-1], W[:, ::-1]
     pos = lam > 1e-12 * jnp.maximum(lam[0], 1e-300)
-    V = (B.T @ W) / jnp.where(pos, jnp.sqrt(jnp.where(pos, lam, 1.0)), jnp.inf)
+    V = (B.T @ W) / jnp.where(pos, jnp.sqrt(jnp.where(pos, lam, 1.0)), jnp.inf)[None, :]
     return jnp.where(pos, lam, 0.0), V
 
 
 def predict(f: Callable, x: jax.Array, y, hbar_z: jax.Array | None = None, *, beta,
-            steps: int | None = None) -> dict:
+            steps: int | None = None, loss_fn: Callable | None = None) -> dict:
     """Theorem 2 (or Theorem 1 when ``steps`` is given, with ``α = β/steps``) for one example.
 
     Args:
@@ -178,6 +178,7 @@ def predict(f: Callable, x: jax.Array, y, hbar_z: jax.Array | None = None, *, be
         ``H_z`` at ``x``.
       beta: total strength.
       steps: ``None`` for Theorem 2 (infinite steps); an int for Theorem 1.
+      loss_fn: ``(z, y) -> scalar``; default the cross-entropy of :mod:`jaxdyn.losses`.
     Returns:
       dict with ``delta_hat`` and ``grad_hat`` (``g_{x+δ̂}``) in ``x``'s shape, ``g_x``, ``g_z``,
       ``J`` (``[C, n]``).
@@ -185,8 +186,12 @@ def predict(f: Callable, x: jax.Array, y, hbar_z: jax.Array | None = None, *, be
     _checks.check_example(x, y)
     z = f(x)
     J = input_jacobian(f, x)
-    gz = grad_z(z, y)
-    hz = hessian_z(z, y) if hbar_z is None else hbar_z
+    if loss_fn is None:
+        gz = grad_z(z, y)
+        hz = hessian_z(z, y) if hbar_z is None else hbar_z
+    else:
+        gz = jax.grad(loss_fn)(z, y)
+        hz = jax.hessian(loss_fn)(z, y) if hbar_z is None else hbar_z
     if steps is None:
         pred = theorem2(J, gz, hz, beta)
     else:

@@ -136,8 +136,15 @@ def run(args) -> dict:
 
     from jaxdyn import data, models, training
 
+    from jaxdyn._checks import check_positive, check_steps
+
     if args.n_samples < 1:
         raise ValueError(f"--n-samples must be >= 1, got {args.n_samples}")
+    check_steps(args.steps)
+    for b in args.betas:
+        check_positive("beta", b)
+    if args.model not in models.model_names():
+        raise ValueError(f"unknown model {args.model!r}; known models: {', '.join(models.model_names())}")
     model, variables, info = training.load_or_train(args.model, **training.quick_config(args.model, seed=args.seed))
     dtype = jnp.float64 if args.dtype == "float64" else jnp.float32
     variables = models.cast(variables, dtype)

@@ -1,0 +1,40 @@
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdyn import cli, models
+from jaxdyn.experiments import kappa_sweep
+
+
+def _tiny():
+    net = models.get_model("two_layer", num_classes=10, width=0.1)
+    v = models.cast(net.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1), jnp.float32)), jnp.float64)
+    xs = jax.random.uniform(jax.random.key(1), (3, 28, 28, 1), jnp.float64)
+    return net, v, xs, jnp.arange(3, dtype=jnp.int32)
+
+
+def test_sweep_paths_agree_and_first_order_is_worse(tmp_path):
+    net, v, xs, ys = _tiny()
+    kw = dict(betas=[1e-3, 1e-1], steps=40, progress=False)
+    a = kappa_sweep.sweep(net, v, xs, ys, path="network", **kw)
+    b = kappa_sweep.sweep(net, v, xs, ys, path="logit", **kw)
+    for ra, rb in zip(a, b):
+        np.testing.assert_allclose(ra["kappa"], rb["kappa"], rtol=1e-6)
+        assert ra["kappa"] < ra["kappa_first_order"]
+    result = {"rows": [dict(r, model="two_layer", steps=40, n_samples=3, dtype="float64",
+                            test_accuracy=0.0, gating="frozen") for r in a]}
+    kappa_sweep.plot(result, tmp_path / "k.png")
+    assert (tmp_path / "k.png").stat().st_size > 1000
+
+
+def test_cli_help_and_bad_input(tmp_path, capsys):
+    out = subprocess.run([sys.executable, "-m", "jaxdyn", "kappa-sweep", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "--betas" in out.stdout
+    rc = cli.main(["kappa-sweep", "--betas", "0.1,-1", "--out", str(tmp_path)])
+    assert rc == 2 and "beta" in capsys.readouterr().err
+    rc = cli.main(["kappa-sweep", "--model", "nope", "--out", str(tmp_path)])
+    assert rc == 2 and "known models" in capsys.readouterr().err
+    assert not (tmp_path / "config.json").exists()  # nothing written for a failed run
