@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(identical under frozen gating, much faster)")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--figures-dir", type=Path, default=Path("figures"),
+    p.add_argument("--figures-dir", default="figures",
                    help="where to copy kappa_vs_beta.png (default figures/; '' to skip)")
 
 
@@ -158,9 +158,9 @@ def run(args) -> dict:
                 test_accuracy=float(info["test_accuracy"]), gating=args.gating, path=args.path)
     result = dict(rows=[dict(meta, **r) for r in rows], model_info={k: info[k] for k in ("param_count", "config") if k in info})
     plot(result, args.out / "kappa_vs_beta.png")
-    if str(args.figures_dir):
-        args.figures_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(args.out / "kappa_vs_beta.png", args.figures_dir / "kappa_vs_beta.png")
+    if args.figures_dir:
+        Path(args.figures_dir).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(args.out / "kappa_vs_beta.png", Path(args.figures_dir) / "kappa_vs_beta.png")
     for r in result["rows"]:
         print(f"β={r['beta']:<8.1e} κ={r['kappa']:.3e}  κ(Thm1)={r['kappa_theorem1']:.3e}  "
               f"κ(first order)={r['kappa_first_order']:.3e}  success={r['success_rate']:.2f}")
