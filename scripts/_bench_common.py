@@ -1,0 +1,250 @@
+"""Shared helpers of the ``scripts/bench_*.py`` benchmarks: argument parsing, timing discipline,
+data, models, machine description and JSON output.
+
+Timing discipline (docs/performance.md):
+
+* every path is compiled ahead of time (``jit(...).lower(args).compile()``); the compile time is
+  reported separately and never mixed into run times;
+* the compiled executable is run once more as a warm-up (excluded, reported as ``first_run_s``)
+  unless that would double the cost of a very slow reference, then ``repeats`` times with
+  ``jax.block_until_ready``; the median is the figure, min/max are kept in the JSON;
+* both sides of a comparison run in one process, one after the other, so the ratio printed side
+  by side saw the same machine state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run from a clean clone without `pip install -e .`
+    sys.path.insert(0, str(REPO))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from jaxdyn.cli import write_json_atomic  # noqa: E402
+
+__all__ = [
+    "REPO", "parser", "enable_x64", "timed", "timed_cpu", "summarize", "primary_key", "t_", "compile_and_time", "time_compiled", "memory_stats", "machine_info", "load_digits",
+    "init_model", "write_results", "print_table", "rel_err_max", "fmt_s",
+]
+
+
+def parser(name: str, description: str) -> argparse.ArgumentParser:
+    """Common flags: ``--out``, ``--tiny``, ``--seed``, ``--repeats``."""
+    p = argparse.ArgumentParser(prog=f"scripts/{name}.py", description=description)
+    p.add_argument("--out", type=Path, default=REPO / "results" / "bench" / f"{name}.json",
+                   help="JSON output path (default results/bench/%(prog)s.json)")
+    p.add_argument("--tiny", action="store_true",
+                   help="smallest sizes, for the smoke test (seconds; the numbers mean nothing)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the model init and data subset")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs of each fast path (median reported)")
+    return p
+
+
+def enable_x64() -> None:
+    jax.config.update("jax_enable_x64", True)
+
+
+def timed(fn, *args):
+    """``(seconds, output)`` of one call, waiting for the result (wall clock)."""
+    t, _, out = timed_cpu(fn, *args)
+    return t, out
+
+
+def timed_cpu(fn, *args):
+    """``(wall seconds, process CPU seconds, output)`` of one call, waiting for the result.
+
+    The CPU time (all threads of this process) is the robust figure on a shared, loaded CPU:
+    pinned to one core, it is what the call would take with the core to itself. On a GPU it only
+    counts the host's share; use the wall time there.
+    """
+    c0, t0 = time.process_time(), time.perf_counter()
+    out = jax.block_until_ready(fn(*args))
+    return time.perf_counter() - t0, time.process_time() - c0, out
+
+
+def compile_and_time(jitted, *args, repeats: int = 5, warmup: bool = True, budget_s: float | None = None):
+    """Compile ``jitted`` for ``args`` ahead of time, then time the executable.
+
+    Args:
+      jitted: a ``jax.jit``-ed function (or anything with ``.lower``).
+      args: its (placed) arguments.
+      repeats: maximum number of timed runs.
+      warmup: run once before timing (excluded). Turn off for slow references whose first run
+        costs as much as a timed one (compilation is done already, ahead of time).
+      budget_s: stop repeating once the timed runs took this long (at least one run).
+
+    Returns:
+      ``(timing, output)``: ``timing`` has ``compile_s`` / ``compile_cpu_s``, ``first_run_s``
+      (``None`` without warm-up), ``runs_s``, ``median_s``, ``min_s``, ``max_s``, the process CPU
+      times ``cpu_runs_s`` / ``cpu_median_s``, ``repeats`` and, where XLA reports it, ``memory``
+      (bytes of arguments, outputs and temporaries of the compiled program).
+    """
+    c0, t0 = time.process_time(), time.perf_counter()
+    compiled = jitted.lower(*args).compile()
+    compile_s, compile_cpu_s = time.perf_counter() - t0, time.process_time() - c0
+    timing, out = time_compiled(compiled, *args, repeats=repeats, warmup=warmup, budget_s=budget_s)
+    return dict(compile_s=compile_s, compile_cpu_s=compile_cpu_s, **timing), out
+
+
+def time_compiled(compiled, *args, repeats: int = 5, warmup: bool = True, budget_s: float | None = None):
+    """Time an executable compiled already; same knobs and result as :func:`compile_and_time`
+    without ``compile_s``."""
+    first = None
+    out = None
+    if warmup:
+        first, out = timed(compiled, *args)
+    runs, cpus = [], []
+    for _ in range(max(1, repeats)):
+        t, c, out = timed_cpu(compiled, *args)
+        runs.append(t)
+        cpus.append(c)
+        if budget_s is not None and sum(runs) >= budget_s:
+            break
+    timing = summarize(runs, cpus)
+    timing.update(first_run_s=first, memory=memory_stats(compiled))
+    return timing, out
+
+
+def primary_key() -> str:
+    """The timing that ratios and throughputs use: process CPU time on the CPU backend (the
+    benchmarks run pinned to one core of a machine that other jobs share, and CPU time does not
+    count the time the core spent on them), wall time on accelerators (where the host CPU time
+    means nothing). Both are always recorded."""
+    return "cpu_median_s" if jax.default_backend() == "cpu" else "median_s"
+
+
+def t_(timing: dict) -> float:
+    """The primary time of a timing dict (see :func:`primary_key`)."""
+    return timing[primary_key()]
+
+
+def summarize(runs: list[float], cpus: list[float]) -> dict:
+    """Median/min/max of wall and CPU times of the timed runs."""
+    return dict(runs_s=runs, cpu_runs_s=cpus, repeats=len(runs), median_s=statistics.median(runs),
+                min_s=min(runs), max_s=max(runs), cpu_median_s=statistics.median(cpus))
+
+
+def memory_stats(compiled) -> dict | None:
+    """XLA's buffer assignment of a compiled program (the peak it plans for), in bytes."""
+    try:
+        m = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001 -- not every backend reports it
+        return None
+    if m is None:
+        return None
+    out = {k: int(getattr(m, f"{k}_size_in_bytes", 0)) for k in ("argument", "output", "temp", "alias")}
+    out["peak_estimate"] = out["argument"] + out["output"] + out["temp"] - out["alias"]
+    return out
+
+
+def _cpu_model() -> str:
+    try:
+        txt = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for line in txt.splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info(extra_versions: dict | None = None) -> dict:
+    """Machine, software versions, devices and date, for the JSON and the docs table."""
+    import flax
+    import jaxlib
+
+    devs = jax.devices()
+    info = dict(
+        date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        cpu=_cpu_model(),
+        cpu_affinity=sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        loadavg=list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        backend=jax.default_backend(),
+        devices=[str(d) for d in devs],
+        device_kind=devs[0].device_kind,
+        n_devices=len(devs),
+        python=platform.python_version(),
+        versions=dict(jax=jax.__version__, jaxlib=jaxlib.__version__, flax=flax.__version__,
+                      numpy=np.__version__),
+        xla_flags=os.environ.get("XLA_FLAGS", ""),
+        x64=bool(jax.config.jax_enable_x64),
+    )
+    if extra_versions:
+        info["versions"].update(extra_versions)
+    return info
+
+
+def load_digits(n: int, *, seed: int = 0, dtype=np.float32, split: str = "test"):
+    """``n`` MNIST digits ``x: [n, 28, 28, 1]`` in [0, 1] and labels ``y: int32 [n]``.
+
+    MNIST comes from ``JAXDYN_DATA_DIR`` (or tensorflow-datasets) via :func:`jaxdyn.data.load_mnist`.
+    Without it the benchmark still runs on uniform random images (timings do not depend on pixel
+    values) and says so: the returned ``source`` is ``"random"``.
+    """
+    from jaxdyn import data
+
+    try:
+        x, y = data.load_mnist(split)
+        x, y = data.subset(x, y, n, seed)
+        source = f"mnist-{split}"
+    except (FileNotFoundError, ImportError, OSError) as e:
+        print(f"[bench] MNIST not available ({e}); using random images", file=sys.stderr)
+        rng = np.random.default_rng(seed)
+        x = rng.uniform(0, 1, (n, 28, 28, 1))
+        y = rng.integers(0, 10, n)
+        source = "random"
+    return np.asarray(x, dtype), np.asarray(y, np.int32), source
+
+
+def init_model(name: str, *, dtype=jnp.float32, seed: int = 0, num_classes: int = 10, width: float = 1.0):
+    """A zoo model with its random-init variables cast to ``dtype``: ``(model, variables, info)``."""
+    from jaxdyn import models
+
+    model = models.get_model(name, num_classes=num_classes, width=width)
+    variables = models.cast(models.init_variables(model, jax.random.key(seed)), dtype)
+    info = dict(model=name, num_classes=num_classes, width=width, weights=f"random init (seed {seed})",
+                params=models.param_count(variables), dtype=jnp.dtype(dtype).name)
+    return model, variables, info
+
+
+def rel_err_max(a, b) -> float:
+    """``max_i ||a_i - b_i|| / ||b_i||`` over the samples (leading axis)."""
+    a = np.asarray(a, np.float64).reshape(len(a), -1)
+    b = np.asarray(b, np.float64).reshape(len(b), -1)
+    return float(np.max(np.linalg.norm(a - b, axis=1) / np.maximum(np.linalg.norm(b, axis=1), 1e-300)))
+
+
+def fmt_s(t: float | None) -> str:
+    if t is None:
+        return "-"
+    if t >= 1:
+        return f"{t:.2f} s"
+    if t >= 1e-3:
+        return f"{t * 1e3:.2f} ms"
+    return f"{t * 1e6:.1f} us"
+
+
+def print_table(rows: list[dict], cols: list[str]) -> None:
+    """Print ``rows`` as an aligned text table with the given columns."""
+    cells = [[str(r.get(c, "")) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+def write_results(path: Path, results: dict) -> None:
+    write_json_atomic(Path(path), results)
+    print(f"[bench] results written to {Path(path).resolve()}")
