@@ -35,6 +35,7 @@ __all__ = ["AttackResult", "attack", "pgd", "logit_space_attack", "sample_ball"]
 NORMS = ("raw", "l2", "linf")
 GATINGS = ("free", "frozen")
 _TINY = 1e-30
+PGD_UNROLL_MAX_STEPS = 50
 
 
 class AttackResult(NamedTuple):
@@ -235,14 +236,18 @@ def pgd(
     key=None,
     clip=(0.0, 1.0),
     gating: str = "free",
-    unroll: int | bool = 1,
+    unroll: int | bool | None = None,
 ) -> jax.Array:
     """Madry et al. PGD on one example; returns the perturbation ``d`` (shape of ``x``).
 
     ``norm`` is ``"linf"`` (sign steps, ℓ∞ ball) or ``"l2"`` (normalised steps, ℓ2 ball);
     ``x + d`` is clipped to ``clip``. ``random_start=True`` (the default, as Madry et al.) needs
-    ``key``; pass ``random_start=False`` to start at ``x``. ``unroll`` as in :func:`attack`.
+    ``key``; pass ``random_start=False`` to start at ``x``. ``unroll`` as in :func:`attack`;
+    the default ``None`` unrolls attacks of at most ``PGD_UNROLL_MAX_STEPS`` steps fully (PGD-40
+    on a CNN runs ~5x faster on CPU that way, docs/performance.md) and scans longer ones.
     """
+    if unroll is None:
+        unroll = True if steps <= PGD_UNROLL_MAX_STEPS else 1
     _checks.check_choice("norm", norm, ("linf", "l2"))
     _checks.check_positive("eps", eps)
     return attack(
