@@ -66,6 +66,20 @@ def _hessian_for(loss_fn):
     return hessian_z if loss_fn is loss else jax.hessian(loss_fn)
 
 
+def _record(delta_norm, grad_norm, step_norm, l, z, hz) -> dict:
+    """One step of the trajectory (see :class:`AttackResult`)."""
+    return dict(delta_norm=delta_norm, grad_norm=grad_norm, step_norm=step_norm, loss=l, logits=z, H_z=hz)
+
+
+def _append(traj: dict, last: dict) -> dict:
+    return jax.tree.map(lambda s, e: jnp.concatenate([s, e[None]]), traj, last)
+
+
+def _mean_hessian(hsum, wsum, fallback):
+    """``hsum / wsum``, or ``fallback`` when no step was taken (``steps == 1``)."""
+    return jnp.where(wsum > 0, hsum / jnp.where(wsum > 0, wsum, 1.0), fallback)
+
+
 def _direction(g, norm):
     if norm == "raw":
         return g
@@ -198,12 +212,7 @@ def attack(
         eff = eff + a * jnp.vdot(sigma, dirn) * sigma
         d_new = _project(x, d + a * dirn, eps, norm, clip)
         step = jnp.linalg.norm(d_new - d)
-        rec = None
-        if record:
-            rec = dict(
-                delta_norm=jnp.linalg.norm(d), grad_norm=jnp.linalg.norm(g), step_norm=prev_step,
-                loss=l, logits=z, H_z=hz,
-            )
+        rec = _record(jnp.linalg.norm(d), jnp.linalg.norm(g), prev_step, l, z, hz) if record else None
         return (d_new, step, hsum, wsum, succ, eff), rec
 
     init = (d0, jnp.zeros((), x.dtype), zero_h, jnp.zeros((), x.dtype), jnp.array(-1, jnp.int32), jnp.zeros_like(x))
@@ -212,13 +221,9 @@ def attack(
     l, z, g = evaluate(d)
     succ = jnp.where((succ < 0) & is_success(z, y), jnp.int32(steps), succ)
     h0 = hessian_z_(fz(x + d0), y)
-    hbar = jnp.where(wsum > 0, hsum / jnp.where(wsum > 0, wsum, 1.0), h0)
+    hbar = _mean_hessian(hsum, wsum, h0)
     if record:
-        last = dict(
-            delta_norm=jnp.linalg.norm(d), grad_norm=jnp.linalg.norm(g), step_norm=last_step,
-            loss=l, logits=z, H_z=hessian_z_(z, y),
-        )
-        traj = jax.tree.map(lambda s, e: jnp.concatenate([s, e[None]]), traj, last)
+        traj = _append(traj, _record(jnp.linalg.norm(d), jnp.linalg.norm(g), last_step, l, z, hessian_z_(z, y)))
     return AttackResult(delta=d, hbar_z=hbar, success_step=succ, delta_effective=eff,
                         trajectory=traj if record else None)
 
@@ -291,11 +296,13 @@ def logit_space_attack(
     C = z0.shape[0]
     hessian_z_ = _hessian_for(loss_fn)
 
+    def _gnorm(G, c):  # ||J^T c|| from the Gram matrix
+        return jnp.sqrt(jnp.maximum(c @ G @ c, 0.0))
+
     def evaluate(u):
         z = z0 + u
         gz = jax.grad(loss_fn)(z, y)
-        gnorm = jnp.sqrt(jnp.maximum(gz @ G @ gz, 0.0))
-        return z, gz, gnorm
+        return z, gz, _gnorm(G, gz)
 
     def body(carry, t):
         u, coef, prev_step, hsum, wsum, succ = carry
@@ -305,13 +312,8 @@ def logit_space_attack(
         wsum = wsum + prev_step
         succ = jnp.where((succ < 0) & is_success(z, y), t, succ)
         c = gz if norm == "raw" else gz / jnp.maximum(gnorm, _TINY)
-        step = a_step * jnp.sqrt(jnp.maximum(c @ G @ c, 0.0))
-        rec = None
-        if record:
-            rec = dict(
-                delta_norm=jnp.sqrt(jnp.maximum(coef @ G @ coef, 0.0)), grad_norm=gnorm,
-                step_norm=prev_step, loss=loss_fn(z, y), logits=z, H_z=hz,
-            )
+        step = a_step * _gnorm(G, c)
+        rec = _record(_gnorm(G, coef), gnorm, prev_step, loss_fn(z, y), z, hz) if record else None
         return (u + a_step * (G @ c), coef + a_step * c, step, hsum, wsum, succ), rec
 
     dt = z0.dtype
@@ -320,13 +322,9 @@ def logit_space_attack(
     (u, coef, last_step, hsum, wsum, succ), traj = jax.lax.scan(body, init, jnp.arange(steps, dtype=jnp.int32))
     z, gz, gnorm = evaluate(u)
     succ = jnp.where((succ < 0) & is_success(z, y), jnp.int32(steps), succ)
-    hbar = jnp.where(wsum > 0, hsum / jnp.where(wsum > 0, wsum, 1.0), hessian_z_(z0, y))
+    hbar = _mean_hessian(hsum, wsum, hessian_z_(z0, y))
     delta = (J.T @ coef).reshape(x.shape)
     if record:
-        last = dict(
-            delta_norm=jnp.sqrt(jnp.maximum(coef @ G @ coef, 0.0)), grad_norm=gnorm,
-            step_norm=last_step, loss=loss_fn(z, y), logits=z, H_z=hessian_z_(z, y),
-        )
-        traj = jax.tree.map(lambda s, e: jnp.concatenate([s, e[None]]), traj, last)
+        traj = _append(traj, _record(_gnorm(G, coef), gnorm, last_step, loss_fn(z, y), z, hessian_z_(z, y)))
     return AttackResult(delta=delta, hbar_z=hbar, success_step=succ, delta_effective=delta,
                         trajectory=traj if record else None)
