@@ -99,7 +99,8 @@ def _leaves(tree):
 
 
 def test_resume_is_bit_identical(tmp_path, data_dir):
-    cfg = training.TrainConfig(**TINY, epochs=2, adv="pgd-linf", eps=0.1, adv_steps=2)
+    # with an ε ramp: the attack strength of a step must be restored on resume as well
+    cfg = training.TrainConfig(**TINY, epochs=2, adv="pgd-linf", eps=0.1, adv_steps=2, eps_warmup=0.5)
     # 256 / 32 = 8 steps per epoch, 16 in all; checkpoints at 3, 6, 8 (epoch end), 9, 12, 15, 16
     _, v_ref, info_ref = training.train(cfg, tmp_path / "ref", data_dir=data_dir, progress=False,
                                         ckpt_every=3)
@@ -155,6 +156,9 @@ def test_cache_loads_without_retraining(tmp_path, data_dir, monkeypatch):
     (dict(model="mlp3", width=0.0), "width"),
     (dict(model="mlp3", epochs=0), "epochs"),
     (dict(model="mlp3", lr=float("nan")), "lr"),
+    (dict(model="mlp3", eps_warmup=0.5), "without adv"),
+    (dict(model="mlp3", adv="pgd-l2", eps_warmup=2.0), "eps_warmup"),
+    (dict(model="mlp3", schedule="linear"), "schedule"),
 ])
 def test_bad_config(kw, match):
     with pytest.raises(ValueError, match=match):
