@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "train": "jaxdyn.experiments.train",
     "table1": "jaxdyn.experiments.table1",
     "table2": "jaxdyn.experiments.table2",
+    "appendix": "jaxdyn.experiments.appendix",
     "figures": "jaxdyn.experiments.figures",
     "fig2": "jaxdyn.experiments.fig2",
     "fig3": "jaxdyn.experiments.fig3",
