@@ -2,7 +2,8 @@
 
 * ``κ = E_x ||δ* - δ̂|| / E_x ||δ*||`` (Table 1),
 * ``κ' = E_x |φ* - φ̂| / E_x |φ*|`` (Table 2),
-* ``1 - cos`` matching errors (Appendix D).
+* ``1 - cos`` matching errors (Appendix D),
+* the exponential-rate fit of Fig. 2 and the weight-gradient instability ``Δ_j`` of Fig. 5.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["kappa", "kappa_first_order", "kappa_prime", "one_minus_cos", "per_sample_norm"]
+__all__ = [
+    "kappa", "kappa_first_order", "kappa_prime", "one_minus_cos", "per_sample_norm",
+    "fit_log_linear", "fit_linear", "weight_gradient_instability",
+]
 
 
 def per_sample_norm(a: jax.Array) -> jax.Array:
@@ -43,3 +47,114 @@ def one_minus_cos(a: jax.Array, b: jax.Array) -> jax.Array:
     b = jnp.reshape(b, (b.shape[0], -1))
     cos = jnp.sum(a * b, axis=1) / (jnp.linalg.norm(a, axis=1) * jnp.linalg.norm(b, axis=1))
     return 1.0 - cos
+
+
+# --- Figures 2 and 5 (appended for issue 5) ---------------------------------------------------
+
+
+def fit_log_linear(t: jax.Array, v: jax.Array, mask: jax.Array | None = None):
+    """Least-squares fit ``log v ≈ a + r t`` on the entries where ``mask`` is true (Fig. 2).
+
+    An exponential ``v = c e^{r t}`` is a straight line in ``log v``; ``r`` is its rate per unit of
+    ``t`` and ``R²`` (of the fit in log space) says how exponential the curve is. One curve per
+    call: ``t``, ``v``, ``mask``: ``[T]`` (``vmap`` for many curves). Entries with ``v <= 0`` are
+    left out. Returns ``(rate, intercept, r2)``; ``nan`` when fewer than 2 points are left, ``r2``
+    is 1 for a perfectly exponential curve and ``nan`` for a constant one.
+    """
+    return _fit_linear(t, jnp.log(jnp.where(v > 0, v, 1.0)), _fit_mask(v, mask, positive=True))
+
+
+def fit_linear(t: jax.Array, v: jax.Array, mask: jax.Array | None = None):
+    """Least-squares fit ``v ≈ a + r t`` on the masked entries (the non-exponential baseline of
+    Fig. 2's fits). Same conventions as :func:`fit_log_linear`; returns ``(slope, intercept, r2)``."""
+    return _fit_linear(t, v, _fit_mask(v, mask, positive=False))
+
+
+def _fit_mask(v, mask, *, positive):
+    m = jnp.ones(v.shape, bool) if mask is None else jnp.asarray(mask, bool)
+    m = m & jnp.isfinite(v)
+    return m & (v > 0) if positive else m
+
+
+def _fit_linear(t, u, m):
+    if t.ndim != 1 or t.shape != u.shape:
+        raise ValueError(f"t and v must be 1-D of one length, got {t.shape} and {u.shape}")
+    w = m.astype(u.dtype)
+    t = jnp.asarray(t, u.dtype)
+    u = jnp.where(m, u, 0.0)
+    n = jnp.sum(w)
+    nz = jnp.where(n > 0, n, 1.0)
+    tm = jnp.sum(w * t) / nz
+    um = jnp.sum(w * u) / nz
+    stt = jnp.sum(w * (t - tm) ** 2)
+    stu = jnp.sum(w * (t - tm) * (u - um))
+    suu = jnp.sum(w * (u - um) ** 2)
+    ok = (n >= 2) & (stt > 0)
+    rate = jnp.where(ok, stu / jnp.where(ok, stt, 1.0), jnp.nan)
+    intercept = jnp.where(ok, um - rate * tm, jnp.nan)
+    r2 = jnp.where(ok & (suu > 0), stu**2 / jnp.where(ok & (suu > 0), stt * suu, 1.0), jnp.nan)
+    return rate, intercept, r2
+
+
+def weight_gradient_instability(loss_of_variables, variables, paths, *, eta, normalizer: str = "fan_in"):
+    """Per-layer instability of the weight gradient (Fig. 5, conclusion C.8).
+
+    For each layer ``j`` (kernel ``W_j``), with every other parameter held fixed,
+
+        ``Δ_j = ||∂L/∂W_j (W_j + ΔW_j) - ∂L/∂W_j (W_j)|| / (D_j ||ΔW_j||)``, ``ΔW_j = -η ∂L/∂W_j``:
+
+    a finite-difference estimate of the curvature of ``L`` along one gradient step of that layer
+    alone. ``Δ^(ori)`` is this on a clean example, ``Δ^(adv)`` on its adversarial example (pass a
+    loss closed over ``x`` or over ``x + δ``).
+
+    The ``L`` perturbed gradients share one compiled backward pass: ``lax.map`` over the rows of
+    the ``L x L`` identity, row ``j`` switching on the step of layer ``j`` only.
+
+    Args:
+      loss_of_variables: ``variables -> scalar`` (one example, or a batch mean).
+      variables: the network's variables (``{"params": ..., ...}``).
+      paths: module paths of the layers, e.g. ``[("Conv_0",), ("head",)]``; each must hold a
+        ``kernel`` in ``variables["params"]``.
+      eta: the learning rate ``η`` of the step (traced).
+      normalizer: ``D_j``, which the paper leaves open (``W_j ∈ R^{D×D}``): ``"fan_in"`` (the
+        inputs of one unit: ``kh·kw·c_in`` for a conv, ``n_in`` for a dense kernel; ``D`` for the
+        paper's square ``W_j``), ``"size"`` (the number of entries) or ``"none"`` (``D_j = 1``).
+        It cancels in ``Δ^(adv)_j / Δ^(ori)_j``.
+
+    Returns:
+      ``[len(paths)]`` array of ``Δ_j`` (``nan`` where the gradient of a layer is exactly 0).
+    """
+    import math
+
+    from jaxdyn.influence import get_param, set_param  # local: metrics stays import-light
+
+    if normalizer not in ("fan_in", "size", "none"):
+        raise ValueError(f"normalizer must be 'fan_in', 'size' or 'none', got {normalizer!r}")
+    paths = [tuple(p) for p in paths]
+    if not paths:
+        raise ValueError("paths must name at least one layer")
+    kernels = [get_param(variables, p) for p in paths]
+    dt = kernels[0].dtype
+
+    def loss_k(ks):
+        v = variables
+        for p, k in zip(paths, ks):
+            v = set_param(v, p, k)
+        return loss_of_variables(v)
+
+    g0 = jax.grad(loss_k)(kernels)
+    dW = [-eta * g for g in g0]
+
+    def moved(onehot):
+        g1 = jax.grad(loss_k)([k + onehot[j] * d for j, (k, d) in enumerate(zip(kernels, dW))])
+        return jnp.stack([jnp.linalg.norm(a - b) for a, b in zip(g1, g0)])
+
+    num = jnp.diagonal(jax.lax.map(moved, jnp.eye(len(paths), dtype=dt)))
+    if normalizer == "fan_in":
+        D = jnp.asarray([math.prod(k.shape[:-1]) for k in kernels], dt)
+    elif normalizer == "size":
+        D = jnp.asarray([math.prod(k.shape) for k in kernels], dt)
+    else:
+        D = jnp.ones(len(kernels), dt)
+    den = D * jnp.stack([jnp.linalg.norm(d) for d in dW])
+    return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), jnp.nan)

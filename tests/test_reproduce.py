@@ -1,0 +1,97 @@
+"""``python -m jaxdyn reproduce``: a smoke test at the tiny scale, result reuse, failure handling,
+and the report's verdict rules.
+
+The default smoke test runs the four figure stages end to end (training tiny networks into the
+shared model cache); the complete run with the tables and the appendix is marked slow (their own
+tiny smoke tests are in ``test_tables.py``), and a fast test checks that every stage module exists
+with the ``run_experiment`` contract that ``reproduce`` calls.
+"""
+
+import importlib
+import inspect
+import json
+
+import pytest
+
+from jaxdyn import cli
+from jaxdyn.experiments import report, reproduce
+
+pytestmark = pytest.mark.timeout(600)
+
+FIGURE_STAGES = ["fig5", "fig2", "fig3", "fig4"]
+
+
+def test_every_stage_has_the_run_experiment_contract():
+    assert list(reproduce.STAGES) == ["table1", "table2", "appendix", "fig5", "fig2", "fig3", "fig4"]
+    for stage, modname in reproduce.STAGES.items():
+        mod = importlib.import_module(modname)
+        sig = inspect.signature(mod.run_experiment)
+        for name in ("scale", "out", "seed", "progress"):
+            assert sig.parameters[name].kind == inspect.Parameter.KEYWORD_ONLY, (stage, name)
+        assert "tiny" in mod.SCALES and "quick" in mod.SCALES and "full" in mod.SCALES, stage
+
+
+def test_reproduce_figures_tiny(tmp_path, data_dir):
+    out, figs = tmp_path / "out", tmp_path / "figures"
+    res = reproduce.reproduce(scale="tiny", out=out, figures_dir=figs, only=FIGURE_STAGES, progress=False)
+    assert all(r["status"] == "ok" and not r["cached"] for r in res["stages"].values()), res["stages"]
+    for stage, png in (("fig2", "fig2_growth.png"), ("fig3", "fig3_influence.png"), ("fig4", "fig4_dominance.png"),
+                       ("fig5", "fig5_oscillation.png")):
+        assert (out / stage / f"{stage}.json").exists() and (out / stage / png).exists()
+        assert (figs / png).exists()
+        data = json.loads((out / stage / f"{stage}.json").read_text())
+        assert data["verdict"] and data["scale"] == "tiny"
+    text = (out / "REPORT.md").read_text()
+    for title in ("Figure 2", "Figure 3", "Figure 4", "Figure 5"):
+        assert title in text
+    verdicts = [v["verdict"] for v in res["verdicts"]]
+    assert len(verdicts) == 6 and set(verdicts) <= set(report.VERDICTS)
+    assert "](fig2/fig2_growth.png)" in text and "](fig2_growth.png)" in (figs / "REPORT.md").read_text()
+
+    # a second run reuses every stage's results
+    again = reproduce.reproduce(scale="tiny", out=out, only=FIGURE_STAGES, progress=False)
+    assert all(r["cached"] for r in again["stages"].values())
+    assert again["verdicts"] == res["verdicts"]
+
+
+def test_failing_stage_is_reported_and_the_command_fails(tmp_path, monkeypatch, capsys):
+    mod = importlib.import_module(reproduce.STAGES["fig4"])
+
+    def boom(**kw):
+        raise RuntimeError("deliberate failure")
+
+    monkeypatch.setattr(mod, "run_experiment", boom)
+    with pytest.raises(SystemExit) as e:
+        cli.main(["reproduce", "--scale", "tiny", "--only", "fig4", "--out", str(tmp_path), "--no-progress"])
+    assert e.value.code == 1
+    text = (tmp_path / "REPORT.md").read_text()
+    assert "**not run**" in text and "deliberate failure" in text
+    assert "RuntimeError" in (tmp_path / "fig4" / "error.txt").read_text()
+    assert json.loads((tmp_path / "reproduce.json").read_text())["stages"]["fig4"]["status"] == "failed"
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        reproduce.reproduce(scale="huge", out="/tmp/never")
+    with pytest.raises(ValueError):
+        reproduce.reproduce(scale="tiny", out="/tmp/never", only=["fig9"])
+
+
+def test_report_verdict_rules():
+    assert report._range_verdict([1e-6, 1e-5], 1e-4, 1e-3) == "holds"
+    assert report._range_verdict([1e-6, 5e-4], 1e-4, 1e-3) == "holds partly"
+    assert report._range_verdict([1e-2, 5e-2, 1e-5], 1e-4, 1e-3) == "does not hold"
+    rows = [dict(model="a", kappa=1e-5, kappa_first_order=1e-3), dict(model="b", kappa=2e-3, kappa_first_order=1e-3)]
+    claims = report.claims_for("table1", dict(rows=rows, beta=1e-3, steps=10, n_samples=4, dtype="float64",
+                                              verdict=dict(bound=1e-3)))
+    assert [c["verdict"] for c in claims] == ["holds partly", "holds partly"]
+    broken = report.claims_for("fig2", {"unexpected": 1})
+    assert broken[0]["verdict"] == "does not hold" and "could not read" in broken[0]["measured"]
+
+
+@pytest.mark.slow
+def test_reproduce_everything_tiny(tmp_path, data_dir):
+    res = reproduce.reproduce(scale="tiny", out=tmp_path, progress=False)
+    assert all(r["status"] == "ok" for r in res["stages"].values()), res["stages"]
+    text = (tmp_path / "REPORT.md").read_text()
+    assert "Table 1" in text and "Table 2" in text and "Appendix" in text and "**not run**" not in text
