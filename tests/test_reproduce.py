@@ -52,6 +52,11 @@ def test_reproduce_figures_tiny(tmp_path, data_dir):
     again = reproduce.reproduce(scale="tiny", out=out, only=FIGURE_STAGES, progress=False)
     assert all(r["cached"] for r in again["stages"].values())
     assert again["verdicts"] == res["verdicts"]
+    # the report alone, from the stored results (the table stages never ran here: "not run")
+    (out / "REPORT.md").unlink()
+    rep = reproduce.reproduce(scale="tiny", out=out, progress=False, report_only=True)
+    assert rep["verdicts"] == res["verdicts"] and rep["stages"]["table1"]["status"] == "missing"
+    assert "Figure 5" in (out / "REPORT.md").read_text() and "**not run**" in (out / "REPORT.md").read_text()
 
 
 def test_failing_stage_is_reported_and_the_command_fails(tmp_path, monkeypatch, capsys):

@@ -300,6 +300,7 @@ def growth_curves(model, variables, x, y, *, step: float, max_steps: int, raw_ta
                     lambda1=lam1, rate_asymptotic=alphas[norm] * lam1, alpha=alphas[norm],
                     lambda1_clean=np.asarray(th["lambda1_clean"]),
                     delta_norm=np.asarray(th["delta_norm"]), grad_norm=np.asarray(th["grad_norm"]),
+                    delta_norm_clean=np.asarray(th["delta_norm_clean"]), grad_norm_clean=np.asarray(th["grad_norm_clean"]),
                     rate_fit_delta=t2["delta"]["rate"], rate_fit_grad=t2["grad"]["rate"],
                     r2_delta=t2["delta"]["r2"], r2_grad=t2["grad"]["r2"],
                     rate_fit_delta_t1=t1["delta"]["rate"], rate_fit_grad_t1=t1["grad"]["rate"],
@@ -417,7 +418,8 @@ def _relative_grid(traj, succ, grid):
 def plot(json_path: Path, png_path: Path) -> Path:
     """Fig. 2 from ``fig2.json``: rows ``||δ||``, ``||g||`` (normalised by their value at
     ``m_success``, log scale) against ``t / m_success``; columns model x gating; median and
-    inter-quartile band over samples per attack; Theorem 2's curve (dashed) for the raw attack."""
+    inter-quartile band over samples per attack; for the raw attack, Theorem 2's curves with SPEC's
+    ``H̄_z`` (dashed) and with ``H_z`` at the clean input (dotted), normalised the same way."""
     import json
 
     import matplotlib
@@ -435,6 +437,7 @@ def plot(json_path: Path, png_path: Path) -> Path:
         runs = data["models"][m]["runs"][gating]
         for r, key in enumerate(("delta_norm", "grad_norm")):
             ax = axes[r, c]
+            lo_data = None
             for norm, run in runs.items():
                 rel = _relative_grid(run[key], run["success_step"], grid)
                 if len(rel) == 0:
@@ -445,11 +448,20 @@ def plot(json_path: Path, png_path: Path) -> Path:
                 lbl = {"raw": "raw (A1)", "l2": "ℓ2", "linf": "ℓ∞"}[norm]
                 ax.plot(grid, med, color=colors[norm], label=f"{lbl} (n={len(rel)})")
                 ax.fill_between(grid, lo, hi, color=colors[norm], alpha=0.2, lw=0)
+                pos = lo[1:][np.isfinite(lo[1:]) & (lo[1:] > 0)]
+                if pos.size:
+                    lo_data = pos.min() if lo_data is None else min(lo_data, pos.min())
                 if norm == "raw" and "theory" in run:
-                    th = _relative_grid(run["theory"][key], run["success_step"], grid)
-                    with np.errstate(all="ignore"):
-                        ax.plot(grid, np.nanmedian(th, axis=0), "k--", lw=1, label="Theorem 2 (raw)")
+                    for k2, style, lbl in ((key, "k--", "Theorem 2, SPEC's H̄_z"),
+                                           (f"{key}_clean", "k:", "Theorem 2, H_z at x")):
+                        if k2 not in run["theory"]:
+                            continue
+                        th = _relative_grid(run["theory"][k2], run["success_step"], grid)
+                        with np.errstate(all="ignore"):
+                            ax.plot(grid, np.nanmedian(th, axis=0), style, lw=1, label=lbl)
             ax.set_yscale("log")
+            if lo_data is not None and lo_data > 0:  # keep the measured curves readable
+                ax.set_ylim(bottom=lo_data / 3, top=1.5)
             if r == 0:
                 ax.set_title(f"{m}, {gating} gating", fontsize=9)
                 ax.set_ylabel("||δ^(t)|| / ||δ^(m_s)||" if c == 0 else "")

@@ -287,14 +287,15 @@ def claims_for(stage: str, results: dict) -> list:
 
 
 def render(records: Sequence[dict], *, scale: str, seed: int, total_s: float,
-           link: Callable[[str, str], str] | None = None) -> str:
+           link: Callable[[str, str], str] | None = None, report_only: bool = False) -> str:
     """The Markdown of ``REPORT.md``.
 
     Args:
       records: one per stage (``reproduce``'s stage records: ``stage``, ``status``,
         ``runtime_s``, ``cached``, ``results``, ``error``, ``png``, ``md``).
       scale, seed: of the run.
-      total_s: wall time of the whole run.
+      total_s: wall time of the whole run (with ``report_only``: the sum of the stored stages' run
+        times, the report being rebuilt without running anything).
       link: ``(stage, path) -> str``, how to link a stage's file from the report's location.
     """
     import jax
@@ -306,7 +307,8 @@ def render(records: Sequence[dict], *, scale: str, seed: int, total_s: float,
         f"`python -m jaxdyn reproduce --{scale if scale in ('quick', 'full') else 'scale ' + scale}` — scale **{scale}**, seed {seed}, "
         f"generated {time.strftime('%Y-%m-%d %H:%M %Z')} on {platform.machine()} "
         f"({jax.default_backend()}, {platform.processor() or platform.platform()}), jax {jax.__version__}; "
-        f"total wall time {total_s / 60:.1f} min.",
+        + (f"rebuilt from stored results; the stages' run times add up to {total_s / 60:.1f} min (see each "
+           "section)." if report_only else f"total wall time {total_s / 60:.1f} min."),
         "",
         "Every verdict is computed from the measured numbers by the rule printed beside it. "
         + (f"At the {scale} scale the networks are narrow and briefly trained and the sample counts small "

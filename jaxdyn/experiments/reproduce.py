@@ -70,9 +70,12 @@ def _outputs(stage_dir: Path) -> tuple[list[str], list[str]]:
     return png, md
 
 
-def run_stage(stage: str, *, scale: str, out: Path, seed: int, progress: bool, force: bool) -> dict:
+def run_stage(stage: str, *, scale: str, out: Path, seed: int, progress: bool, force: bool,
+              fingerprint: dict | None = None) -> dict:
     """Run (or reuse) one stage; returns its record (never raises for a failing stage: the
-    error and traceback are recorded, so that the other stages and the report still run)."""
+    error and traceback are recorded, so that the other stages and the report still run).
+    ``fingerprint``: taken when the run started (default: now), so that a source file edited
+    while a long run is in flight does not get the results of the code that was loaded."""
     modname = STAGES[stage]
     stage_dir = Path(out) / stage
     rec_path = stage_dir / "stage.json"
@@ -80,7 +83,7 @@ def run_stage(stage: str, *, scale: str, out: Path, seed: int, progress: bool, f
         return {"stage": stage, "status": "missing", "error": f"module {modname} is not available",
                 "runtime_s": 0.0, "cached": False, "png": [], "md": []}
     mod = importlib.import_module(modname)
-    fp = _fingerprint(stage, mod, scale, seed)
+    fp = fingerprint or _fingerprint(stage, mod, scale, seed)
     if not force and rec_path.exists():
         try:
             rec = json.loads(rec_path.read_text())
@@ -106,10 +109,24 @@ def run_stage(stage: str, *, scale: str, out: Path, seed: int, progress: bool, f
     return {**rec, "cached": False, "png": png, "md": md}
 
 
+def load_stage(stage: str, *, out: Path) -> dict:
+    """The record of a stage from an earlier run (``status="missing"`` when there is none)."""
+    stage_dir = Path(out) / stage
+    try:
+        rec = json.loads((stage_dir / "stage.json").read_text())
+    except (OSError, ValueError):
+        return {"stage": stage, "status": "missing", "error": f"no results in {stage_dir}", "runtime_s": 0.0,
+                "cached": False, "png": [], "md": []}
+    png, md = _outputs(stage_dir)
+    return {**rec, "cached": True, "png": png, "md": md}
+
+
 def reproduce(*, scale: str = "quick", out: Path = Path("results/reproduce"), seed: int = 0, progress: bool = True,
-              force: bool = False, figures_dir: Path | None = None, only: Sequence[str] | None = None) -> dict:
+              force: bool = False, figures_dir: Path | None = None, only: Sequence[str] | None = None,
+              report_only: bool = False) -> dict:
     """Run every stage (or ``only`` some), write ``REPORT.md`` into ``out`` and, with
     ``figures_dir``, copy the PNGs, Markdown tables and the report there (links rewritten).
+    ``report_only``: run nothing, rebuild the report from the stages' stored results.
 
     Returns ``{"scale", "seed", "total_s", "stages": {stage: {status, runtime_s, cached, error}},
     "verdicts": [...]}``.
@@ -126,13 +143,21 @@ def reproduce(*, scale: str = "quick", out: Path = Path("results/reproduce"), se
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    fps = {st: _fingerprint(st, importlib.import_module(STAGES[st]), scale, seed)
+           for st in stages if not report_only and importlib.util.find_spec(STAGES[st]) is not None}
     records = []
     bar = progress_bar(stages, enabled=progress, desc=f"reproduce ({scale})")
     for stage in bar:
         bar.set_postfix(stage=stage)
-        records.append(run_stage(stage, scale=scale, out=out, seed=seed, progress=progress, force=force))
+        if report_only:
+            records.append(load_stage(stage, out=out))
+        else:
+            records.append(run_stage(stage, scale=scale, out=out, seed=seed, progress=progress, force=force,
+                                     fingerprint=fps.get(stage)))
+    if report_only:  # the wall time of the run that made the results
+        t0 -= sum(r.get("runtime_s") or 0.0 for r in records)
     total = time.perf_counter() - t0
-    text = report.render(records, scale=scale, seed=seed, total_s=total)
+    text = report.render(records, scale=scale, seed=seed, total_s=total, report_only=report_only)
     (out / "REPORT.md").write_text(text)
     if figures_dir is not None:
         fd = Path(figures_dir)
@@ -140,7 +165,8 @@ def reproduce(*, scale: str = "quick", out: Path = Path("results/reproduce"), se
         for rec in records:
             for p in rec.get("png", []) + rec.get("md", []):
                 shutil.copy2(p, fd / Path(p).name)
-        flat = report.render(records, scale=scale, seed=seed, total_s=total, link=lambda stage, p: Path(p).name)
+        flat = report.render(records, scale=scale, seed=seed, total_s=total, link=lambda stage, p: Path(p).name,
+                             report_only=report_only)
         (fd / "REPORT.md").write_text(flat)
     verdicts = [dict(stage=r["stage"], claim=c["claim"], verdict=c["verdict"])
                 for r in records if r["status"] == "ok" for c in report.claims_for(r["stage"], r["results"])]
@@ -164,6 +190,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--figures-dir", type=Path, default=None,
                         help="copy the PNGs, Markdown tables and REPORT.md here (the README shows figures/)")
     parser.add_argument("--only", default=None, help=f"comma-separated subset of {','.join(STAGES)}")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: rebuild REPORT.md (and --figures-dir) from the stored stage results")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -171,7 +199,7 @@ def add_arguments(parser) -> None:
 def run(args) -> dict:
     only = None if args.only is None else [s.strip() for s in args.only.split(",") if s.strip()]
     res = reproduce(scale=args.scale, out=args.out, seed=args.seed, progress=not args.no_progress,
-                    force=args.force, figures_dir=args.figures_dir, only=only)
+                    force=args.force, figures_dir=args.figures_dir, only=only, report_only=args.report_only)
     failed = [s for s, r in res["stages"].items() if r["status"] != "ok"]
     print(f"REPORT: {res['report']} ({res['total_s'] / 60:.1f} min)")
     for v in res["verdicts"]:
