@@ -181,7 +181,7 @@ def reproduce(*, scale: str = "quick", out: Path = Path("results/reproduce"), se
 def add_arguments(parser) -> None:
     g = parser.add_mutually_exclusive_group()
     g.add_argument("--quick", dest="scale", action="store_const", const="quick",
-                   help="CI scale: narrow networks, few samples, ≤ 30 min on 2 CPU cores (default)")
+                   help="CI scale: narrow networks, few samples, for 2 CPU cores (default)")
     g.add_argument("--full", dest="scale", action="store_const", const="full",
                    help="the paper's scale (meant for a GPU)")
     g.add_argument("--scale", dest="scale", choices=SCALES, help=argparse.SUPPRESS)
