@@ -78,7 +78,8 @@ def test_plot_fig1_reads_only_the_json(tmp_path):
     rng = np.random.default_rng(0)
     k = 2
     arr = lambda: rng.normal(size=(k, 28, 28, 1)).tolist()  # noqa: E731
-    fig1 = {key: dict(attack=key, delta=arr(), target=arr(), delta_hat=arr()) for key in ("raw", "l2", "linf")}
+    fig1 = {key: dict(attack=key, delta=arr(), target=arr(), delta_hat=arr())
+            for key in ("raw", *appendix.FIG1_VARIANTS)}
     fig1.update(x=rng.uniform(size=(k, 28, 28, 1)).tolist(), y=[1, 2])
     (tmp_path / "appendix.json").write_text(json.dumps(dict(dtype="float64", rows=[dict(model="mlp3", fig1=fig1)])))
     appendix.plot_fig1(tmp_path / "appendix.json", tmp_path / "f.png")

@@ -23,9 +23,9 @@ change ``|λ_1(x+δ) - λ_1(x)| / λ_1(x)`` of the top eigenvalue of ``H̄_x = W
 ``W̃ = Jᵀ`` is taken at ``x + δ`` instead of ``x`` (same ``H̄_z``: the change due to the gating
 alone), for the free-gating raw attack over a β grid and for the free ℓ2/ℓ∞ PGD attacks above.
 
-**Figure 1** — for the 3-layer MLP and three digits: δ̂ and δ* (Table 1's setting), the ℓ2-PGD
-perturbation and the effective ℓ∞ component (frozen gating, no clip, the larger ε), each next to
-its difference from the (rescaled) δ̂. The arrays go to ``appendix.json``; the PNG is drawn from
+**Figure 1** — for the 3-layer MLP and three digits: δ̂ and δ* (Table 1's setting) and their
+difference, then the ℓ2-PGD perturbations and the effective ℓ∞ components (frozen gating, no clip,
+a small and a typical ε each), each next to its difference from the rescaled δ̂. The arrays go to ``appendix.json``; the PNG is drawn from
 that file only (:func:`plot_fig1`).
 """
 
@@ -65,7 +65,10 @@ PGD_VARIANTS = (
     ("linf eps=0.1 clip", "linf", 0.1, (0.0, 1.0), "ball"),
     ("linf eps=0.1 madry", "linf", 0.1, (0.0, 1.0), "madry"),
 )
-FIG1_VARIANTS = {"l2": "l2 eps=1", "linf": "linf eps=0.1"}
+#: Figure 1's PGD columns (key in the JSON -> Appendix-D attack), a small and a typical budget each
+FIG1_VARIANTS = {"l2_small": "l2 eps=0.1", "l2": "l2 eps=1", "linf_small": "linf eps=0.01", "linf": "linf eps=0.1"}
+FIG1_TITLES = {"l2_small": "δ^(ℓ2), ε=0.1", "l2": "δ^(ℓ2), ε=1", "linf_small": "δ^(eff,ℓ∞), ε=0.01",
+               "linf": "δ^(eff,ℓ∞), ε=0.1"}
 
 #: ``variants``: the labels of :data:`PGD_VARIANTS` to run (``None``: all).
 SCALES = {
@@ -183,7 +186,8 @@ def appendix_model(name: str, cfg: dict, *, seed: int, progress: bool) -> dict:
             )
             if name == FIG1_MODEL and gating == "frozen" and label in FIG1_VARIANTS.values():
                 k = cfg["n_fig"]
-                fig[norm] = dict(attack=label, delta=out["delta"][:k], target=out["target"][:k],
+                key = next(kk for kk, lbl in FIG1_VARIANTS.items() if lbl == label)
+                fig[key] = dict(attack=label, delta=out["delta"][:k], target=out["target"][:k],
                                  delta_hat=out["delta_hat"][:k])
         d_rows.append(row)
 
@@ -215,9 +219,12 @@ def appendix_model(name: str, cfg: dict, *, seed: int, progress: bool) -> dict:
 
 
 def plot_fig1(json_path: Path, png_path: Path) -> None:
-    """Figure 1 from ``appendix.json`` only: per digit, the image, δ̂, δ*, δ* − δ̂, δ^(ℓ2),
-    δ^(ℓ2) − ||δ^(ℓ2)|| δ̂/||δ̂||, δ^(effective,ℓ∞) and its difference from ``C δ̂/||δ̂||``. Each
-    difference panel has its own colour scale; its title gives ``||difference|| / ||δ||``."""
+    """Figure 1 from ``appendix.json`` only. Per digit: the image, Theorem 2's δ̂, the real δ*
+    (frozen raw attack) and ``δ* − δ̂``; then, for each PGD attack of :data:`FIG1_VARIANTS`
+    (frozen gating, no clip), the perturbation (ℓ2) or its effective component (ℓ∞) and its
+    difference from ``C δ̂/||δ̂||`` (that attack's own β-matched δ̂, ``C`` = the attack's norm).
+    Every map has its own symmetric colour scale (magnitudes are not comparable across panels);
+    the label under a difference gives ``||difference|| / ||perturbation||``."""
     import json
 
     import matplotlib
@@ -231,40 +238,41 @@ def plot_fig1(json_path: Path, png_path: Path) -> None:
         raise ValueError(f"{json_path} holds no Figure 1 data (model {FIG1_MODEL} not run)")
     xs = np.asarray(fig1["x"])
     k = len(xs)
-    ncol = 2 + 2 * 3
-    fig, axes = plt.subplots(k, ncol, figsize=(1.55 * ncol, 1.75 * k + 0.6), squeeze=False)
+    keys = [key for key in FIG1_VARIANTS if key in fig1]
+    ncol = 4 + 2 * len(keys)
+    fig, axes = plt.subplots(k, ncol, figsize=(1.3 * ncol, 1.5 * k + 0.7), squeeze=False)
+
+    def img(a):
+        return np.asarray(a)[..., 0]
+
     for i in range(k):
-        panels = [("digit", xs[i, ..., 0], "gray", None)]
         raw = fig1["raw"]
-        dh = np.asarray(raw["delta_hat"][i])[..., 0]
-        panels.append(("δ̂ (Thm 2)", dh, "bwr", None))
-        for key, name in (("raw", "δ*"), ("l2", "δ^(ℓ2)"), ("linf", "δ^(eff,ℓ∞)")):
-            d = fig1[key]
-            t = np.asarray(d["target"][i])[..., 0]
-            h = np.asarray(d["delta_hat"][i])[..., 0]
-            h = h * np.linalg.norm(t) / np.linalg.norm(h)  # C δ̂/||δ̂|| with C = ||target||
-            diff = t - h
-            panels.append((name, t, "bwr", None))
-            panels.append((f"{name} − Cδ̂/‖δ̂‖", diff, "bwr", np.linalg.norm(diff) / np.linalg.norm(t)))
-        for j, (title, img, cmap, rel) in enumerate(panels):
+        dh, ds = img(raw["delta_hat"][i]), img(raw["target"][i])
+        panels = [("digit", img(xs[i]), None), ("δ̂ (Thm 2)", dh, None), ("δ* (raw, A2)", ds, None),
+                  ("δ* − δ̂", ds - dh, np.linalg.norm(ds - dh) / np.linalg.norm(ds))]
+        for key in keys:
+            t, h = img(fig1[key]["target"][i]), img(fig1[key]["delta_hat"][i])
+            diff = t - h * np.linalg.norm(t) / np.linalg.norm(h)  # C δ̂/||δ̂||, C = ||target||
+            panels += [(FIG1_TITLES[key], t, None), ("− Cδ̂/‖δ̂‖", diff, np.linalg.norm(diff) / np.linalg.norm(t))]
+        for j, (title, a, rel) in enumerate(panels):
             ax = axes[i, j]
-            if cmap == "gray":
-                ax.imshow(img, cmap="gray", vmin=0, vmax=1)
+            if j == 0:
+                ax.imshow(a, cmap="gray", vmin=0, vmax=1)
             else:
-                v = np.max(np.abs(img)) or 1.0
-                ax.imshow(img, cmap=cmap, vmin=-v, vmax=v)
+                v = float(np.max(np.abs(a))) or 1.0
+                ax.imshow(a, cmap="bwr", vmin=-v, vmax=v)
             if i == 0:
                 ax.set_title(title, fontsize=7)
             if rel is not None:
-                ax.set_xlabel(f"rel. {rel:.1e}", fontsize=6)
+                ax.set_xlabel(f"rel. {rel:.1e}", fontsize=6.5)
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.suptitle(f"Figure 1: {FIG1_MODEL}; {fig1['raw']['attack']}; {fig1['l2']['attack']}, "
-                 f"{fig1['linf']['attack']} (frozen gating, {res['dtype']}); differences on their own scale",
-                 fontsize=7)
+    fig.suptitle(f"Figure 1 ({FIG1_MODEL}, {res['dtype']}): {fig1['raw']['attack']}; PGD: {res.get('pgd_steps', '?')} "
+                 "steps of ε/steps, frozen gating, no clip. Each map on its own colour scale; "
+                 "rel. = ‖difference‖/‖perturbation‖", fontsize=7.5)
     fig.tight_layout()
     Path(png_path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png_path, dpi=130)
+    fig.savefig(png_path, dpi=120)
     plt.close(fig)
 
 

@@ -105,8 +105,9 @@ def load_trained(name: str, train, *, binary=None, adv=None, seed: int = 0, prog
 
     ``train``: ``"quick"`` for :func:`jaxdyn.training.quick_config`, else a dict of
     :func:`jaxdyn.training.load_or_train` arguments; ``overrides`` updates either (the tables pass
-    ``n_eval_robust=0`` at the quick scale: a PGD-40 robust evaluation on 500 digits costs twice the
-    quick training of a conv net and no table uses it). Returns ``(model, variables, info)``.
+    ``n_eval_robust=0`` at the quick scale: the preset's PGD-40 robust evaluation costs about as
+    much as the quick training of a conv net and no table uses it). Returns
+    ``(model, variables, info)``.
     """
     from jaxdyn import training
 
