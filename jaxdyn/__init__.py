@@ -2,19 +2,44 @@
 
 A reproduction and extension of Cheng et al., "Clarifying the Behavior and the Difficulty of
 Adversarial Training", AAAI 2024. See ``docs/design.md`` for the conventions.
+
+The public API is :data:`__all__`; each name is imported from its module on first use, so that
+``import jaxdyn`` stays light (no jax, no optax until a function is touched).
 """
 
-from jaxdyn.attacks import AttackResult, attack, logit_space_attack, pgd
-from jaxdyn.data import binary_task, load_mnist, subset
-from jaxdyn.gating import flip_fraction, freeze, input_jacobian
-from jaxdyn.hessian import hbar_x_dense, hvp, input_hessian, input_hessian_structured, top_eigenpairs
-from jaxdyn.losses import grad_z, hessian_z, loss
-from jaxdyn.metrics import kappa, kappa_first_order, kappa_prime, one_minus_cos
-from jaxdyn.influence import theorem3, theorem4, theorem5
-from jaxdyn.models import cast, get_model, init_variables, logits_fn, model_names
-from jaxdyn.sharding import shard_batch
-from jaxdyn.theory import predict, structured_eigenpairs, theorem1, theorem1_eig, theorem2, theorem2_eig
+from __future__ import annotations
 
-from jaxdyn.training import load_or_train
+import importlib
 
 __version__ = "0.1.0"
+
+#: public name -> the module that defines it
+_API: dict[str, str] = {
+    **dict.fromkeys(("AttackResult", "attack", "logit_space_attack", "pgd"), "jaxdyn.attacks"),
+    **dict.fromkeys(("binary_task", "load_mnist", "subset"), "jaxdyn.data"),
+    **dict.fromkeys(("flip_fraction", "freeze", "input_jacobian"), "jaxdyn.gating"),
+    **dict.fromkeys(("hbar_x_dense", "hvp", "input_hessian", "input_hessian_structured", "top_eigenpairs"),
+                    "jaxdyn.hessian"),
+    **dict.fromkeys(("grad_z", "hessian_z", "loss"), "jaxdyn.losses"),
+    **dict.fromkeys(("kappa", "kappa_first_order", "kappa_prime", "one_minus_cos", "cosine"), "jaxdyn.metrics"),
+    **dict.fromkeys(("theorem3", "theorem4", "theorem5"), "jaxdyn.influence"),
+    **dict.fromkeys(("cast", "get_model", "init_variables", "logits_fn", "model_names"), "jaxdyn.models"),
+    **dict.fromkeys(("shard_batch",), "jaxdyn.sharding"),
+    **dict.fromkeys(("predict", "structured_eigenpairs", "theorem1", "theorem1_eig", "theorem2", "theorem2_eig"),
+                    "jaxdyn.theory"),
+    **dict.fromkeys(("load_or_train",), "jaxdyn.training"),
+}
+
+__all__ = sorted(_API) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        value = getattr(importlib.import_module(_API[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'jaxdyn' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_API))

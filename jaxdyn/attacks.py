@@ -27,13 +27,12 @@ import jax
 import jax.numpy as jnp
 
 from jaxdyn import _checks
-from jaxdyn.gating import freeze, input_jacobian
+from jaxdyn.gating import GATINGS, freeze, input_jacobian
 from jaxdyn.losses import hessian_z, is_success, loss
 
 __all__ = ["AttackResult", "attack", "pgd", "logit_space_attack", "sample_ball"]
 
 NORMS = ("raw", "l2", "linf")
-GATINGS = ("free", "frozen")
 _TINY = 1e-30
 PGD_UNROLL_MAX_STEPS = 50
 

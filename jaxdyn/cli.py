@@ -1,109 +1,166 @@
 """Command line: ``python -m jaxdyn <command> [--help]``.
 
-Each command lives in a module that defines ``HELP`` (one line), ``add_arguments(parser)`` and
-``run(args) -> dict``. The dict is written as ``<out>/<RESULT_NAME>`` (default ``results.json``)
-beside ``config.json``; the output directory is printed. Modules are imported lazily so that
-``--help`` is fast and a command's heavy imports do not slow the others.
+Every experiment of :data:`jaxdyn.experiments.EXPERIMENTS` is a command whose flags are its
+``Config`` fields (``--n-samples 16``, ``--betas 1e-3,1e-1``; a field's ``metadata["help"]`` is
+its help), plus the scale (``--quick``, default; ``--full``), ``--out``, ``--force``,
+``--figures-dir`` and ``--no-progress``. Two more commands are not experiments: ``train`` and
+``reproduce``. The top-level ``--help`` imports neither jax nor any experiment (the one-line
+help of each command is read from its module's docstring).
+
+Errors are one ``error:`` line: exit code 2 for bad input, 1 for a failure at run time.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import dataclasses
 import importlib
+import importlib.util
 import json
-import os
 import sys
-import tempfile
+import typing
 from pathlib import Path
 
+from jaxdyn.experiments import EXPERIMENTS
+
+#: commands that are not experiments: module with ``add_arguments(parser)`` and ``run(args)``
 COMMANDS: dict[str, str] = {
-    "kappa-sweep": "jaxdyn.experiments.kappa_sweep",
     "train": "jaxdyn.experiments.train",
-    "table1": "jaxdyn.experiments.table1",
-    "table2": "jaxdyn.experiments.table2",
-    "appendix": "jaxdyn.experiments.appendix",
-    "figures": "jaxdyn.experiments.figures",
-    "fig2": "jaxdyn.experiments.fig2",
-    "fig3": "jaxdyn.experiments.fig3",
-    "fig4": "jaxdyn.experiments.fig4",
-    "fig5": "jaxdyn.experiments.fig5",
     "reproduce": "jaxdyn.experiments.reproduce",
 }
 
 
-def write_json_atomic(path: Path, obj) -> None:
-    """Write JSON so that a reader never sees a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+def _summary(modname: str) -> str:
+    """The first line of a module's docstring, read without importing it."""
+    spec = importlib.util.find_spec(modname)
+    if spec is None or spec.origin is None:
+        return "(not available)"
+    doc = ast.get_docstring(ast.parse(Path(spec.origin).read_text())) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def _parse_seq(kind):
+    def parse(s: str):
+        try:
+            return tuple(kind(v.strip()) for v in s.split(",") if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__} values, got {s!r}") from None
+    return parse
+
+
+def _parse_json(s: str):
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2, default=_jsonable)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        return json.loads(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected JSON, got {s!r}") from None
 
 
-def _jsonable(o):
-    try:
-        import numpy as np
+def add_config_arguments(parser: argparse.ArgumentParser, config_cls) -> None:
+    """One flag per field of ``config_cls`` (except ``scale``), default ``None`` = the preset."""
+    hints = typing.get_type_hints(config_cls)
+    for f in dataclasses.fields(config_cls):
+        if f.name == "scale":
+            continue
+        t = hints[f.name]
+        args = typing.get_args(t)
+        if typing.get_origin(t) is typing.Union and type(None) in args:  # Optional[X]
+            t = next(a for a in args if a is not type(None))
+        help_ = f.metadata.get("help", "") + " (default: the scale's preset)"
+        flag = "--" + f.name.replace("_", "-")
+        if t is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        elif typing.get_origin(t) is tuple:
+            kind = typing.get_args(t)[0]
+            parser.add_argument(flag, type=_parse_seq(kind), default=None, metavar=f"{kind.__name__},...", help=help_)
+        elif t in (int, float, str):
+            parser.add_argument(flag, type=t, default=None, help=help_)
+        else:
+            parser.add_argument(flag, type=_parse_json, default=None, metavar="JSON", help=help_)
 
-        if isinstance(o, np.generic):
-            return o.item()
-        if hasattr(o, "tolist"):
-            return o.tolist()
-    except ImportError:  # pragma: no cover
-        pass
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+def add_scale_arguments(p: argparse.ArgumentParser) -> None:
+    """``--quick`` (default) / ``--full``, and the hidden ``--scale tiny`` of the tests."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--quick", dest="scale", action="store_const", const="quick",
+                   help="CI scale: narrow networks, few samples, for 2 CPU cores (default)")
+    g.add_argument("--full", dest="scale", action="store_const", const="full", help="the paper's scale (meant for a GPU)")
+    g.add_argument("--scale", dest="scale", choices=("tiny", "quick", "full"), help=argparse.SUPPRESS)
+    p.set_defaults(scale="quick")
 
 
-def _available() -> dict[str, str]:
-    out = {}
-    for name, mod in COMMANDS.items():
-        if importlib.util.find_spec(mod) is not None:
-            out[name] = mod
-    return out
+def _add_common(p: argparse.ArgumentParser, name: str) -> None:
+    add_scale_arguments(p)
+    p.add_argument("--out", type=Path, default=None, help=f"output directory (default results/{name})")
+    p.add_argument("--force", action="store_true", help="recompute and replace results already in --out")
+    p.add_argument("--figures-dir", type=Path, default=None,
+                   help="also copy the PNGs and Markdown tables here (nothing is written outside --out without it)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s module is imported (none for the top-level help)."""
     parser = argparse.ArgumentParser(
         prog="python -m jaxdyn",
-        description="Dynamics of multi-step attacks and adversarial training (Cheng et al., AAAI 2024).",
-    )
+        description="Dynamics of multi-step attacks and adversarial training (Cheng et al., AAAI 2024).")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
-    modules = {}
-    for name, modname in _available().items():
+    for name, modname in {**EXPERIMENTS, **COMMANDS}.items():
+        if name != command:
+            sub.add_parser(name, help=_summary(modname))
+            continue
         mod = importlib.import_module(modname)
-        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
-        p.add_argument("--out", type=Path, default=None, help=f"output directory (default results/{name})")
-        mod.add_arguments(p)
-        modules[name] = mod
-    return parser, modules
+        p = sub.add_parser(name, help=_summary(modname), description=_summary(modname))
+        if name in EXPERIMENTS:
+            _add_common(p, name)
+            add_config_arguments(p, mod.Config)
+        else:
+            p.add_argument("--out", type=Path, default=None, help=f"output directory (default results/{name})")
+            mod.add_arguments(p)
+    return parser
+
+
+def _run_experiment(name: str, args) -> dict:
+    from jaxdyn.experiments import load
+    from jaxdyn.experiments.runner import execute
+
+    exp = load(name)
+    fields = {f.name for f in dataclasses.fields(exp.Config)} - {"scale"}
+    cfg = exp.config(args.scale, **{k: getattr(args, k) for k in fields if getattr(args, k) is not None})
+    rec = execute(exp, cfg, args.out, progress=not args.no_progress, force=args.force, figures_dir=args.figures_dir)
+    for c in rec["claims"]:
+        print(f"  {c['verdict']:>14}: {c['claim']}")
+    return rec
 
 
 def main(argv=None) -> int:
-    parser, modules = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in {**EXPERIMENTS, **COMMANDS} else None)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    mod = modules[args.command]
-    out = args.out if args.out is not None else Path("results") / args.command
-    args.out = Path(out)
-    args.out.mkdir(parents=True, exist_ok=True)
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    args.out = Path(args.out if args.out is not None else Path("results") / args.command)
+    import jax
+
+    x64 = jax.config.jax_enable_x64  # experiments switch float64 on; the caller's setting is restored
     try:
-        results = mod.run(args)
+        if args.command in EXPERIMENTS:
+            _run_experiment(args.command, args)
+        else:
+            from jaxdyn.results import check_writable, to_json_tree, write_json_atomic
+
+            mod = importlib.import_module(COMMANDS[args.command])
+            check_writable(args.out)
+            results = mod.run(args)
+            if results is not None:
+                write_json_atomic(args.out / "config.json", to_json_tree(
+                    {k: v for k, v in vars(args).items() if k != "command"}))
+                write_json_atomic(args.out / getattr(mod, "RESULT_NAME", "results.json"), results)
     except (ValueError, FileNotFoundError) as e:  # bad input or missing data: a message, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
-    # config and results are written together at the end, so a failed run leaves neither
-    write_json_atomic(args.out / "config.json", config)
-    if results is not None:
-        write_json_atomic(args.out / getattr(mod, "RESULT_NAME", "results.json"), results)
+    finally:
+        jax.config.update("jax_enable_x64", x64)
     print(f"results written to {args.out.resolve()}")
     return 0

@@ -13,7 +13,10 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-__all__ = ["freeze", "input_jacobian", "gate_pattern", "flip_fraction"]
+__all__ = ["GATINGS", "freeze", "input_jacobian", "gate_pattern", "flip_fraction"]
+
+#: ``"free"``: the real network (gates change along the attack); ``"frozen"``: assumption A2.
+GATINGS = ("free", "frozen")
 
 LogitsFn = Callable[[jax.Array], jax.Array]
 

@@ -55,6 +55,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdyn import _checks
+from jaxdyn.gating import GATINGS
 from jaxdyn.losses import loss
 
 __all__ = [
@@ -74,7 +75,6 @@ __all__ = [
     "u_map",
 ]
 
-GATINGS = ("frozen", "free")
 
 
 # --- locating the first layer ------------------------------------------------------------

@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 
 __all__ = [
-    "kappa", "kappa_first_order", "kappa_prime", "one_minus_cos", "per_sample_norm",
-    "fit_log_linear", "fit_linear", "weight_gradient_instability",
+    "kappa", "kappa_first_order", "kappa_prime", "cosine", "one_minus_cos", "per_sample_norm",
+    "fit_log_linear", "fit_linear", "weight_gradient_instability", "spearman",
 ]
 
 
@@ -39,6 +39,12 @@ def kappa_prime(phi_star: jax.Array, phi_hat: jax.Array) -> jax.Array:
     if phi_star.shape != phi_hat.shape:
         raise ValueError(f"shape mismatch: {phi_star.shape} vs {phi_hat.shape}")
     return jnp.mean(jnp.abs(phi_star - phi_hat)) / jnp.mean(jnp.abs(phi_star))
+
+
+def cosine(a: jax.Array, b: jax.Array) -> jax.Array:
+    """``cos(a, b)`` of two flattened arrays."""
+    a, b = jnp.ravel(a), jnp.ravel(b)
+    return jnp.vdot(a, b) / (jnp.linalg.norm(a) * jnp.linalg.norm(b))
 
 
 def one_minus_cos(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -158,3 +164,21 @@ def weight_gradient_instability(loss_of_variables, variables, paths, *, eta, nor
         D = jnp.ones(len(kernels), dt)
     den = D * jnp.stack([jnp.linalg.norm(d) for d in dW])
     return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), jnp.nan)
+
+
+def spearman(a, b) -> dict:
+    """Spearman rank correlation with its two-sided p-value (scipy), ignoring non-finite pairs.
+
+    Returns ``{"rho", "p", "n"}`` (``rho``/``p`` are ``nan`` when fewer than 3 pairs remain or
+    one side is constant)."""
+    import numpy as np
+    from scipy import stats
+
+    a = np.asarray(a, np.float64).ravel()
+    b = np.asarray(b, np.float64).ravel()
+    ok = np.isfinite(a) & np.isfinite(b)
+    n = int(ok.sum())
+    if n < 3 or np.ptp(a[ok]) == 0 or np.ptp(b[ok]) == 0:
+        return {"rho": float("nan"), "p": float("nan"), "n": n}
+    r = stats.spearmanr(a[ok], b[ok])
+    return {"rho": float(r.statistic), "p": float(r.pvalue), "n": n}

@@ -64,7 +64,7 @@ def to_json_tree(obj):
 
 def write_json_atomic(path, obj) -> None:
     """Write ``obj`` as indented JSON atomically."""
-    write_text_atomic(path, json.dumps(obj, indent=2, default=jsonable) + "\n")
+    write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, default=jsonable) + "\n")
 
 
 def read_json(path):

@@ -43,7 +43,6 @@ __all__ = [
     "structured_eigenpairs",
     "predict",
     "normalized",
-    "cosine",
     "lemma1_sigmoid_margin",
 ]
 
@@ -206,12 +205,6 @@ def normalized(delta: jax.Array, C) -> jax.Array:
     """``δ̂^(norm) = C δ̂ / ||δ̂||`` (Sec. 3.2): ``C = ||δ^(ℓ2)||`` for ℓ2 attacks, ``C_ℓ∞`` for
     the effective ℓ∞ component."""
     return C * delta / jnp.linalg.norm(delta)
-
-
-def cosine(a: jax.Array, b: jax.Array) -> jax.Array:
-    """``cos(a, b)`` of two flattened arrays."""
-    a, b = jnp.ravel(a), jnp.ravel(b)
-    return jnp.vdot(a, b) / (jnp.linalg.norm(a) * jnp.linalg.norm(b))
 
 
 def lemma1_sigmoid_margin(z: jax.Array, y) -> jax.Array:

@@ -262,11 +262,11 @@ def test_limits_c3():
     lam, V = theory.structured_eigenpairs(J, hz)
     v1 = V[:, 0]
     small = theory.theorem2(J, gz, hz, 1e-6).delta
-    assert 1 - theory.cosine(small, gx) < 1e-8
+    assert 1 - metrics.cosine(small, gx) < 1e-8
     beta_big = 60.0 / float(lam[0])
     big = theory.theorem2(J, gz, hz, beta_big).delta
-    assert 1 - abs(theory.cosine(big, v1)) < 1e-8
-    assert 1 - abs(theory.cosine(small, v1)) > 1e-3  # the two limits are different directions
+    assert 1 - abs(metrics.cosine(big, v1)) < 1e-8
+    assert 1 - abs(metrics.cosine(small, v1)) > 1e-3  # the two limits are different directions
 
 
 # --- Compilation -------------------------------------------------------------------------------

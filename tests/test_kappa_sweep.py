@@ -26,8 +26,8 @@ def test_sweep_paths_agree_and_first_order_is_worse(tmp_path):
         assert ra["kappa"] < ra["kappa_first_order"]
     result = {"rows": [dict(r, model="two_layer", steps=40, n_samples=3, dtype="float64",
                             test_accuracy=0.0, gating="frozen") for r in a]}
-    kappa_sweep.plot(result, tmp_path / "k.png")
-    assert (tmp_path / "k.png").stat().st_size > 1000
+    kappa_sweep.plot(result, tmp_path)
+    assert (tmp_path / "kappa_vs_beta.png").stat().st_size > 1000
 
 
 def test_cli_help_and_bad_input(tmp_path, capsys):

@@ -1,0 +1,85 @@
+"""Claims: what the paper says, what was measured, and the rule that turns one into a verdict.
+
+A claim is data (STYLE.md "a claim is data"): each experiment's ``claims(results)`` returns a
+list of :func:`claim` dicts, computed next to the rule that decides them; ``claims.json`` holds
+them; ``REPORT.md`` renders them and decides nothing. Every verdict rule here has a test that
+shows it can return ``"does not hold"`` (``tests/test_claims.py``).
+
+Fields of a claim:
+
+* ``id``: stable, machine-readable (``"table1.kappa_small"``);
+* ``claim``: the statement tested, in words; ``paper``: what the paper reports for it;
+* ``protocol``: how it was measured (model, β, m, dtype, sample counts, accuracies);
+* ``measured``: the numbers the verdict rests on (text);
+* ``baselines``: the same numbers for the baselines (first order, no curvature, ...), text or ``""``;
+* ``controls``: the control / null model that could make the claim fail, text or ``""``;
+* ``rule``: the rule, stated so a reader can recompute the verdict;
+* ``verdict``: one of :data:`VERDICTS`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+__all__ = ["VERDICTS", "claim", "could_not_read", "range_verdict", "count_verdict", "rank_verdict"]
+
+VERDICTS = ("holds", "holds partly", "does not hold")
+FIELDS = ("id", "claim", "paper", "protocol", "measured", "baselines", "controls", "rule", "verdict")
+
+
+def claim(id: str, claim: str, *, paper: str, protocol: str, measured: str, rule: str, verdict: str,
+          baselines: str = "", controls: str = "") -> dict:
+    """One claim (see the module docstring); ``ValueError`` for a verdict outside :data:`VERDICTS`."""
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
+    return dict(id=id, claim=claim, paper=paper, protocol=protocol, measured=measured, baselines=baselines,
+                controls=controls, rule=rule, verdict=verdict)
+
+
+def could_not_read(id: str, title: str, error: BaseException) -> dict:
+    """The claim reported when an experiment's results cannot be evaluated (an unexpected layout):
+    a failure to evaluate is never a pass."""
+    return claim(id, title, paper="—", protocol="—",
+                 measured=f"could not read the results ({type(error).__name__}: {error})",
+                 rule="the report could not evaluate this experiment", verdict="does not hold")
+
+
+def range_verdict(values: Sequence[float], hi_paper: float, hi_loose: float) -> str:
+    """``holds``: every value ≤ ``hi_paper``; ``holds partly``: every value ≤ ``hi_loose`` or at
+    least half ≤ ``hi_paper``; else (or with no finite value) ``does not hold``."""
+    v = [x for x in values if x is not None and math.isfinite(x)]
+    if not v:
+        return "does not hold"
+    if all(x <= hi_paper for x in v):
+        return "holds"
+    if all(x <= hi_loose for x in v) or sum(x <= hi_paper for x in v) * 2 >= len(v):
+        return "holds partly"
+    return "does not hold"
+
+
+def count_verdict(ok: Sequence[bool]) -> str:
+    """``holds`` when every entry is true, ``holds partly`` when some are, else (or when there is
+    none) ``does not hold``."""
+    ok = list(ok)
+    if ok and all(ok):
+        return "holds"
+    return "holds partly" if any(ok) else "does not hold"
+
+
+def rank_verdict(rhos: Sequence[dict], *, alpha: float = 0.05) -> str:
+    """Verdict for "these quantities rise together" from Spearman results (``{"rho", "p"}``).
+
+    ``"holds"``: every ρ > 0 with p < ``alpha``; ``"holds partly"``: every ρ > 0, or some but not
+    all significant and positive; ``"does not hold"``: no ρ is significantly positive and at least
+    one is ≤ 0 (or none could be computed)."""
+    rhos = [r for r in rhos if math.isfinite(r["rho"])]
+    if not rhos:
+        return "does not hold"
+    pos = [r["rho"] > 0 for r in rhos]
+    sig = [r["rho"] > 0 and r["p"] < alpha for r in rhos]
+    if all(sig):
+        return "holds"
+    if all(pos) or any(sig):
+        return "holds partly"
+    return "does not hold"
