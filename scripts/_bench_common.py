@@ -32,7 +32,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxdyn.cli import write_json_atomic  # noqa: E402
+from jaxdyn.results import write_json_atomic  # noqa: E402
 
 __all__ = [
     "REPO", "parser", "enable_x64", "timed", "timed_cpu", "summarize", "primary_key", "t_", "compile_and_time", "time_compiled", "memory_stats", "machine_info", "load_digits",
@@ -248,3 +248,12 @@ def print_table(rows: list[dict], cols: list[str]) -> None:
 def write_results(path: Path, results: dict) -> None:
     write_json_atomic(Path(path), results)
     print(f"[bench] results written to {Path(path).resolve()}")
+
+
+def finish(out, rows: list, results: dict, *, note: str = "(median)") -> dict:
+    """The end of every benchmark: the table of ``rows`` (timings by :func:`primary_key`) and the
+    results JSON written to ``out``; returns ``results``."""
+    print(f"\ntimes: {primary_key()} {note}")
+    print_table(rows, list(rows[0]))
+    write_results(out, results)
+    return results

@@ -108,10 +108,7 @@ def main(argv=None):
               f"{bc.fmt_s(sum(calls_s_cpu))} CPU total")
         if traces != 1 or cache != 1:
             raise SystemExit(f"{name}: the β sweep retraced ({traces} traces, {cache} executables)")
-    print(f"\ntimes: {bc.primary_key()} (median; compile likewise)")
-    bc.print_table(rows, list(rows[0]))
-    bc.write_results(args.out, results)
-    return results
+    return bc.finish(args.out, rows, results, note="(median; compile likewise)")
 
 
 if __name__ == "__main__":

@@ -95,10 +95,7 @@ def main(argv=None):
                 rows.append({"model": name, "path": pname, "B": B, "time": bc.fmt_s(bc.t_(t)),
                              "per sample": bc.fmt_s(entry["per_sample_s"]),
                              "samples/s": f"{entry['samples_per_s']:.1f}", "XLA peak": peak})
-    print(f"\ntimes: {bc.primary_key()} (median)")
-    bc.print_table(rows, list(rows[0]))
-    bc.write_results(args.out, results)
-    return results
+    return bc.finish(args.out, rows, results, note="(median)")
 
 
 if __name__ == "__main__":

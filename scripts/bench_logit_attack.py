@@ -100,10 +100,7 @@ def main(argv=None):
             "scan step": bc.fmt_s(t_step), "m·step/Jacobian": f"{ideal:.0f}x",
             "rel diff δ / H̄_z": f"{err_d:.1e} / {err_h:.1e}",
             "compile logit / scan": f"{t_lg['compile_s']:.1f} s / {t_sc['compile_s']:.1f} s"}))
-    print(f"\ntimes: {bc.primary_key()} (median)")
-    bc.print_table(rows, list(rows[0]))
-    bc.write_results(args.out, results)
-    return results
+    return bc.finish(args.out, rows, results, note="(median)")
 
 
 if __name__ == "__main__":

@@ -241,10 +241,7 @@ def main(argv=None):
             f"no-rand ε={args.agree_eps:g} acc jax/torch": f"{a1['adv_accuracy_jaxdyn']:.3f} / {a1['adv_accuracy_torch']:.3f}",
             "pred agree (no rand)": f"{min(a0['prediction_agreement'], a1['prediction_agreement']):.3f}",
             "jax compile": f"{r['jaxdyn']['compile_s']:.1f} s"}))
-    print(f"\ntimes: {bc.primary_key()} (median); ratio = jaxdyn images/s over torchattacks images/s")
-    bc.print_table(rows, list(rows[0]))
-    bc.write_results(args.out, results)
-    return results
+    return bc.finish(args.out, rows, results, note="(median); ratio = jaxdyn images/s over torchattacks images/s")
 
 
 if __name__ == "__main__":

@@ -107,10 +107,7 @@ def main(argv=None):
             f"n×n ({ref_batch})": bc.fmt_s(bc.t_(t_nn)), "n×n /digit": bc.fmt_s(per_nn),
             "speed-up": f"{speedup:.0f}x", "(wall)": f"{speedup_wall:.0f}x", "max rel diff": f"{err:.1e}",
             "compile C×C / n×n": f"{t_cc['compile_s']:.1f} s / {t_nn['compile_s']:.1f} s"}))
-    print(f"\ntimes: {bc.primary_key()} (median)")
-    bc.print_table(rows, list(rows[0]))
-    bc.write_results(args.out, results)
-    return results
+    return bc.finish(args.out, rows, results, note="(median)")
 
 
 if __name__ == "__main__":
