@@ -18,7 +18,7 @@ from pathlib import Path
 
 COMMANDS: dict[str, str] = {
     "kappa-sweep": "jaxdyn.experiments.kappa_sweep",
-    "train": "jaxdyn.experiments.train",
+    "train": "jaxdyn.training.command",
     "table1": "jaxdyn.experiments.table1",
     "table2": "jaxdyn.experiments.table2",
     "appendix": "jaxdyn.experiments.appendix",
