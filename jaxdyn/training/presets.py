@@ -76,26 +76,29 @@ FIGURE_VANILLA = {
     "full": dict(n_train=None, epochs=10, batch_size=128, lr=1e-3, n_eval_robust=1000),
 }
 
-#: adversarial training of the binary networks of Figs. 3-4 (ℓ∞ PGD, ε ramped up over the first
-#: half of the steps and a cosine learning-rate decay against collapse); ``lr`` 5e-4: at 1e-3
-#: (without the ramp) the quick AlexNet collapsed to a constant classifier
-_FIG3_QUICK = dict(binary=(3, 5), adv="pgd-linf", eps=0.1, adv_steps=3, eps_warmup=0.5, batch_size=64, lr=5e-4,
-                   schedule="cosine", n_train=5000, epochs=1, n_eval_robust=0)
-FIG3_ADV = {
-    "tiny": dict(_FIG3_QUICK, n_train=256, adv_steps=1, eps=0.05),
-    "quick": _FIG3_QUICK,
-    "full": dict(binary=(3, 5), adv="pgd-linf", eps=0.3, adv_steps=10, eps_warmup=0.3, batch_size=128, lr=1e-3,
+#: adversarial training of the networks of Figs. 3-5 at the quick and full scales (ℓ∞ PGD, ε ramped
+#: up over the first steps and a cosine learning-rate decay against collapse); quick ``lr`` 5e-4:
+#: at 1e-3 (without the ramp) the quick AlexNet collapsed to a constant classifier
+_FIGURE_ADV = {
+    "quick": dict(adv="pgd-linf", eps=0.1, adv_steps=3, eps_warmup=0.5, batch_size=64, lr=5e-4,
+                  schedule="cosine", n_train=5000, epochs=1, n_eval_robust=0),
+    "full": dict(adv="pgd-linf", eps=0.3, adv_steps=10, eps_warmup=0.3, batch_size=128, lr=1e-3,
                  schedule="cosine", n_train=None, epochs=10, n_eval_robust=1000),
 }
 
-#: adversarial training of the 10-class networks of Fig. 5 (its λ_max is tracked along training)
+#: adversarial training of the binary (3 vs 5) networks of Figs. 3-4
+FIG3_ADV = {
+    "tiny": dict(_FIGURE_ADV["quick"], binary=(3, 5), n_train=256, adv_steps=1, eps=0.05),
+    "quick": dict(_FIGURE_ADV["quick"], binary=(3, 5)),
+    "full": dict(_FIGURE_ADV["full"], binary=(3, 5)),
+}
+
+#: adversarial training of the 10-class networks of Fig. 5 (its λ_max is tracked along training);
+#: the tiny scale (tests) has neither ramp nor schedule
 FIG5_ADV = {
     "tiny": dict(adv="pgd-linf", eps=0.1, adv_steps=1, n_train=256, epochs=1, batch_size=64, lr=5e-4,
                  n_eval_robust=0),
-    "quick": dict(adv="pgd-linf", eps=0.1, adv_steps=3, eps_warmup=0.5, n_train=5000, epochs=1, batch_size=64,
-                  lr=5e-4, schedule="cosine", n_eval_robust=0),
-    "full": dict(adv="pgd-linf", eps=0.3, adv_steps=10, eps_warmup=0.3, n_train=None, epochs=10, batch_size=128,
-                 lr=1e-3, schedule="cosine", n_eval_robust=1000),
+    **_FIGURE_ADV,
 }
 
 #: the per-scale presets by name, for :func:`get`
