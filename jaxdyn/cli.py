@@ -26,7 +26,7 @@ from jaxdyn.experiments import EXPERIMENTS
 
 #: commands that are not experiments: module with ``add_arguments(parser)`` and ``run(args)``
 COMMANDS: dict[str, str] = {
-    "train": "jaxdyn.experiments.train",
+    "train": "jaxdyn.training.command",
     "reproduce": "jaxdyn.experiments.reproduce",
 }
 

@@ -82,52 +82,9 @@ def load_model(name: str, *, dtype=jnp.float64, progress: bool = True, track=Non
     if track is None:
         model, variables, info = training.load_or_train(name, progress=progress, **train_kwargs)
         return model, models.cast(variables, dtype), dict(info)
-    cfg = _train_config(name, train_kwargs)
-    run_dir = training.default_cache_dir() / f"{name}-{cfg.hash()[:16]}"
-    rec = run_dir / f"{track.name}.json"
-    if (run_dir / "final.msgpack").exists() and not _track_ok(rec, track):
-        run_dir = run_dir.with_name(run_dir.name + "-track")
-        rec = run_dir / f"{track.name}.json"
-    if (run_dir / "final.msgpack").exists() and _track_ok(rec, track):
-        model, variables, info = training.load_run(run_dir)
-    else:
-        if run_dir.name.endswith("-track"):  # our own copy, made for other records: redo it
-            for stale in ("final.msgpack", "info.json"):
-                (run_dir / stale).unlink(missing_ok=True)
-        model = models.get_model(name, num_classes=cfg.num_classes, width=cfg.width)
-        track.start(model, cfg, run_dir)
-        model, variables, info = training.train(cfg, run_dir, progress=progress, callback=track.callback)
-        from jaxdyn.cli import write_json_atomic
-
-        write_json_atomic(rec, {"config": track.config(), "records": track.records(run_dir)})
-    info = dict(info)
-    info["track"] = _read_json(rec)["records"]
+    model, variables, info = training.load_or_train(name, progress=progress, callbacks=[track], **train_kwargs)
+    info = dict(info, track=info["callbacks"][track.name])
     return model, models.cast(variables, dtype), info
-
-
-def _train_config(name, kw):
-    from jaxdyn.training import TrainConfig
-
-    kw = dict(kw)
-    for k in ("cache_dir", "allow_train", "data_dir"):
-        if kw.pop(k, None) is not None:
-            raise ValueError(f"{k} is not supported with track=")
-    return TrainConfig(model=name, **kw)
-
-
-def _read_json(p):
-    import json
-
-    return json.loads(Path(p).read_text())
-
-
-def _track_ok(rec: Path, track) -> bool:
-    if not rec.exists():
-        return False
-    try:
-        return _read_json(rec).get("config") == track.config()
-    except ValueError:
-        return False
 
 
 def train_summary(info: dict) -> dict:

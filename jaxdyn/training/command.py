@@ -9,7 +9,7 @@ Examples::
 The run directory (``--out``) holds ``config.json``, ``metrics.jsonl``, checkpoints,
 ``final.msgpack`` and ``info.json``; an interrupted run resumes when started again with the same
 flags. With ``--cache`` the model is trained into (or loaded from) the model cache used by
-``jaxdyn.training.load_or_train`` and only the results are written to ``--out``.
+:func:`jaxdyn.training.load_or_train` and only the results are written to ``--out``.
 """
 
 from __future__ import annotations

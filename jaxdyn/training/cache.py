@@ -1,0 +1,135 @@
+"""The model cache: :func:`load_or_train` returns a trained model, training it only once.
+
+The entry of a config is ``<cache_dir>/<model>-<hash[:16]>`` (:meth:`TrainConfig.run_name`), a
+run directory of :mod:`jaxdyn.training.checkpoint`.
+
+**Trackers** (``callbacks=``) record numbers along training (e.g. Fig. 5's λ_max,
+:class:`jaxdyn.experiments.fig5.SharpnessTracker`). A tracker has
+
+* ``name``: its records are stored at ``<run_dir>/<name>.json`` as
+  ``{"config": tracker.config(), "records": tracker.records(run_dir)}``;
+* ``config() -> dict``: what determines its records (JSON data; records of another config are
+  recomputed);
+* ``start(model, cfg, run_dir)``: called before training (a resumed run included);
+* ``callback(step, state, loss)``: called after every step (``state`` must not be kept);
+* ``records(run_dir) -> list``: its records once training is done.
+
+A cached model without the records of every tracker is not retrained in place: a copy is trained
+(deterministically: bit-identical parameters) in ``<run_dir>-track`` to get them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+from jaxdyn.results import read_json, to_json_tree, write_json_atomic
+from jaxdyn.training import checkpoint as ckpt_io
+from jaxdyn.training.config import TrainConfig
+
+__all__ = ["default_cache_dir", "load_or_train", "Tracker"]
+
+TRACK_SUFFIX = "-track"
+
+
+class Tracker(Protocol):
+    """What ``load_or_train(..., callbacks=[tracker])`` needs of a tracker (see module doc)."""
+
+    name: str
+
+    def config(self) -> Any: ...
+
+    def start(self, model, cfg: TrainConfig, run_dir: Path) -> None: ...
+
+    def callback(self, step: int, state, loss) -> None: ...
+
+    def records(self, run_dir: Path) -> Any: ...
+
+
+def default_cache_dir() -> Path:
+    """``$JAXDYN_CACHE_DIR`` or ``~/.cache/jaxdyn/models``."""
+    env = os.environ.get("JAXDYN_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "jaxdyn" / "models"
+
+
+def load_or_train(name: str, *, num_classes: int = 10, binary=None, width: float = 1.0, adv=None,
+                  eps=None, epochs: int = 1, batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
+                  n_train=None, cache_dir=None, allow_train: bool = True, progress: bool = True,
+                  data_dir=None, callbacks: Sequence[Tracker] = (), **more):
+    """A trained model from the cache, or train it (and cache it).
+
+    The cache entry is ``<cache_dir>/<name>-<hash>`` with ``hash`` the sha256 of the full
+    :class:`TrainConfig` (``more`` takes its other fields: ``adv_steps``, ``n_eval_robust``, …).
+    A cached model is loaded, never silently retrained; an interrupted one resumes. With
+    ``allow_train=False`` a missing entry raises ``FileNotFoundError``.
+
+    ``callbacks``: trackers (see the module doc) whose records are cached with the model.
+
+    Returns:
+      ``(model, variables, info)``; ``info`` has ``test_accuracy`` (clean),
+      ``robust_accuracy`` (unless ``n_eval_robust=0``), ``config``, ``param_count``,
+      ``train_time_s``, ``epoch_times_s``, ``run_dir``; with ``callbacks``, also
+      ``info["callbacks"]``: ``{tracker.name: records}``.
+    """
+    import jaxdyn.training as pkg  # train / load_run looked up there, so that tests can patch them
+
+    cfg = TrainConfig(model=name, num_classes=num_classes, binary=binary, width=width, adv=adv, eps=eps,
+                      epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, n_train=n_train, **more)
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    run_dir = cache / cfg.run_name()
+    callbacks = list(callbacks)
+    if len({t.name for t in callbacks}) != len(callbacks):
+        raise ValueError(f"callbacks need distinct names, got {[t.name for t in callbacks]}")
+    if ckpt_io.is_finished(run_dir) and not _records_ok(run_dir, callbacks):
+        run_dir = run_dir.with_name(run_dir.name + TRACK_SUFFIX)
+    if ckpt_io.is_finished(run_dir) and _records_ok(run_dir, callbacks):
+        model, variables, info = pkg.load_run(run_dir)
+    elif not allow_train:
+        what = f"with records of {[t.name for t in callbacks]} " if callbacks else ""
+        raise FileNotFoundError(f"no cached model {what}for {cfg.to_dict()} in {cache}")
+    elif not callbacks:
+        return pkg.train(cfg, run_dir, data_dir=data_dir, progress=progress)
+    else:
+        model, variables, info = _train_tracked(pkg, cfg, run_dir, callbacks, data_dir, progress)
+    if callbacks:
+        info = dict(info, callbacks={t.name: read_json(_records_path(run_dir, t))["records"] for t in callbacks})
+    return model, variables, info
+
+
+def _train_tracked(pkg, cfg, run_dir: Path, callbacks, data_dir, progress):
+    from jaxdyn.models import get_model
+
+    if run_dir.name.endswith(TRACK_SUFFIX):  # our own copy, made for other records: redo it
+        for stale in (ckpt_io.FINAL, ckpt_io.INFO):
+            (run_dir / stale).unlink(missing_ok=True)
+    model = get_model(cfg.model, num_classes=cfg.num_classes, width=cfg.width)
+    for t in callbacks:
+        t.start(model, cfg, run_dir)
+
+    def callback(step, state, loss):
+        for t in callbacks:
+            t.callback(step, state, loss)
+
+    model, variables, info = pkg.train(cfg, run_dir, data_dir=data_dir, progress=progress, callback=callback)
+    for t in callbacks:
+        write_json_atomic(_records_path(run_dir, t), {"config": t.config(), "records": t.records(run_dir)})
+    return model, variables, info
+
+
+def _records_path(run_dir: Path, tracker) -> Path:
+    return Path(run_dir) / f"{tracker.name}.json"
+
+
+def _records_ok(run_dir: Path, callbacks) -> bool:
+    """Whether ``run_dir`` holds records of every tracker, made with its current config."""
+    for t in callbacks:
+        path = _records_path(run_dir, t)
+        if not path.exists():
+            return False
+        try:
+            if read_json(path).get("config") != to_json_tree(t.config()):
+                return False
+        except (ValueError, AttributeError):  # corrupt: recomputed
+            return False
+    return True
