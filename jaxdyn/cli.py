@@ -16,7 +16,6 @@ import argparse
 import ast
 import dataclasses
 import importlib
-import importlib.util
 import json
 import sys
 import typing
@@ -32,12 +31,13 @@ COMMANDS: dict[str, str] = {
 
 
 def _summary(modname: str) -> str:
-    """The first line of a module's docstring, read without importing it."""
-    spec = importlib.util.find_spec(modname)
-    if spec is None or spec.origin is None:
+    """The first line of a module's docstring, read without importing it (nor its package)."""
+    path = Path(__file__).parent.joinpath(*modname.split(".")[1:]).with_suffix(".py")
+    if not path.exists():
         return "(not available)"
-    doc = ast.get_docstring(ast.parse(Path(spec.origin).read_text())) or ""
-    return doc.strip().splitlines()[0] if doc.strip() else ""
+    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    first = " ".join(doc.strip().split("\n\n")[0].split())  # the first paragraph, on one line
+    return first if len(first) <= 110 else first[:109] + "…"
 
 
 def _parse_seq(kind):
