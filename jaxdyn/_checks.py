@@ -1,8 +1,11 @@
 """Input validation shared by the public functions.
 
-Checks on values (NaN pixels, beta <= 0) run only when the value is concrete: inside ``jit`` or
-``vmap`` the arrays are tracers and the caller's entry point is responsible (the experiments call
-:func:`check_batch` before compiling anything).
+Checks on shapes and dtypes run always (they are static, also under ``jit``/``vmap``). Checks
+on values (NaN pixels, labels out of range, beta <= 0) run when the value is concrete; inside
+``jit`` or ``vmap`` the arrays are tracers, so the attacks also compute :func:`valid` and return a
+NaN perturbation with ``success_step == INVALID_STEP`` for invalid input — never a zero
+perturbation that looks like an instant success (the experiments call :func:`check_batch` before
+compiling anything).
 """
 
 from __future__ import annotations
@@ -10,7 +13,12 @@ from __future__ import annotations
 import numpy as np
 import jax
 
-__all__ = ["is_concrete", "check_positive", "check_steps", "check_choice", "check_example", "check_batch"]
+__all__ = ["is_concrete", "check_positive", "check_steps", "check_choice", "check_example", "check_batch",
+           "check_array", "check_label", "check_call", "num_classes", "label_ok", "valid", "INVALID_STEP"]
+
+#: ``AttackResult.success_step`` of an attack whose input was invalid (NaN/inf values, a label
+#: outside the head's range), found under ``jit``/``vmap`` where no exception can be raised.
+INVALID_STEP = -2
 
 
 def is_concrete(v) -> bool:
@@ -41,6 +49,95 @@ def check_steps(steps) -> int:
 def check_choice(name: str, v, choices) -> None:
     if v not in choices:
         raise ValueError(f"{name} must be one of {sorted(choices)}, got {v!r}")
+
+
+def check_array(x, name: str = "x") -> None:
+    """``x`` is a NumPy/JAX array of a float32 or float64 dtype (static: also under ``jit``)."""
+    if not hasattr(x, "dtype") or not hasattr(x, "shape"):
+        raise ValueError(f"{name} must be a NumPy or JAX array, got a {type(x).__name__}; convert it with "
+                         f"jnp.asarray({name}, jnp.float32)")
+    dt = np.dtype(x.dtype)
+    if not np.issubdtype(dt, np.floating):
+        raise ValueError(f"{name} has dtype {dt}, the attacks differentiate with respect to it and need a floating "
+                         f"dtype: convert with {name}.astype(jnp.float32) (and divide uint8 pixels by 255)")
+    if dt.itemsize < 4:
+        raise ValueError(f"{name} has dtype {dt}: half precision is not supported (curvatures of order 1e-8 "
+                         f"underflow); convert with {name}.astype(jnp.float32), or float64 for verification")
+
+
+def num_classes(f, x) -> int:
+    """``C``, the length of ``f(x)``, found by abstract evaluation; a clear error when ``f`` cannot
+    take ``x`` (e.g. a batch where one example is expected, or a flattened image for a CNN)."""
+    try:
+        out = jax.eval_shape(f, x)
+    except ValueError:
+        raise
+    except Exception as e:  # noqa: BLE001 — Flax's shape errors name parameters, not the input
+        raise ValueError(f"the model cannot take x of shape {list(np.shape(x))} ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:200]}); pass one example of the shape the model was "
+                         "initialised with, e.g. [28, 28, 1], and jax.vmap the function for a batch") from None
+    if len(out.shape) != 1:
+        raise ValueError(f"f(x) must be a logits vector [C] for one example, got shape {list(out.shape)}; pass one "
+                         "example (e.g. [28, 28, 1]) and jax.vmap the function for a batch")
+    return int(out.shape[0])
+
+
+def check_label(y, C: int | None) -> None:
+    """``y`` valid for a head of ``C`` logits: an integer in ``[0, C)`` (softmax) or ±1 (``C == 1``,
+    the binary head). Checked when concrete; under ``jit`` see :func:`label_ok`. ``C=None``: a
+    custom loss whose labels mean something else (nothing to check)."""
+    if not is_concrete(y) or C is None:
+        return
+    a = np.asarray(y)
+    if a.ndim != 0:
+        raise ValueError(f"y must be a scalar label for one example, got shape {list(a.shape)} "
+                         "(for a batch, jax.vmap the per-example function)")
+    if C == 1:
+        if not np.isfinite(a) or a.item() not in (-1, 1):
+            raise ValueError(f"the binary head (one logit) takes labels +1 or -1, got {a.item()!r}")
+        return
+    if not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"labels of a {C}-class head are integers in [0, {C}), got {a.item()!r} of dtype {a.dtype}")
+    if not 0 <= int(a) < C:
+        raise ValueError(f"label {int(a)} is out of range for a {C}-class head: labels are integers in [0, {C})")
+
+
+def label_ok(y, C: int | None):
+    """The traced counterpart of :func:`check_label`: a boolean scalar."""
+    import jax.numpy as jnp
+
+    y = jnp.asarray(y)
+    if C is None:
+        return jnp.asarray(True)
+    if C == 1:
+        return jnp.abs(y.astype(jnp.result_type(float))) == 1
+    if not jnp.issubdtype(y.dtype, jnp.integer):
+        return jnp.asarray(False)
+    return (y >= 0) & (y < C)
+
+
+def valid(y, C: int | None, *arrays):
+    """A boolean scalar: ``y`` valid for the head and every array finite (inputs and results)."""
+    import jax.numpy as jnp
+
+    ok = label_ok(y, C)
+    for a in arrays:
+        ok = ok & jnp.all(jnp.isfinite(a))
+    return ok
+
+
+def check_call(f, x, y, *, labels: bool = True) -> int | None:
+    """Everything a per-example entry point checks before tracing: ``x`` a float32/64 array,
+    ``f(x)`` a logits vector, ``y`` a label of that head (``labels=False``: a custom loss, whose
+    labels are not class indices), finite ``x`` when concrete. Returns ``C`` (``None`` when the
+    labels are not checked)."""
+    check_array(x)
+    check_example(x, y)
+    C = num_classes(f, x)
+    if not labels:
+        return None
+    check_label(y, C)
+    return C
 
 
 def check_example(x, y=None) -> None:

@@ -44,7 +44,9 @@ class AttackResult(NamedTuple):
       delta: final perturbation ``d^(m)``, shape of ``x``.
       hbar_z: ``[C, C]`` weighted mean ``H̄_z`` over the trajectory (SPEC; falls back to
         ``H_z`` at ``x`` when ``steps == 1``).
-      success_step: first ``t`` in ``0..m`` with ``x + d^(t)`` misclassified, ``-1`` if none.
+      success_step: first ``t`` in ``0..m`` with ``x + d^(t)`` misclassified, ``-1`` if none,
+        ``-2`` (``jaxdyn._checks.INVALID_STEP``) for invalid input found under ``jit`` (a NaN/inf
+        value or a label outside the head); ``delta`` and ``hbar_z`` are then NaN.
       delta_effective: effective ℓ∞ component ``Σ_t alpha (σ_tᵀ dir_t) σ_t`` (Sec. 3.2), shape
         of ``x``; for the raw attack it equals the sum of unprojected steps.
       trajectory: ``None`` unless ``record=True``; then a dict of per-step arrays of length
@@ -126,6 +128,17 @@ def _step_size(beta, alpha, steps):
     return alpha
 
 
+def _invalid_to_nan(r: AttackResult, y, C: int, *inputs) -> AttackResult:
+    """NaN in, NaN out: with a non-finite input or result, or a label outside the head (found under
+    ``jit``, where no exception can be raised), the perturbation and ``H̄_z`` become NaN and
+    ``success_step`` :data:`~jaxdyn._checks.INVALID_STEP`, never a zero perturbation that reads
+    as an instant success."""
+    ok = _checks.valid(y, C, *inputs, r.delta, r.hbar_z)
+    nan = lambda a: jnp.where(ok, a, jnp.nan)  # noqa: E731
+    return r._replace(delta=nan(r.delta), hbar_z=nan(r.hbar_z), delta_effective=nan(r.delta_effective),
+                      success_step=jnp.where(ok, r.success_step, jnp.int32(_checks.INVALID_STEP)))
+
+
 def attack(
     f: Callable[[jax.Array], jax.Array],
     x: jax.Array,
@@ -175,7 +188,7 @@ def attack(
     steps = _checks.check_steps(steps)
     _checks.check_choice("norm", norm, NORMS)
     _checks.check_choice("gating", gating, GATINGS)
-    _checks.check_example(x, y)
+    n_classes = _checks.check_call(f, x, y, labels=loss_fn is loss)
     a = _step_size(beta, alpha, steps)
     _checks.check_positive("eps", eps, allow_none=True)
     fz = freeze(f, x) if gating == "frozen" else f
@@ -223,8 +236,8 @@ def attack(
     hbar = _mean_hessian(hsum, wsum, h0)
     if record:
         traj = _append(traj, _record(jnp.linalg.norm(d), jnp.linalg.norm(g), last_step, l, z, hessian_z_(z, y)))
-    return AttackResult(delta=d, hbar_z=hbar, success_step=succ, delta_effective=eff,
-                        trajectory=traj if record else None)
+    return _invalid_to_nan(AttackResult(delta=d, hbar_z=hbar, success_step=succ, delta_effective=eff,
+                                        trajectory=traj if record else None), y, n_classes, x)
 
 
 def pgd(
@@ -288,6 +301,7 @@ def logit_space_attack(
     steps = _checks.check_steps(steps)
     _checks.check_choice("norm", norm, ("raw", "l2"))
     _checks.check_example(x, y)
+    _checks.check_label(y, jax.eval_shape(f, x).shape[0] if loss_fn is loss else None)
     a_step = _step_size(beta, alpha, steps)
     z0 = f(x)
     J = input_jacobian(f, x) if jacobian is None else jacobian
@@ -325,5 +339,5 @@ def logit_space_attack(
     delta = (J.T @ coef).reshape(x.shape)
     if record:
         traj = _append(traj, _record(_gnorm(G, coef), gnorm, last_step, loss_fn(z, y), z, hessian_z_(z, y)))
-    return AttackResult(delta=delta, hbar_z=hbar, success_step=succ, delta_effective=delta,
-                        trajectory=traj if record else None)
+    return _invalid_to_nan(AttackResult(delta=delta, hbar_z=hbar, success_step=succ, delta_effective=delta,
+                                        trajectory=traj if record else None), y, C if loss_fn is loss else None, z0)

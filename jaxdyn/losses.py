@@ -13,6 +13,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxdyn import _checks
+
 __all__ = ["loss", "grad_z", "hessian_z", "is_success"]
 
 
@@ -24,6 +26,7 @@ def loss(z: jax.Array, y: jax.Array) -> jax.Array:
     """
     if z.ndim != 1:
         raise ValueError(f"loss expects logits of shape [C], got {z.shape}")
+    _checks.check_label(y, z.shape[0])  # when concrete; under jit the attacks flag invalid labels
     if z.shape[0] == 1:
         return jax.nn.softplus(-jnp.asarray(y, z.dtype) * z[0])
     return jax.nn.logsumexp(z) - z[jnp.asarray(y, jnp.int32)]

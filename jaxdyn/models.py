@@ -344,9 +344,15 @@ def param_count(model_or_variables, key=None) -> int:
 
 
 def logits_fn(model: nn.Module, variables) -> Callable[[jax.Array], jax.Array]:
-    """Per-example logits ``f(x: [28,28,1]) -> z: [C]`` with ``variables`` closed over."""
+    """Per-example logits ``f(x: [28,28,1]) -> z: [C]`` with ``variables`` closed over.
+
+    ``x`` is one image ``[H, W, C]``; a batch (``[1, 28, 28, 1]``) or a flattened image
+    (``[784]``) raises a ``ValueError`` saying so (``jax.vmap`` ``f`` for a batch)."""
 
     def f(x):
+        if getattr(x, "ndim", None) != 3:
+            raise ValueError(f"pass one example of shape [H, W, C] (e.g. [28, 28, 1]), got shape "
+                             f"{list(jnp.shape(x))}; jax.vmap the per-example function for a batch")
         return model.apply(variables, x[None])[0]
 
     return f

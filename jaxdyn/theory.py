@@ -182,7 +182,9 @@ def predict(f: Callable, x: jax.Array, y, hbar_z: jax.Array | None = None, *, be
       dict with ``delta_hat`` and ``grad_hat`` (``g_{x+δ̂}``) in ``x``'s shape, ``g_x``, ``g_z``,
       ``J`` (``[C, n]``).
     """
-    _checks.check_example(x, y)
+    n_classes = _checks.check_call(f, x, y, labels=loss_fn is None)
+    if steps is not None:
+        steps = _checks.check_steps(steps)
     z = f(x)
     J = input_jacobian(f, x)
     if loss_fn is None:
@@ -195,9 +197,11 @@ def predict(f: Callable, x: jax.Array, y, hbar_z: jax.Array | None = None, *, be
         pred = theorem2(J, gz, hz, beta)
     else:
         pred = theorem1(J, gz, hz, beta / steps, steps)
+    ok = _checks.valid(y, n_classes, x, hz)  # under jit: NaN out for invalid input (never a clean δ̂)
+    nan = lambda a: jnp.where(ok, a, jnp.nan)  # noqa: E731
     return dict(
-        delta_hat=pred.delta.reshape(x.shape), grad_hat=pred.grad.reshape(x.shape),
-        g_x=(J.T @ gz).reshape(x.shape), g_z=gz, J=J,
+        delta_hat=nan(pred.delta.reshape(x.shape)), grad_hat=nan(pred.grad.reshape(x.shape)),
+        g_x=nan((J.T @ gz).reshape(x.shape)), g_z=nan(gz), J=J,
     )
 
 

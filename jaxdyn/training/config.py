@@ -84,8 +84,9 @@ class TrainConfig:
                 raise ValueError(f"binary must be two different digits 0-9, got {self.binary!r}")
             s(self, "binary", b)
             s(self, "num_classes", 1)
-        elif int(self.num_classes) < 2:
-            raise ValueError("num_classes must be >= 2 for a softmax head (use binary=(a, b) for sigmoid)")
+        elif int(self.num_classes) != 10:
+            raise ValueError(f"MNIST has 10 classes: num_classes must be 10, got {self.num_classes} (use binary=(a, b), "
+                             "--binary a,b, for a two-digit task with a sigmoid head)")
         s(self, "num_classes", int(self.num_classes))
         if not self.width > 0:
             raise ValueError(f"width must be > 0, got {self.width}")
