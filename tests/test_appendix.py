@@ -1,7 +1,6 @@
 """Appendix D/J and Figure 1 (``jaxdyn.experiments.appendix``): the protocol, Figure 1 drawn from
 the results alone, the claims' verdict rules, and a smoke test of the command at the tiny scale."""
 
-import dataclasses
 import json
 
 import numpy as np
@@ -9,18 +8,13 @@ import pytest
 
 from jaxdyn import cli
 from jaxdyn.experiments import appendix
+from tests.helpers import assert_protocol
 
 pytestmark = pytest.mark.timeout(600)
 
 
 def test_protocol():
-    for attr in ("name", "title", "Config", "SCALES", "config", "run", "plot", "claims"):
-        assert hasattr(appendix, attr), attr
-    assert appendix.name == "appendix" and appendix.title == "Appendix D/J and Figure 1"
-    cfg = appendix.config("tiny")
-    assert dataclasses.is_dataclass(cfg) and cfg.scale == "tiny" and isinstance(cfg, appendix.Config)
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        cfg.n_fig = 1
+    assert_protocol(appendix, "appendix", "Appendix D/J and Figure 1")
     assert set(appendix.config("quick").variants) == {v[0] for v in appendix.PGD_VARIANTS}
     with pytest.raises(ValueError, match="Appendix-D attack"):
         appendix.config("quick", variants=("l3 eps=1",))

@@ -2,7 +2,6 @@
 rules, and a smoke test of the command at the tiny scale (tiny widths, a few digits, models
 trained into a temporary cache)."""
 
-import dataclasses
 import json
 
 import numpy as np
@@ -10,19 +9,13 @@ import pytest
 
 from jaxdyn import cli
 from jaxdyn.experiments import table1
+from tests.helpers import assert_protocol
 
 pytestmark = pytest.mark.timeout(600)
 
 
 def test_protocol():
-    for attr in ("name", "title", "Config", "SCALES", "config", "run", "plot", "claims"):
-        assert hasattr(table1, attr), attr
-    assert table1.name == "table1" and table1.title == "Table 1 — κ (Theorem 2)"
-    cfg = table1.config("tiny")
-    assert dataclasses.is_dataclass(cfg) and cfg.scale == "tiny" and isinstance(cfg, table1.Config)
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        cfg.beta = 1.0
-    assert set(table1.SCALES) == {"tiny", "quick", "full"}
+    assert_protocol(table1, "table1", "Table 1 — κ (Theorem 2)")
 
 
 def test_bad_arguments():
@@ -55,6 +48,7 @@ def test_claims_can_fail():
     claims = table1.claims(_results(rows))
     assert [c["verdict"] for c in claims] == ["does not hold", "does not hold"]
     assert "mlp3" in claims[0]["protocol"] and "β = 1.0e-03" in claims[0]["protocol"]
+    assert "first-order κ" in claims[0]["baselines"] and "0.1" in claims[0]["baselines"]
 
 
 def _finite(v):

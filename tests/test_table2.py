@@ -1,26 +1,20 @@
 """Table 2 (``jaxdyn.experiments.table2``): the protocol, config validation, the claims' verdict
 rules, and a smoke test of the command at the tiny scale."""
 
-import dataclasses
 import json
 
 import numpy as np
 import pytest
 
 from jaxdyn.experiments import runner, table2
+from tests.helpers import assert_protocol
 
 pytestmark = pytest.mark.timeout(600)
 
 
 def test_protocol():
-    for attr in ("name", "title", "Config", "SCALES", "config", "run", "plot", "claims"):
-        assert hasattr(table2, attr), attr
-    assert table2.name == "table2" and table2.title == "Table 2 — κ′ (Theorem 3)"
-    cfg = table2.config("tiny")
-    assert dataclasses.is_dataclass(cfg) and cfg.scale == "tiny" and isinstance(cfg, table2.Config)
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        cfg.beta = 1.0
-    assert cfg.adv == "none" and table2.config("quick").adv == "pgd-linf"
+    assert_protocol(table2, "table2", "Table 2 — κ′ (Theorem 3)")
+    assert table2.config("tiny").adv == "none" and table2.config("quick").adv == "pgd-linf"
 
 
 def test_bad_arguments():

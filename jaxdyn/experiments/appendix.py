@@ -33,7 +33,6 @@ import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -68,21 +67,16 @@ _help = lambda s: dataclasses.field(metadata={"help": s})  # noqa: E731
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    scale: str
-    models: tuple[str, ...] = _help("networks of Table 1 (10-class); Figure 1 needs mlp3")
-    n_samples: int = _help("number of fixed MNIST test digits")
+class Config(C.TableConfig):
+    """The knobs of Appendix D/J and Figure 1 (beside ``TableConfig``'s; Figure 1 needs ``mlp3``)."""
+
     pgd_steps: int = _help("steps of the Appendix-D PGD attacks")
     variants: tuple[str, ...] = _help("labels of the Appendix-D attacks to run (PGD_VARIANTS)")
     raw_steps: int = _help("steps of Appendix J's free-gating raw attack")
     raw_betas: tuple[float, ...] = _help("β grid of Appendix J's raw attack")
-    chunk: int = _help("samples per compiled batch")
     n_fig: int = _help("digits in Figure 1")
     fig_beta: float = _help("β of Figure 1's raw attack")
     fig_steps: int = _help("m of Figure 1's raw attack")
-    seed: int = _help("seed of the digit subset and of the training")
-    train: Any = _help("training preset: 'quick' or load_or_train arguments (JSON)")
-    train_overrides: Any = _help("load_or_train arguments that update the preset (JSON) or null")
 
 
 _BASE = dict(models=C.TABLE_MODELS, pgd_steps=10, variants=tuple(v[0] for v in PGD_VARIANTS),
@@ -320,9 +314,7 @@ Free-gating raw attack (m = {res['raw_steps']}) and the free ℓ∞-PGD attack a
 
 def run(cfg: Config, out: Path, progress: bool = True) -> dict:
     """Appendix D/J (and Figure 1's arrays) at ``cfg``; ``summary`` holds the ranges over networks."""
-    C.enable_x64()
-    models = C.progress_bar(cfg.models, enabled=progress, desc="appendix")
-    rows = [appendix_model(m, cfg, progress=progress) for m in models]
+    rows = C.over_models(lambda m: appendix_model(m, cfg, progress=progress), cfg.models, progress=progress, desc=name)
     return dict(dtype="float64", n_samples=cfg.n_samples, pgd_steps=cfg.pgd_steps, raw_steps=cfg.raw_steps,
                 rows=rows, paper=PAPER, summary=summary(rows))
 

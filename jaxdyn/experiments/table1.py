@@ -41,7 +41,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -51,6 +50,7 @@ from jaxdyn.attacks import attack, logit_space_attack
 from jaxdyn.experiments import _common as C
 from jaxdyn.metrics import kappa, kappa_first_order, per_sample_norm
 from jaxdyn.models import logits_fn
+from jaxdyn.results import write_text_atomic
 from jaxdyn.theory import prepare, structured_eigenpairs, theorem1, theorem2
 
 name = "table1"
@@ -65,20 +65,12 @@ _help = lambda s: dataclasses.field(metadata={"help": s})  # noqa: E731
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    scale: str
-    models: tuple[str, ...] = _help("networks of the table (subset of the ten)")
-    n_samples: int = _help("number of fixed MNIST test digits")
-    steps: int = _help("the attack's m (α = β/m)")
-    beta: float = _help("the documented β of the headline column")
-    betas: tuple[float, ...] = _help("the κ(β) grid (A2 attack in logit space)")
+class Config(C.TableAttackConfig):
+    """The knobs of Table 1 (beside :class:`~jaxdyn.experiments._common.TableAttackConfig`'s)."""
+
     m_grid: tuple[int, ...] = _help("the κ(m) convergence study at β (A2 attack in logit space)")
     free_betas: tuple[float, ...] = _help("β values besides beta at which the free-gating attack also runs "
                                           "through the network (each costs as much as the headline attack)")
-    chunk: int = _help("samples per compiled batch")
-    seed: int = _help("seed of the digit subset and of the training")
-    train: Any = _help("training preset: 'quick' or load_or_train arguments (JSON)")
-    train_overrides: Any = _help("load_or_train arguments that update the preset (JSON) or null")
 
 
 _BETAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -243,9 +235,7 @@ def table1_model(model_name: str, cfg: Config, *, progress: bool) -> dict:
 
 def run(cfg: Config, out: Path, progress: bool = True) -> dict:
     """Table 1 at ``cfg``: one row per network; ``done`` holds the "done" criterion's numbers."""
-    C.enable_x64()
-    models = C.progress_bar(cfg.models, enabled=progress, desc="table1")
-    rows = [table1_model(m, cfg, progress=progress) for m in models]
+    rows = C.over_models(lambda m: table1_model(m, cfg, progress=progress), cfg.models, progress=progress, desc=name)
     return dict(dtype="float64", beta=cfg.beta, steps=cfg.steps, n_samples=cfg.n_samples, betas=list(cfg.betas),
                 m_grid=list(cfg.m_grid), rows=rows, done=C.done_criterion(rows, key="kappa", base="kappa_first_order"))
 
@@ -253,16 +243,15 @@ def run(cfg: Config, out: Path, progress: bool = True) -> dict:
 # --- output ------------------------------------------------------------------------------
 
 
+def plot(results: dict, out: Path) -> None:
+    """``table1.md`` from the results."""
+    write_text_atomic(Path(out) / "table1.md", markdown(results))
+
+
 def claims(results: dict) -> list[dict]:
     """κ is small (the paper's range) and below the first-order baseline."""
     return C.table_claims(results, name=name, key="kappa", label="κ", theorem="Theorem 2 (Table 1)",
                           paper=PAPER_RANGE)
-
-
-def plot(results: dict, out: Path) -> None:
-    """``table1.md`` from the results."""
-    Path(out).mkdir(parents=True, exist_ok=True)
-    (Path(out) / "table1.md").write_text(markdown(results))
 
 
 def markdown(res: dict) -> str:

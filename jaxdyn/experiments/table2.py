@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -42,6 +41,7 @@ from jaxdyn import influence
 from jaxdyn.attacks import attack, logit_space_attack
 from jaxdyn.experiments import _common as C
 from jaxdyn.metrics import kappa_prime, per_sample_norm
+from jaxdyn.results import write_text_atomic
 from jaxdyn.theory import predict
 
 name = "table2"
@@ -58,20 +58,12 @@ _help = lambda s: dataclasses.field(metadata={"help": s})  # noqa: E731
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    scale: str
-    models: tuple[str, ...] = _help("networks of the table (subset of the ten), with a binary head")
-    n_samples: int = _help("number of fixed MNIST test digits (3 vs 5)")
-    steps: int = _help("the attack's m (α = β/m)")
-    beta: float = _help("the documented β of the headline column")
-    betas: tuple[float, ...] = _help("the κ′(β) grid (A2 attack in logit space)")
+class Config(C.TableAttackConfig):
+    """The knobs of Table 2 (beside :class:`~jaxdyn.experiments._common.TableAttackConfig`'s)."""
+
     adv: str = _help(f"adversarial training of the binary networks: one of {ADV_CHOICES}")
     eta: float = _help("learning rate η of the measured step (κ′ does not depend on it)")
     norm_c: float = _help("Eq. 11 uses C = norm_c ||δ̂||")
-    chunk: int = _help("samples per compiled batch")
-    seed: int = _help("seed of the digit subset and of the training")
-    train: Any = _help("training preset: 'quick' or load_or_train arguments (JSON)")
-    train_overrides: Any = _help("load_or_train arguments that update the preset (JSON) or null")
 
 
 _BASE = dict(models=MODELS, steps=200, beta=1e-3, betas=(1e-4, 1e-3, 1e-2, 1e-1, 1.0), adv="pgd-linf", eta=1e-3,
@@ -197,9 +189,7 @@ def table2_model(model_name: str, cfg: Config, *, progress: bool) -> dict:
 
 def run(cfg: Config, out: Path, progress: bool = True) -> dict:
     """Table 2 at ``cfg``: one row per network; ``done`` holds the "done" criterion's numbers."""
-    C.enable_x64()
-    models = C.progress_bar(cfg.models, enabled=progress, desc="table2")
-    rows = [table2_model(m, cfg, progress=progress) for m in models]
+    rows = C.over_models(lambda m: table2_model(m, cfg, progress=progress), cfg.models, progress=progress, desc=name)
     return dict(dtype="float64", beta=cfg.beta, steps=cfg.steps, n_samples=cfg.n_samples, betas=list(cfg.betas),
                 eta=cfg.eta, norm_c=cfg.norm_c, binary=list(BINARY), rows=rows,
                 done=C.done_criterion(rows, key="kappa_prime", base="kappa_prime_first_order"))
@@ -216,8 +206,7 @@ def claims(results: dict) -> list[dict]:
 
 def plot(results: dict, out: Path) -> None:
     """``table2.md`` from the results."""
-    Path(out).mkdir(parents=True, exist_ok=True)
-    (Path(out) / "table2.md").write_text(markdown(results))
+    write_text_atomic(Path(out) / "table2.md", markdown(results))
 
 
 def markdown(res: dict) -> str:
