@@ -216,3 +216,49 @@ def lemma1_sigmoid_margin(z: jax.Array, y) -> jax.Array:
 
     Closed form: ``s(1-s) - (1-s)^2 = (1-s)(2s-1)`` with ``s = sigmoid(y z)``."""
     return hessian_z(z, y)[0, 0] - grad_z(z, y)[0] ** 2
+
+
+# --- the network at a clean input (Tables 1-2, Appendix D)
+
+
+def prepare(f: Callable, x: jax.Array, y, *, loss_fn: Callable | None = None):
+    """What Theorems 1/2 need from the network at one clean example, which A2 freezes there.
+
+    Args:
+      f: per-example logits function; x: the clean example (any shape); y: its label.
+      loss_fn: ``(z, y) -> scalar``; default the cross-entropy of :mod:`jaxdyn.losses`.
+    Returns:
+      ``(J, z, g_z)``: the input Jacobian ``[C, n]``, the logits ``[C]`` and ``∂L/∂z`` ``[C]``
+      (``g_x = Jᵀ g_z``). ``jax.vmap`` it for a batch.
+    """
+    _checks.check_example(x, y)
+    z = f(x)
+    gz = grad_z(z, y) if loss_fn is None else jax.grad(loss_fn)(z, y)
+    return input_jacobian(f, x), z, gz
+
+
+# --- Appendix D: matching β
+
+
+def match_beta(J: jax.Array, g_z: jax.Array, hbar_z: jax.Array, target_norm, *, iters: int = 100):
+    """The β at which Theorem 2's ``||δ̂(β)||`` equals ``target_norm`` (one example).
+
+    Appendix D compares δ̂ with a few-step PGD perturbation at the point of the flow at the
+    attack's distance. ``||δ̂(β)|| ≥ β ||g_x||`` for ``H̄_z ⪰ 0`` (every ``φ(βλ_i) ≥ 1``), so the
+    root lies in ``[10⁻¹² β₀, β₀]`` with ``β₀ = target/||g_x||``; ``iters`` bisections on
+    ``log β`` (a ``lax.fori_loop``: jittable, vmappable). ``J``: ``[C, n]``, ``g_z``: ``[C]``,
+    ``hbar_z``: ``[C, C]``."""
+    hi = target_norm / jnp.linalg.norm(J.T @ g_z)
+    lo = hi * 1e-12
+
+    def body(_, lh):
+        lo, hi = lh
+        mid = jnp.sqrt(lo * hi)
+        small = jnp.linalg.norm(theorem2(J, g_z, hbar_z, mid).delta) < target_norm
+        return jnp.where(small, mid, lo), jnp.where(small, hi, mid)
+
+    lo, hi = jax.lax.fori_loop(0, iters, body, (lo, hi))
+    return jnp.sqrt(lo * hi)
+
+
+__all__ += ["prepare", "match_beta"]

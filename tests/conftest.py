@@ -33,3 +33,14 @@ def data_dir():
     if not d:
         pytest.skip("JAXDYN_DATA_DIR is not set (point it at a folder with the four MNIST .gz files)")
     return d
+
+
+@pytest.fixture(scope="module")
+def tiny_env(data_dir, tmp_path_factory):
+    """An output folder for the tiny-scale command smoke tests, with a fresh model cache (the
+    tiny networks are trained into it) and the Agg backend."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("JAXDYN_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    mp.setenv("MPLBACKEND", "Agg")
+    yield tmp_path_factory.mktemp("out")
+    mp.undo()

@@ -24,3 +24,20 @@ def small_label(num_classes: int, seed: int = 0):
     if num_classes == 1:
         return jnp.float64(1.0 if seed % 2 == 0 else -1.0)
     return jnp.int32(seed % num_classes)
+
+
+def assert_protocol(mod, name: str, title: str) -> None:
+    """``mod`` follows the experiment protocol: ``name``, ``title``, ``Config``, ``SCALES``,
+    ``config``, ``run``, ``plot``, ``claims``; ``config("tiny")`` is a frozen ``Config``."""
+    import dataclasses
+
+    import pytest
+
+    for attr in ("name", "title", "Config", "SCALES", "config", "run", "plot", "claims"):
+        assert hasattr(mod, attr), attr
+    assert mod.name == name and mod.title == title and set(mod.SCALES) == {"tiny", "quick", "full"}
+    cfg = mod.config("tiny")
+    assert dataclasses.is_dataclass(cfg) and isinstance(cfg, mod.Config) and cfg.scale == "tiny"
+    assert dataclasses.fields(cfg)[0].name == "scale" and hasattr(cfg, "seed")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.seed = 1

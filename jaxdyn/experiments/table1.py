@@ -32,148 +32,68 @@ Beside the paper's single number, every row reports
   papers) comparable; ``mean_beta_lambda1``, ``mean_delta_norm`` and ``attack_success_rate`` say
   how strong the attack is.
 
-The documented β and the scale presets are in :data:`SCALES`; choices are explained in
-``docs/tables.md``.
+The documented β and the scale presets are in :data:`SCALES` (every knob a :class:`Config` field);
+choices are explained in ``docs/tables.md``.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import time
 from pathlib import Path
-from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxdyn.attacks import attack, logit_space_attack
-from jaxdyn.cli import write_json_atomic
-from jaxdyn.gating import input_jacobian
-from jaxdyn.losses import grad_z
+from jaxdyn.experiments import _common as C
 from jaxdyn.metrics import kappa, kappa_first_order, per_sample_norm
-from jaxdyn.models import cast, logits_fn
-from jaxdyn.theory import structured_eigenpairs, theorem1, theorem2
+from jaxdyn.models import logits_fn
+from jaxdyn.results import write_text_atomic
+from jaxdyn.theory import prepare, structured_eigenpairs, theorem1, theorem2
 
-HELP = "Table 1: κ of Theorem 2 (A2, raw attack) on MLP/CNN/ResCNN 3/4/5(/10) MNIST nets, with κ(β), κ(m), free gating and first-order baselines."
-RESULT_NAME = "table1.json"
+name = "table1"
+title = "Table 1 — κ (Theorem 2)"
 
-MODELS = ("mlp3", "mlp4", "mlp5", "cnn3", "cnn4", "cnn5", "rescnn3", "rescnn4", "rescnn5", "rescnn10")
+MODELS = C.TABLE_MODELS
 PAPER_KAPPA = dict(zip(MODELS, (1.5e-5, 3.5e-6, 6.6e-7, 3.4e-7, 5.1e-8, 4.7e-8, 1.3e-5, 1.5e-5, 3.7e-5, 1.7e-4)))
-PAPER_LABEL = dict(zip(MODELS, ("3-layer MLP", "4-layer MLP", "5-layer MLP", "3-layer CNN", "4-layer CNN",
-                                "5-layer CNN", "3-layer ResCNN", "4-layer ResCNN", "5-layer ResCNN",
-                                "10-layer ResCNN")))
-SCALE_CHOICES = ("tiny", "quick", "full")
+#: the paper's range of κ over the ten networks
+PAPER_RANGE = (4.7e-8, 1.7e-4)
 
-#: Scale presets. ``beta`` is the documented strength of the headline column; ``betas`` the grid;
-#: ``steps`` the attack's ``m``; ``m_grid`` the logit-space convergence study; ``train`` selects
-#: the training preset (``"quick"``: ``jaxdyn.training.quick_config``; a dict: explicit
-#: ``load_or_train`` arguments). ``chunk``: samples per compiled batch. ``free_betas``: β values
-#: (besides the documented one) at which the free-gating attack also runs through the network —
-#: each costs as much as the headline attack, so only the full scale sweeps them.
+_help = lambda s: dataclasses.field(metadata={"help": s})  # noqa: E731
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(C.TableAttackConfig):
+    """The knobs of Table 1 (beside :class:`~jaxdyn.experiments._common.TableAttackConfig`'s)."""
+
+    m_grid: tuple[int, ...] = _help("the κ(m) convergence study at β (A2 attack in logit space)")
+    free_betas: tuple[float, ...] = _help("β values besides beta at which the free-gating attack also runs "
+                                          "through the network (each costs as much as the headline attack)")
+
+
+_BETAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+#: Scale presets. ``beta`` is the documented strength of the headline column; only the full scale
+#: sweeps ``free_betas``.
 SCALES = {
-    "tiny": dict(models=("mlp3", "cnn3"), n_samples=4, steps=20, beta=1e-3, betas=(1e-3, 1e-1),
-                 m_grid=(10, 40), chunk=4, free_betas=(),
-                 train=dict(width=1 / 16, epochs=1, n_train=512, batch_size=64, n_eval_robust=0)),
-    "quick": dict(models=MODELS, n_samples=16, steps=200, beta=1e-3, betas=(1e-4, 1e-3, 1e-2, 1e-1, 1.0),
-                  m_grid=(25, 50, 100, 200, 400, 1600, 6400, 25600, 102400), chunk=16, free_betas=(),
-                  train="quick", train_overrides=dict(n_eval_robust=0)),
-    "full": dict(models=MODELS, n_samples=1000, steps=1000, beta=1e-3, betas=(1e-4, 1e-3, 1e-2, 1e-1, 1.0),
-                 m_grid=(100, 1000, 10000, 100000, 1000000), chunk=250,
-                 free_betas=(1e-4, 1e-3, 1e-2, 1e-1, 1.0),
-                 train=dict(width=1.0, epochs=10, n_train=None, batch_size=128)),
+    "tiny": dict(models=("mlp3", "cnn3"), n_samples=4, steps=20, beta=1e-3, betas=(1e-3, 1e-1), m_grid=(10, 40),
+                 chunk=4, free_betas=(), seed=0, **C.TABLE_TRAIN["tiny"]),
+    "quick": dict(models=MODELS, n_samples=16, steps=200, beta=1e-3, betas=_BETAS,
+                  m_grid=(25, 50, 100, 200, 400, 1600, 6400, 25600, 102400), chunk=16, free_betas=(), seed=0,
+                  **C.TABLE_TRAIN["quick"]),
+    "full": dict(models=MODELS, n_samples=1000, steps=1000, beta=1e-3, betas=_BETAS,
+                 m_grid=(100, 1000, 10000, 100000, 1000000), chunk=250, free_betas=_BETAS, seed=0,
+                 **C.TABLE_TRAIN["full"]),
 }
 
 
-# --- shared with table2 / appendix --------------------------------------------------------
-
-
-def enable_x64() -> None:
-    """Float64 at the experiment entry point (design.md "Precision"; κ reaches 1e-8)."""
-    jax.config.update("jax_enable_x64", True)
-
-
-def check_scale(scale: str) -> dict:
-    if scale not in SCALES:
-        raise ValueError(f"scale must be one of {list(SCALE_CHOICES)}, got {scale!r}")
-    return SCALES[scale]
-
-
-def load_trained(name: str, train, *, binary=None, adv=None, seed: int = 0, progress: bool = True,
-                 overrides: dict | None = None):
-    """Load (or train and cache in ``JAXDYN_CACHE_DIR``) ``name`` and cast it to float64.
-
-    ``train``: ``"quick"`` for :func:`jaxdyn.training.quick_config`, else a dict of
-    :func:`jaxdyn.training.load_or_train` arguments; ``overrides`` updates either (the tables pass
-    ``n_eval_robust=0`` at the quick scale: the preset's PGD-40 robust evaluation costs about as
-    much as the quick training of a conv net and no table uses it). Returns
-    ``(model, variables, info)``.
-    """
-    from jaxdyn import training
-
-    if train == "quick":
-        kw = training.quick_config(name, binary=binary, adv=adv, seed=seed)
-    else:
-        kw = dict(train, binary=binary, adv=adv, seed=seed)
-    kw.update(overrides or {})
-    model, variables, info = training.load_or_train(name, progress=progress, **kw)
-    return model, cast(variables, jnp.float64), info
-
-
-def fixed_digits(n: int, *, seed: int, binary=None):
-    """A fixed set of ``n`` MNIST test digits (float64), seeded; ``binary=(a, b)`` keeps two classes
-    with labels ±1."""
-    from jaxdyn import data
-
-    x, y = data.load_mnist("test")
-    if binary is not None:
-        x, y = data.binary_task(x, y, binary)
-    x, y = data.subset(x, y, n, seed=seed)
-    x = np.asarray(x, np.float64)
-    y = np.asarray(y, np.float64 if binary is not None else np.int32)
-    return x, y
-
-
-def run_chunked(fn: Callable, variables, x: np.ndarray, y: np.ndarray, *args, chunk: int) -> dict:
-    """Apply a jitted batch function ``fn(variables, xb, yb, *args) -> dict of [b, ...]`` in chunks
-    of a fixed size (the last one padded by repetition, so one compile) and concatenate."""
-    n = len(x)
-    outs = []
-    for i in range(0, n, chunk):
-        xb, yb = x[i:i + chunk], y[i:i + chunk]
-        k = len(xb)
-        if k < chunk:
-            pad = np.arange(chunk - k) % k
-            xb, yb = np.concatenate([xb, xb[pad]]), np.concatenate([yb, yb[pad]])
-        out = fn(variables, jnp.asarray(xb), jnp.asarray(yb), *args)
-        outs.append(jax.tree.map(lambda a: np.asarray(a)[:k], out))
-    return jax.tree.map(lambda *a: np.concatenate(a), *outs)
-
-
-def progress_bar(iterable, *, enabled: bool, **kw):
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, disable=not enabled, dynamic_ncols=True, **kw)
-
-
-def fmt(v, digits: int = 1) -> str:
-    """``1.5×10⁻⁵`` style for Markdown (``—`` for None / NaN)."""
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "—"
-    if v == 0:
-        return "0"
-    e = int(math.floor(math.log10(abs(v))))
-    m = v / 10**e
-    if round(m, digits) >= 10:
-        m, e = m / 10, e + 1
-    sup = str(e).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
-    return f"{m:.{digits}f}×10{sup}"
-
-
-def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
+def config(scale: str = "quick", **overrides) -> Config:
+    """The resolved config; ``ValueError`` for bad values (checked before any work)."""
+    cfg = C.make_config(Config, SCALES, scale, overrides)
+    C.check_table_models(cfg.models, scale, what="Table 1")
+    C.check_fields(cfg, positive=("beta", "betas", "free_betas"), counts=("n_samples", "steps", "m_grid", "chunk"))
+    return cfg
 
 
 # --- computation -------------------------------------------------------------------------
@@ -181,14 +101,9 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def make_prep_fn(model):
     """Jitted ``(variables, x [B,28,28,1], y [B]) -> (J [B,C,n], z [B,C], g_z [B,C])`` at the clean
-    digits: everything the theory needs from the network (A2 freezes it at ``x``)."""
-
-    def one(variables, x, y):
-        f = logits_fn(model, variables)
-        z = f(x)
-        return input_jacobian(f, x), z, grad_z(z, y)
-
-    return jax.jit(jax.vmap(one, in_axes=(None, 0, 0)))
+    digits (:func:`jaxdyn.theory.prepare`): everything the theory needs from the network (A2
+    freezes it at ``x``)."""
+    return jax.jit(jax.vmap(lambda v, x, y: prepare(logits_fn(model, v), x, y), in_axes=(None, 0, 0)))
 
 
 def make_network_attack_fn(model, steps: int, gating: str):
@@ -264,26 +179,28 @@ def _free_columns(free: dict, theory_fn, J, gz, beta: float) -> dict:
                 attack_success_rate_free=s["attack_success_rate"])
 
 
-def table1_model(name: str, cfg: dict, *, seed: int, progress: bool, beta=None, steps=None) -> dict:
+def table1_model(model_name: str, cfg: Config, *, progress: bool) -> dict:
     """All Table-1 numbers of one network (see the module docstring)."""
-    beta = cfg["beta"] if beta is None else float(beta)
-    steps = cfg["steps"] if steps is None else int(steps)
+    beta, steps, chunk = cfg.beta, cfg.steps, cfg.chunk
     t0 = time.perf_counter()
-    model, variables, info = load_trained(name, cfg["train"], seed=seed, progress=progress,
-                                         overrides=cfg.get("train_overrides"))
+    model, variables, info = C.load_model(model_name, cfg.train, seed=cfg.seed, progress=progress,
+                                          overrides=cfg.train_overrides)
     t_train = time.perf_counter() - t0
-    x, y = fixed_digits(cfg["n_samples"], seed=seed)
+    x, y = C.fixed_digits(cfg.n_samples, seed=cfg.seed)
     b64 = lambda b: jnp.asarray(b, jnp.float64)  # noqa: E731
-    chunk = cfg["chunk"]
-    J, z, gz = (jnp.asarray(a) for a in run_chunked(make_prep_fn(model), variables, x, y, chunk=chunk))
+    prep = make_prep_fn(model)
+    J, z, gz = (jnp.asarray(a) for a in C.chunked(lambda xb, yb: prep(variables, xb, yb), x, y, chunk=chunk))
     yj = jnp.asarray(y)
     theory = make_theory_fn(steps)
 
     def theory_np(hbar, b, fn=theory):
         return jax.tree.map(np.asarray, fn(J, gz, jnp.asarray(hbar), b64(b)))
 
+    def network_attack(fn, b):
+        return C.chunked(lambda xb, yb: fn(variables, xb, yb, b64(b)), x, y, chunk=chunk)
+
     # headline: the A2 attack through the network (attacks.attack(gating="frozen"))
-    head_att = run_chunked(make_network_attack_fn(model, steps, "frozen"), variables, x, y, b64(beta), chunk=chunk)
+    head_att = network_attack(make_network_attack_fn(model, steps, "frozen"), beta)
     head = summarize(head_att, theory_np(head_att["hbar_z"], beta), beta)
     logit_fn = make_logit_space_fn(steps)
     lsa = jax.tree.map(np.asarray, logit_fn(J, z, yj, b64(beta)))
@@ -292,69 +209,75 @@ def table1_model(name: str, cfg: dict, *, seed: int, progress: bool, beta=None, 
 
     # free gating (no A2): through the real network, at the free-gating βs of the scale
     free_fn = make_network_attack_fn(model, steps, "free")
-    free_betas = set(float(b) for b in cfg.get("free_betas") or ()) | {beta}
-    free = {b: _free_columns(run_chunked(free_fn, variables, x, y, b64(b), chunk=chunk), theory, J, gz, b)
-            for b in sorted(free_betas)}
+    free = {b: _free_columns(network_attack(free_fn, b), theory, J, gz, b)
+            for b in sorted(set(float(b) for b in cfg.free_betas) | {beta})}
 
     # κ(β): the same A2 attack in logit space (exact, see logit_space_agreement)
     grid = []
-    for b in sorted(set(float(b) for b in cfg["betas"]) | {beta}):
+    for b in sorted(set(float(b) for b in cfg.betas) | {beta}):
         att = jax.tree.map(np.asarray, logit_fn(J, z, yj, b64(b)))
         grid.append({**summarize(att, theory_np(att["hbar_z"], b), b), **free.get(b, {})})
 
     # κ(m) at the documented β
     conv = []
-    for m in cfg["m_grid"]:
+    for m in cfg.m_grid:
         att = jax.tree.map(np.asarray, make_logit_space_fn(m)(J, z, yj, b64(beta)))
-        th = theory_np(att["hbar_z"], beta, fn=make_theory_fn(m))
-        s = summarize(att, th, beta)
+        s = summarize(att, theory_np(att["hbar_z"], beta, fn=make_theory_fn(m)), beta)
         conv.append(dict(steps=int(m), kappa=s["kappa"], kappa_theorem1=s["kappa_theorem1"]))
     return dict(
-        model=name, beta=beta, steps=steps, n_samples=int(len(x)), dtype="float64",
+        model=model_name, beta=beta, steps=steps, n_samples=int(len(x)), dtype="float64",
         test_accuracy=info["test_accuracy"], **{k: v for k, v in head.items() if k != "beta"}, **free[beta],
-        paper_kappa=PAPER_KAPPA.get(name), logit_space_agreement=agreement,
+        paper_kappa=PAPER_KAPPA.get(model_name), logit_space_agreement=agreement,
         kappa_vs_beta=grid, kappa_vs_m=conv, train_config=info.get("config"),
         time_s=dict(train_or_load=t_train, experiment=time.perf_counter() - t0 - t_train),
     )
 
 
+def run(cfg: Config, out: Path, progress: bool = True) -> dict:
+    """Table 1 at ``cfg``: one row per network; ``done`` holds the "done" criterion's numbers."""
+    rows = C.over_models(lambda m: table1_model(m, cfg, progress=progress), cfg.models, progress=progress, desc=name)
+    return dict(dtype="float64", beta=cfg.beta, steps=cfg.steps, n_samples=cfg.n_samples, betas=list(cfg.betas),
+                m_grid=list(cfg.m_grid), rows=rows, done=C.done_criterion(rows, key="kappa", base="kappa_first_order"))
+
+
 # --- output ------------------------------------------------------------------------------
 
 
-def verdict(rows: Sequence[dict], *, key: str = "kappa", base: str = "kappa_first_order",
-            bound: float = 1e-3) -> dict:
-    """The issue's "done" criterion at the documented β: every κ ≤ ``bound`` and below its
-    first-order baseline."""
-    below_bound = {r["model"]: r[key] <= bound for r in rows}
-    below_base = {r["model"]: r[key] < r[base] for r in rows}
-    return dict(bound=bound, all_below_bound=all(below_bound.values()),
-                all_below_first_order=all(below_base.values()), below_bound=below_bound,
-                below_first_order=below_base)
+def plot(results: dict, out: Path) -> None:
+    """``table1.md`` from the results."""
+    write_text_atomic(Path(out) / "table1.md", markdown(results))
+
+
+def claims(results: dict) -> list[dict]:
+    """κ is small (the paper's range) and below the first-order baseline."""
+    return C.table_claims(results, name=name, key="kappa", label="κ", theorem="Theorem 2 (Table 1)",
+                          paper=PAPER_RANGE)
 
 
 def markdown(res: dict) -> str:
-    rows = res["rows"]
+    """The Markdown of ``table1.md`` (from the results alone)."""
+    fmt, rows = C.fmt_sci, res["rows"]
     b, m, n = res["beta"], res["steps"], res["n_samples"]
     head = ["network", "test acc.", "κ (Thm 2)", "paper κ", "κ (Thm 1, same m)", "κ first-order βg_x",
             "κ free gating", "κ free, first-order", "βλ₁ (‖δ*‖-weighted)", "E‖δ*‖", "attack success"]
-    body = [[PAPER_LABEL.get(r["model"], r["model"]), f"{r['test_accuracy']:.3f}", fmt(r["kappa"]),
+    body = [[C.TABLE_LABELS.get(r["model"], r["model"]), f"{r['test_accuracy']:.3f}", fmt(r["kappa"]),
              fmt(r["paper_kappa"]), fmt(r["kappa_theorem1"]), fmt(r["kappa_first_order"]), fmt(r["kappa_free"]),
              fmt(r["kappa_free_first_order"]), fmt(r["beta_lambda1_weighted"]), fmt(r["mean_delta_norm"]),
              f"{r['attack_success_rate']:.2f}"] for r in rows]
     betas = [g["beta"] for g in rows[0]["kappa_vs_beta"]] if rows else []
-    grid = md_table(["network"] + [f"β={g:g}" for g in betas],
-                    [[r["model"]] + [f"{fmt(g['kappa'])} / {fmt(g['kappa_first_order'])}" for g in r["kappa_vs_beta"]]
-                     for r in rows])
-    grid_free = md_table(["network"] + [f"β={g:g}" for g in betas],
-                         [[r["model"]] + [fmt(g.get("kappa_free")) for g in r["kappa_vs_beta"]] for r in rows])
+    grid = C.md_table(["network"] + [f"β={g:g}" for g in betas],
+                      [[r["model"]] + [f"{fmt(g['kappa'])} / {fmt(g['kappa_first_order'])}" for g in r["kappa_vs_beta"]]
+                       for r in rows])
+    grid_free = C.md_table(["network"] + [f"β={g:g}" for g in betas],
+                           [[r["model"]] + [fmt(g.get("kappa_free")) for g in r["kappa_vs_beta"]] for r in rows])
     free_section = ""
     if any(sum("kappa_free" in g for g in r["kappa_vs_beta"]) > 1 for r in rows):
         free_section = f"## κ(β) without A2 (free gating)\n\n{grid_free}\n\n"
     ms = [c["steps"] for c in rows[0]["kappa_vs_m"]] if rows else []
-    conv = md_table(["network"] + [f"m={k}" for k in ms],
-                    [[r["model"]] + [f"{fmt(c['kappa'])} / {fmt(c['kappa_theorem1'])}" for c in r["kappa_vs_m"]]
-                     for r in rows])
-    v = res["verdict"]
+    conv = C.md_table(["network"] + [f"m={k}" for k in ms],
+                      [[r["model"]] + [f"{fmt(c['kappa'])} / {fmt(c['kappa_theorem1'])}" for c in r["kappa_vs_m"]]
+                      for r in rows])
+    v = res["done"]
     return f"""# Table 1 — κ of Theorem 2 (scale `{res['scale']}`)
 
 Generated by `python -m jaxdyn table1 --scale {res['scale']}` ({res['dtype']}, seed {res['seed']}).
@@ -363,7 +286,7 @@ Generated by `python -m jaxdyn table1 --scale {res['scale']}` ({res['dtype']}, s
 Paper values (Cheng et al. 2024, Table 1) for comparison; the paper does not state β, m or its
 networks' accuracies, so only orders of magnitude can be compared (see `docs/tables.md`).
 
-{md_table(head, body)}
+{C.md_table(head, body)}
 
 Done criterion at β = {b:g}: every κ ≤ {v['bound']:g}: **{v['all_below_bound']}**; every κ below its
 first-order baseline: **{v['all_below_first_order']}**.
@@ -379,58 +302,3 @@ The O(1/m) gap of an m-step attack to the gradient flow dominates κ until the T
 
 {conv}
 """
-
-
-def run_experiment(*, scale: str = "quick", out: Path, seed: int = 0, progress: bool = True,
-                   models: Sequence[str] | None = None, beta=None, steps=None,
-                   figures_dir: Path | None = None) -> dict:
-    """Run Table 1 at ``scale`` and write ``table1.json`` and ``table1.md`` into ``out`` (and the
-    Markdown into ``figures_dir`` when given). Returns the results dict; ``results["verdict"]``
-    holds the numbers the verdict rests on."""
-    enable_x64()
-    cfg = check_scale(scale)
-    models = tuple(cfg["models"] if models is None else models)
-    unknown = [m for m in models if m not in MODELS and scale != "tiny"]
-    if unknown:
-        raise ValueError(f"unknown Table 1 model(s) {unknown}; choose from {list(MODELS)}")
-    t0 = time.perf_counter()
-    rows = [table1_model(name, cfg, seed=seed, progress=progress, beta=beta, steps=steps)
-            for name in progress_bar(models, enabled=progress, desc="table1")]
-    res = dict(
-        experiment="table1", scale=scale, seed=seed, dtype="float64",
-        beta=rows[0]["beta"] if rows else beta, steps=rows[0]["steps"] if rows else steps,
-        n_samples=cfg["n_samples"], betas=list(cfg["betas"]), m_grid=list(cfg["m_grid"]),
-        rows=rows, verdict=verdict(rows), runtime_s=time.perf_counter() - t0,
-    )
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / RESULT_NAME, res)
-    md = markdown(res)
-    (out / "table1.md").write_text(md)
-    if figures_dir is not None:
-        Path(figures_dir).mkdir(parents=True, exist_ok=True)
-        (Path(figures_dir) / "table1.md").write_text(md)
-    return res
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--scale", choices=SCALE_CHOICES, default="quick",
-                        help="tiny (tests), quick (CI: 2 CPU cores), full (paper scale, GPU)")
-    parser.add_argument("--quick", dest="scale", action="store_const", const="quick", help="= --scale quick")
-    parser.add_argument("--full", dest="scale", action="store_const", const="full", help="= --scale full")
-    parser.add_argument("--models", nargs="+", default=None, help="subset of the table's networks")
-    parser.add_argument("--beta", type=float, default=None, help="override the documented β")
-    parser.add_argument("--steps", type=int, default=None, help="override the attack's m")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--figures-dir", type=Path, default=None,
-                        help="also write the Markdown table here (the README's figures/)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
-
-
-def run(args) -> dict:
-    if args.beta is not None and not (math.isfinite(args.beta) and args.beta > 0):
-        raise ValueError(f"--beta must be finite and > 0, got {args.beta}")
-    if args.steps is not None and args.steps < 1:
-        raise ValueError(f"--steps must be >= 1, got {args.steps}")
-    return run_experiment(scale=args.scale, out=args.out, seed=args.seed, progress=args.progress,
-                          models=args.models, beta=args.beta, steps=args.steps, figures_dir=args.figures_dir)

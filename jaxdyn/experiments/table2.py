@@ -7,7 +7,7 @@ sigmoid head trained on MNIST digits 3 vs 5, and a fixed set of test digits of t
 1. the ``m``-step raw attack under frozen gating (A2) gives ``H̄_z`` (scalar) on its trajectory;
 2. Theorem 2 gives ``δ̂`` with that ``H̄_z`` (:func:`jaxdyn.theory.predict`);
 3. ``φ*`` is measured (:func:`jaxdyn.influence.measure`): ``Δg_W = ∂L(f(x+δ̂))/∂W - ∂L(f(x))/∂W``
-   for the first layer's weights ``W`` (found by :func:`jaxdyn.influence.first_layer_path`), and
+   for the first layer's weights ``W`` (:func:`jaxdyn.influence.first_layer_fn`), and
    ``φ* = g̃_xᵀ Δg̃_x`` with ``Δg̃_x`` the jvp of ``W ↦ ∂z/∂x`` along ``-ηΔg_W`` — which is
    ``-ηΔg_W g̃_h`` for the MLPs' dense first layer and its generalisation for the conv first layer
    of the CNNs and ResCNNs (docs/theory.md). Gradients at ``x + δ̂`` are taken under A2 (the
@@ -23,16 +23,15 @@ the headline column runs the attack through the network and records the agreemen
 
 ``η`` only scales ``φ*`` and ``φ̂`` alike (κ' does not depend on it); it is recorded. As in the
 paper, the networks are adversarially trained (PGD-ℓ∞, ε = 0.3; at the quick scale with
-``jaxdyn.training``'s ``QUICK_ADV`` preset); ``--adv none`` trains them normally instead, which
+``jaxdyn.training``'s ``QUICK_ADV`` preset); ``adv="none"`` (``--adv none``) trains them normally instead, which
 gives ~100× larger ``A`` at the same β (adversarial training flattens ``g̃_x``).
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import time
 from pathlib import Path
-from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -40,29 +39,53 @@ import numpy as np
 
 from jaxdyn import influence
 from jaxdyn.attacks import attack, logit_space_attack
-from jaxdyn.cli import write_json_atomic
-from jaxdyn.experiments import table1 as T1
+from jaxdyn.experiments import _common as C
 from jaxdyn.metrics import kappa_prime, per_sample_norm
-from jaxdyn.theory import predict, theorem2
+from jaxdyn.results import write_text_atomic
+from jaxdyn.theory import predict
 
-HELP = "Table 2: κ' of Theorem 3 (Eq. 9, also Eqs. 10-11) on binary MLP/CNN/ResCNN nets, φ* from real first-layer weight gradients."
-RESULT_NAME = "table2.json"
+name = "table2"
+title = "Table 2 — κ′ (Theorem 3)"
 
-MODELS = T1.MODELS
+MODELS = C.TABLE_MODELS
 PAPER_KAPPA_PRIME = dict(zip(MODELS, (3.9e-5, 8.8e-6, 1.5e-6, 8.5e-7, 1.3e-7, 1.2e-7, 3.4e-5, 3.9e-5, 9.0e-5, 1.9e-4)))
-SCALE_CHOICES = T1.SCALE_CHOICES
+#: the paper's range of κ′ over the ten networks
+PAPER_RANGE = (1.2e-7, 1.9e-4)
 ADV_CHOICES = ("none", "pgd-linf", "pgd-l2", "raw")
-
-#: Scale presets (as Table 1's, plus the adversarial training kind of the binary networks; the
-#: tiny scale, for tests, skips adversarial training).
-SCALES = {
-    "tiny": dict(T1.SCALES["tiny"], adv=None, m_grid=None),
-    "quick": dict(T1.SCALES["quick"], adv="pgd-linf", m_grid=None),
-    "full": dict(T1.SCALES["full"], adv="pgd-linf", m_grid=None),
-}
 BINARY = (3, 5)
-ETA = 1e-3
-NORM_C = 0.5
+
+_help = lambda s: dataclasses.field(metadata={"help": s})  # noqa: E731
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(C.TableAttackConfig):
+    """The knobs of Table 2 (beside :class:`~jaxdyn.experiments._common.TableAttackConfig`'s)."""
+
+    adv: str = _help(f"adversarial training of the binary networks: one of {ADV_CHOICES}")
+    eta: float = _help("learning rate η of the measured step (κ′ does not depend on it)")
+    norm_c: float = _help("Eq. 11 uses C = norm_c ||δ̂||")
+
+
+_BASE = dict(models=MODELS, steps=200, beta=1e-3, betas=(1e-4, 1e-3, 1e-2, 1e-1, 1.0), adv="pgd-linf", eta=1e-3,
+             norm_c=0.5, seed=0)
+#: Scale presets (the tiny scale, for tests, skips adversarial training).
+SCALES = {
+    "tiny": dict(_BASE, models=("mlp3", "cnn3"), n_samples=4, steps=20, betas=(1e-3, 1e-1), adv="none", chunk=4,
+                 **C.TABLE_TRAIN["tiny"]),
+    "quick": dict(_BASE, n_samples=16, chunk=16, **C.TABLE_TRAIN["quick"]),
+    "full": dict(_BASE, n_samples=1000, steps=1000, chunk=250, **C.TABLE_TRAIN["full"]),
+}
+
+
+def config(scale: str = "quick", **overrides) -> Config:
+    """The resolved config; ``ValueError`` for bad values (checked before any work)."""
+    from jaxdyn._checks import check_choice
+
+    cfg = C.make_config(Config, SCALES, scale, overrides)
+    C.check_table_models(cfg.models, scale, what="Table 2")
+    C.check_fields(cfg, positive=("beta", "betas", "eta", "norm_c"), counts=("n_samples", "steps", "chunk"))
+    check_choice("adv", cfg.adv, ADV_CHOICES)
+    return cfg
 
 
 def _measure_all(z_of, W, x, y, beta, fro_delta, hbar, eta, norm_c):
@@ -87,10 +110,7 @@ def make_batch_fn(model, path, steps: int, *, eta: float, norm_c: float, network
     β grid); the headline also returns the logit-space δ* to check the agreement."""
 
     def one(variables, x, y, beta):
-        def z_of(W, xx):
-            return model.apply(influence.set_param(variables, path, W), xx[None])[0]
-
-        W = influence.get_param(variables, path)
+        z_of, W, _ = influence.first_layer_fn(model, variables, path=path)
         f = lambda xx: z_of(W, xx)  # noqa: E731
         lsa = logit_space_attack(f, x, y, steps=steps, beta=beta)
         fro = attack(f, x, y, steps=steps, beta=beta, gating="frozen") if network_attack else lsa
@@ -133,55 +153,77 @@ def summarize(out: dict, beta: float, *, eta: float, norm_c: float) -> dict:
     )
 
 
-def table2_model(name: str, cfg: dict, *, seed: int, progress: bool, beta=None, steps=None, adv="default",
-                 eta: float = ETA, norm_c: float = NORM_C) -> dict:
+def table2_model(model_name: str, cfg: Config, *, progress: bool) -> dict:
     """All Table-2 numbers of one network (see the module docstring)."""
-    beta = cfg["beta"] if beta is None else float(beta)
-    steps = cfg["steps"] if steps is None else int(steps)
-    adv = cfg["adv"] if adv == "default" else adv
+    beta, steps = cfg.beta, cfg.steps
+    adv = None if cfg.adv == "none" else cfg.adv
     t0 = time.perf_counter()
-    model, variables, info = T1.load_trained(name, cfg["train"], binary=BINARY, adv=adv, seed=seed,
-                                             progress=progress, overrides=cfg.get("train_overrides"))
+    model, variables, info = C.load_model(model_name, cfg.train, binary=BINARY, adv=adv, seed=cfg.seed,
+                                          progress=progress, overrides=cfg.train_overrides)
     t_train = time.perf_counter() - t0
     path = influence.first_layer_path(model, variables)
-    x, y = T1.fixed_digits(cfg["n_samples"], seed=seed, binary=BINARY)
-    b64 = lambda b: jnp.asarray(b, jnp.float64)  # noqa: E731
-    kw = dict(eta=eta, norm_c=norm_c)
+    x, y = C.fixed_digits(cfg.n_samples, seed=cfg.seed, binary=BINARY)
+    kw = dict(eta=cfg.eta, norm_c=cfg.norm_c)
 
-    head_out = T1.run_chunked(make_batch_fn(model, path, steps, network_attack=True, **kw), variables, x, y,
-                              b64(beta), chunk=cfg["chunk"])
+    fns = {na: make_batch_fn(model, path, steps, network_attack=na, **kw) for na in (True, False)}  # one compile each
+
+    def batches(network_attack, b):
+        fn = fns[network_attack]
+        return C.chunked(lambda xb, yb: fn(variables, xb, yb, jnp.asarray(b, jnp.float64)), x, y, chunk=cfg.chunk)
+
+    head_out = batches(True, beta)
     head = summarize(head_out, beta, **kw)
     ds = head_out["delta_star"]
     agreement = float(np.max(per_sample_norm(head_out["delta_logit_space"] - ds) / per_sample_norm(ds)))
-    grid_fn = make_batch_fn(model, path, steps, network_attack=False, **kw)
-    betas = sorted(set(float(b) for b in cfg["betas"]) | {beta})
-    grid = [summarize(T1.run_chunked(grid_fn, variables, x, y, b64(b), chunk=cfg["chunk"]), b, **kw)
-            for b in betas]
+    grid = [summarize(batches(False, b), b, **kw) for b in sorted(set(float(b) for b in cfg.betas) | {beta})]
     return dict(
-        model=name, beta=beta, steps=steps, n_samples=int(len(x)), dtype="float64",
+        model=model_name, beta=beta, steps=steps, n_samples=int(len(x)), dtype="float64",
         test_accuracy=info["test_accuracy"], **{k: v for k, v in head.items() if k != "beta"},
-        paper_kappa_prime=PAPER_KAPPA_PRIME.get(name), first_layer="/".join(path),
+        paper_kappa_prime=PAPER_KAPPA_PRIME.get(model_name), first_layer="/".join(path),
         first_layer_kind="dense" if influence.get_param(variables, path).ndim == 2 else "conv",
-        binary=list(BINARY), adv=adv, robust_accuracy=info.get("robust_accuracy"), eta=eta, norm_c=norm_c,
+        binary=list(BINARY), adv=adv, robust_accuracy=info.get("robust_accuracy"), eta=cfg.eta, norm_c=cfg.norm_c,
         logit_space_agreement=agreement, kappa_prime_vs_beta=grid, train_config=info.get("config"),
         time_s=dict(train_or_load=t_train, experiment=time.perf_counter() - t0 - t_train),
     )
 
 
+def run(cfg: Config, out: Path, progress: bool = True) -> dict:
+    """Table 2 at ``cfg``: one row per network; ``done`` holds the "done" criterion's numbers."""
+    rows = C.over_models(lambda m: table2_model(m, cfg, progress=progress), cfg.models, progress=progress, desc=name)
+    return dict(dtype="float64", beta=cfg.beta, steps=cfg.steps, n_samples=cfg.n_samples, betas=list(cfg.betas),
+                eta=cfg.eta, norm_c=cfg.norm_c, binary=list(BINARY), rows=rows,
+                done=C.done_criterion(rows, key="kappa_prime", base="kappa_prime_first_order"))
+
+
+# --- output ------------------------------------------------------------------------------
+
+
+def claims(results: dict) -> list[dict]:
+    """κ′ is small (the paper's range) and below the first-order baseline (e^A → 1 + A)."""
+    return C.table_claims(results, name=name, key="kappa_prime", label="κ′", theorem="Theorem 3 (Table 2)",
+                          paper=PAPER_RANGE)
+
+
+def plot(results: dict, out: Path) -> None:
+    """``table2.md`` from the results."""
+    write_text_atomic(Path(out) / "table2.md", markdown(results))
+
+
 def markdown(res: dict) -> str:
-    fmt, rows = T1.fmt, res["rows"]
+    """The Markdown of ``table2.md`` (from the results alone)."""
+    fmt, rows = C.fmt_sci, res["rows"]
     b, m, n = res["beta"], res["steps"], res["n_samples"]
     head = ["network", "first layer", "test acc.", "κ′ (Eq. 9)", "paper κ′", "κ′ first-order (e^A→1+A)",
             "κ′ Eq. 10", "κ′ Eq. 11", "κ′ free gating", "κ′ at δ*", "E[A]", "φ*<0"]
-    body = [[T1.PAPER_LABEL.get(r["model"], r["model"]), r["first_layer_kind"], f"{r['test_accuracy']:.3f}",
+    body = [[C.TABLE_LABELS.get(r["model"], r["model"]), r["first_layer_kind"], f"{r['test_accuracy']:.3f}",
              fmt(r["kappa_prime"]), fmt(r["paper_kappa_prime"]), fmt(r["kappa_prime_first_order"]),
              fmt(r["kappa_prime_eq10"]), fmt(r["kappa_prime_eq11"]), fmt(r["kappa_prime_free"]),
              fmt(r["kappa_prime_attack"]), fmt(r["mean_A"]), f"{r['frac_phi_negative']:.2f}"] for r in rows]
     betas = [g["beta"] for g in rows[0]["kappa_prime_vs_beta"]] if rows else []
-    grid = T1.md_table(["network"] + [f"β={g:g}" for g in betas],
-                       [[r["model"]] + [f"{fmt(g['kappa_prime'])} / {fmt(g['kappa_prime_first_order'])}"
-                                        for g in r["kappa_prime_vs_beta"]] for r in rows])
-    v = res["verdict"]
+    grid = C.md_table(["network"] + [f"β={g:g}" for g in betas],
+                      [[r["model"]] + [f"{fmt(g['kappa_prime'])} / {fmt(g['kappa_prime_first_order'])}"
+                                       for g in r["kappa_prime_vs_beta"]] for r in rows])
+    v = res["done"]
     adv = rows[0]["adv"] if rows else None
     return f"""# Table 2 — κ′ of Theorem 3 (scale `{res['scale']}`)
 
@@ -196,7 +238,7 @@ perturbation instead of δ̂. Paper values: Cheng et al. 2024, Table 2. Where E[
 order 1e-11 is the float64 resolution of Δg_W = g_W(x+δ̂) − g_W(x), two gradients that agree to
 O(A): the κ′(β) grid then stops falling with β.
 
-{T1.md_table(head, body)}
+{C.md_table(head, body)}
 
 Done criterion at β = {b:g}: every κ′ ≤ {v['bound']:g}: **{v['all_below_bound']}**; every κ′ below its
 first-order baseline: **{v['all_below_first_order']}**.
@@ -205,53 +247,3 @@ first-order baseline: **{v['all_below_first_order']}**.
 
 {grid}
 """
-
-
-def run_experiment(*, scale: str = "quick", out: Path, seed: int = 0, progress: bool = True,
-                   models: Sequence[str] | None = None, beta=None, steps=None, adv="default",
-                   figures_dir: Path | None = None) -> dict:
-    """Run Table 2 at ``scale``; writes ``table2.json`` and ``table2.md`` into ``out`` (and the
-    Markdown into ``figures_dir`` when given). Returns the results dict (``["verdict"]``)."""
-    T1.enable_x64()
-    cfg = T1.check_scale(scale)
-    cfg = SCALES[scale]
-    models = tuple(cfg["models"] if models is None else models)
-    unknown = [m for m in models if m not in MODELS and scale != "tiny"]
-    if unknown:
-        raise ValueError(f"unknown Table 2 model(s) {unknown}; choose from {list(MODELS)}")
-    t0 = time.perf_counter()
-    rows = [table2_model(name, cfg, seed=seed, progress=progress, beta=beta, steps=steps, adv=adv)
-            for name in T1.progress_bar(models, enabled=progress, desc="table2")]
-    res = dict(
-        experiment="table2", scale=scale, seed=seed, dtype="float64",
-        beta=rows[0]["beta"] if rows else beta, steps=rows[0]["steps"] if rows else steps,
-        n_samples=cfg["n_samples"], betas=list(cfg["betas"]), eta=ETA, norm_c=NORM_C, binary=list(BINARY),
-        rows=rows, verdict=T1.verdict(rows, key="kappa_prime", base="kappa_prime_first_order"),
-        runtime_s=time.perf_counter() - t0,
-    )
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / RESULT_NAME, res)
-    md = markdown(res)
-    (out / "table2.md").write_text(md)
-    if figures_dir is not None:
-        Path(figures_dir).mkdir(parents=True, exist_ok=True)
-        (Path(figures_dir) / "table2.md").write_text(md)
-    return res
-
-
-def add_arguments(parser) -> None:
-    T1.add_arguments(parser)
-    parser.add_argument("--adv", choices=ADV_CHOICES, default=None,
-                        help="adversarial training of the binary nets (default: pgd-linf; none at the tiny scale)")
-
-
-def run(args) -> dict:
-    if args.beta is not None and not (math.isfinite(args.beta) and args.beta > 0):
-        raise ValueError(f"--beta must be finite and > 0, got {args.beta}")
-    if args.steps is not None and args.steps < 1:
-        raise ValueError(f"--steps must be >= 1, got {args.steps}")
-    adv = "default" if args.adv is None else (None if args.adv == "none" else args.adv)
-    return run_experiment(scale=args.scale, out=args.out, seed=args.seed, progress=args.progress,
-                          models=args.models, beta=args.beta, steps=args.steps, adv=adv,
-                          figures_dir=args.figures_dir)
