@@ -105,3 +105,37 @@ def test_design_doc_example_follows_the_protocol():
     assert [c["verdict"] for c in mod.claims(fake)] == ["holds"]
     assert [c["verdict"] for c in mod.claims(dict(fake, norms=[0.0, 0.0]))] == ["does not hold"]
     assert mod.claims(fake)[0]["verdict"] in VERDICTS
+
+
+def test_a_failed_run_keeps_its_pieces_and_a_rerun_resumes(tmp_path):
+    """Kill-resume at the protocol level: pieces finished before a failure are kept; a rerun of the
+    same config recomputes only the missing ones; a different config discards them (with --force)."""
+    calls = []
+    exp = _fake(calls)
+    computed = []
+
+    def run(cfg, out, progress=True):
+        pieces = runner.Pieces(out)
+        vals = []
+        for i in range(cfg.n):
+            if i == 2 and len(computed) < 3 and not calls:
+                calls.append("failed")
+                raise RuntimeError("killed")
+            vals.append(pieces.get(f"item{i}", lambda i=i: computed.append(i) or i * 10))
+        return {"values": vals}
+
+    exp.run = run
+    with pytest.raises(RuntimeError):
+        runner.execute(exp, exp.config("quick"), tmp_path, progress=False)
+    assert computed == [0, 1] and runner.Pieces(tmp_path).done() == ["item0", "item1"]
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "failed"
+    rec = runner.execute(exp, exp.config("quick"), tmp_path, progress=False)
+    assert computed == [0, 1, 2, 3, 4] and rec["results"]["values"] == [0, 10, 20, 30, 40]
+    assert runner.Pieces(tmp_path).done() == []  # folded into the results
+    # pieces of an unfinished run of another config are not mixed in
+    (tmp_path / "fake_exp.json").unlink()
+    runner.Pieces(tmp_path).get("item0", lambda: -1)
+    with pytest.raises(ValueError, match="--force"):
+        runner.execute(exp, exp.config("quick", n=2), tmp_path, progress=False)
+    rec = runner.execute(exp, exp.config("quick", n=2), tmp_path, progress=False, force=True)
+    assert rec["results"]["values"] == [0, 10]

@@ -20,6 +20,7 @@ import numpy as np
 
 from jaxdyn.experiments import _common as C
 from jaxdyn.experiments.claims import claim, count_verdict
+from jaxdyn.experiments.runner import Pieces
 
 name = "kappa-sweep"
 title = "κ(β) — Theorem 2 against a raw attack over strengths"
@@ -72,8 +73,11 @@ def config(scale: str = "quick", **overrides) -> Config:
     return cfg
 
 
-def sweep(model, variables, xs, ys, *, betas, steps, gating="frozen", path="network", progress=True):
+def sweep(model, variables, xs, ys, *, betas, steps, gating="frozen", path="network", progress=True, pieces=None):
     """κ, κ (Theorem 1, same m) and κ (first order) for each β.
+
+    ``pieces``: a :class:`jaxdyn.experiments.runner.Pieces`: each β's row is stored as soon as it
+    is done, and a row already stored is not recomputed (a killed sweep resumes).
 
     Args:
       model, variables: a Flax model and its (already cast) variables.
@@ -121,13 +125,13 @@ def sweep(model, variables, xs, ys, *, betas, steps, gating="frozen", path="netw
         )
 
     dtype = jax.tree.leaves(variables)[0].dtype
-    rows = []
-    for beta in tqdm(list(betas), desc="κ(β)", disable=not progress):
+    def row(beta):
         t0 = time.perf_counter()
         out = jax.device_get(one_beta(variables, xs, ys, jnp.asarray(beta, dtype)))
-        rows.append(dict(beta=float(beta), **{k: float(v) for k, v in out.items()},
-                         seconds=time.perf_counter() - t0))
-    return rows
+        return dict(beta=float(beta), **{k: float(v) for k, v in out.items()}, seconds=time.perf_counter() - t0)
+
+    bar = tqdm(list(betas), desc="κ(β)", disable=not progress, unit="β")
+    return [row(b) if pieces is None else pieces.get(f"beta={float(b)!r}", lambda b=b: row(b)) for b in bar]
 
 
 def run(cfg: Config, out: Path, progress: bool = True) -> dict:
@@ -140,7 +144,7 @@ def run(cfg: Config, out: Path, progress: bool = True) -> dict:
     xs, ys = C.fixed_digits(cfg.n_samples, seed=cfg.seed)
     xs = jnp.asarray(xs, getattr(jnp, cfg.dtype))
     rows = sweep(model, variables, xs, jnp.asarray(ys, jnp.int32), betas=cfg.betas, steps=cfg.steps,
-                 gating=cfg.gating, path=cfg.path, progress=progress)
+                 gating=cfg.gating, path=cfg.path, progress=progress, pieces=Pieces(out))
     meta = dict(model=cfg.model, steps=cfg.steps, n_samples=int(xs.shape[0]), dtype=cfg.dtype,
                 test_accuracy=float(info["test_accuracy"]), gating=cfg.gating, path=cfg.path)
     for r in rows:

@@ -11,6 +11,11 @@
 
 Existing results are never overwritten silently: the same fingerprint is reused, a different one
 needs ``force`` (or ``overwrite``, which ``reproduce`` passes for its own stage directories).
+
+Work is kept as it finishes: an experiment runs each piece (a network, a β) through
+:class:`Pieces`, which stores it in ``<out>/pieces/`` at once; a run that is killed or fails keeps
+them, and running it again with the same config resumes from them (a different config needs
+``--force``, which discards them).
 """
 
 from __future__ import annotations
@@ -24,7 +29,39 @@ from typing import Any
 from jaxdyn.experiments.claims import could_not_read
 from jaxdyn.results import check_writable, read_json, to_json_tree, write_json_atomic
 
-__all__ = ["execute", "results_file", "safe_claims", "outputs"]
+__all__ = ["execute", "results_file", "safe_claims", "outputs", "Pieces"]
+
+
+class Pieces:
+    """The finished pieces of a run, one JSON file each in ``<out>/pieces/``.
+
+    ``pieces.get(key, fn)`` returns the stored piece ``key`` or computes ``fn()``, stores it
+    atomically and returns it — in both cases as it reads back from JSON, so a resumed run sees
+    exactly what a fresh one does."""
+
+    def __init__(self, out):
+        self.dir = Path(out) / "pieces"
+
+    def _path(self, key: str) -> Path:
+        safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in str(key))
+        return self.dir / f"{safe}.json"
+
+    def get(self, key: str, fn):
+        path = self._path(key)
+        if path.exists():
+            try:
+                return read_json(path)
+            except ValueError:  # a torn file cannot happen (atomic writes), but never trust it
+                path.unlink()
+        value = to_json_tree(fn())
+        write_json_atomic(path, value)
+        return value
+
+    def done(self) -> list[str]:
+        return sorted(p.stem for p in self.dir.glob("*.json")) if self.dir.exists() else []
+
+    def clear(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def results_file(exp: ModuleType) -> str:
@@ -47,17 +84,20 @@ def outputs(out: Path) -> dict[str, list[str]]:
     return {"png": sorted(str(p) for p in out.glob("*.png")), "md": sorted(str(p) for p in out.glob("*.md"))}
 
 
-def _reusable(out: Path, exp: ModuleType, fp: dict) -> tuple[bool, bool]:
-    """(stored results match ``fp``, some other run's results are stored there)."""
-    res_path = out / results_file(exp)
-    if not res_path.exists():
-        return False, False
+def _reusable(out: Path, exp: ModuleType, fp: dict) -> tuple[bool, bool, bool]:
+    """(finished results of ``fp`` are stored, pieces of an unfinished run of ``fp`` are stored,
+    results or pieces of another run are stored)."""
+    stored = (out / results_file(exp)).exists() or bool(Pieces(out).done())
+    if not stored:
+        return False, False, False
     try:
         rec = read_json(out / "run.json")
     except (OSError, ValueError):
-        return False, True
-    same = rec.get("fingerprint") == fp and rec.get("status") == "ok"
-    return same, not same
+        return False, False, True
+    if rec.get("fingerprint") != fp:
+        return False, False, True
+    finished = rec.get("status") == "ok" and (out / results_file(exp)).exists()
+    return finished, not finished, False
 
 
 def execute(exp: ModuleType, cfg, out, *, progress: bool = True, force: bool = False, overwrite: bool = False,
@@ -78,7 +118,7 @@ def execute(exp: ModuleType, cfg, out, *, progress: bool = True, force: bool = F
     """
     out = check_writable(out)
     fp = {"experiment": exp.name, "config": to_json_tree(cfg), **(fingerprint or {})}
-    same, other = _reusable(out, exp, fp)
+    same, resume, other = _reusable(out, exp, fp)
     if same and not force:
         results = read_json(out / results_file(exp))
         rec = read_json(out / "run.json")
@@ -89,10 +129,21 @@ def execute(exp: ModuleType, cfg, out, *, progress: bool = True, force: bool = F
     if other and not (force or overwrite):
         raise ValueError(f"{out} already holds results of another {exp.name} run (a different config); pass "
                          "--force to replace them or choose another --out")
+    if force or other:  # nothing of another run may end up mixed into this one
+        Pieces(out).clear()
+        for stale in (results_file(exp), "claims.json"):
+            (out / stale).unlink(missing_ok=True)
+    elif resume and progress:
+        print(f"[{exp.name}] resuming in {out}: {len(Pieces(out).done())} finished piece(s) kept")
     write_json_atomic(out / "run.json", dict(status="running", fingerprint=fp))
     write_json_atomic(out / "config.json", fp["config"])
     t0 = time.perf_counter()
-    body = exp.run(cfg, out, progress)
+    try:
+        body = exp.run(cfg, out, progress)
+    except BaseException as e:  # the pieces stay; a rerun with the same config resumes from them
+        write_json_atomic(out / "run.json", dict(status="failed", fingerprint=fp, error=f"{type(e).__name__}: {e}",
+                                                 pieces=Pieces(out).done()))
+        raise
     runtime = time.perf_counter() - t0
     results = {"experiment": exp.name, "scale": cfg.scale, "seed": getattr(cfg, "seed", None),
                "config": fp["config"], **body}
@@ -101,6 +152,7 @@ def execute(exp: ModuleType, cfg, out, *, progress: bool = True, force: bool = F
     write_json_atomic(out / results_file(exp), {**results, "verdict": {c["id"]: c["verdict"] for c in claims}})
     write_json_atomic(out / "claims.json", claims)
     write_json_atomic(out / "run.json", dict(status="ok", fingerprint=fp, runtime_s=runtime))
+    Pieces(out).clear()  # folded into the results
     record = dict(results=results, claims=claims, cached=False, runtime_s=runtime, **outputs(out))
     _copy_outputs(record, figures_dir)
     return record
