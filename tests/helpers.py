@@ -24,3 +24,38 @@ def small_label(num_classes: int, seed: int = 0):
     if num_classes == 1:
         return jnp.float64(1.0 if seed % 2 == 0 else -1.0)
     return jnp.int32(seed % num_classes)
+
+
+def zoo_net(name, *, num_classes, width, seed=0):
+    """A random-init float64 zoo network and its variables."""
+    model = models.get_model(name, num_classes=num_classes, width=width)
+    return model, models.cast(models.init_variables(model, jax.random.key(seed)), jnp.float64)
+
+
+def digits(n, seed=0):
+    """``n`` uniform-noise 28 x 28 "digits" (float64)."""
+    import numpy as np
+
+    return jnp.asarray(np.random.default_rng(seed).uniform(size=(n, 28, 28, 1)))
+
+
+def check_protocol(mod, name):
+    """``mod`` has the experiment protocol (``jaxdyn.experiments``) and validates its config."""
+    import dataclasses
+
+    import pytest
+
+    for attr in ("name", "title", "Config", "SCALES", "config", "run", "plot", "claims"):
+        assert hasattr(mod, attr), attr
+    assert mod.name == name and mod.title.startswith("Figure")
+    assert set(mod.SCALES) == {"tiny", "quick", "full"}
+    fields = [f.name for f in dataclasses.fields(mod.Config)]
+    assert fields[0] == "scale" and "seed" in fields
+    cfg = mod.config("tiny")
+    assert cfg.scale == "tiny" and isinstance(cfg, mod.Config)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.seed = 1
+    with pytest.raises(ValueError):
+        mod.config("tiny", models=("nope",))
+    with pytest.raises(ValueError):
+        mod.config("huge")
