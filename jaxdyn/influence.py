@@ -55,8 +55,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxdyn import _checks
+from jaxdyn.attacks import attack
 from jaxdyn.gating import GATINGS
-from jaxdyn.losses import loss
+from jaxdyn.losses import grad_z, hessian_z, loss
+from jaxdyn.params import first_layer_path, get_param, set_param  # re-exported: influence's API
 
 __all__ = [
     "GATINGS",
@@ -67,6 +69,8 @@ __all__ = [
     "first_layer_fn",
     "first_layer_output_grad",
     "influence_A",
+    "influence_A_clean",
+    "attack_influence",
     "theorem3",
     "theorem4",
     "theorem5",
@@ -76,63 +80,7 @@ __all__ = [
 ]
 
 
-
-# --- locating the first layer ------------------------------------------------------------
-
-
-def first_layer_path(model: nn.Module, variables, *, example_shape: Sequence[int] = (28, 28, 1)
-                     ) -> tuple[str, ...]:
-    """Module path of the network's first layer: the first ``nn.Dense`` or ``nn.Conv`` whose
-    ``__call__`` runs when ``model`` is applied to one input.
-
-    Found by tracing one (abstract) forward pass with :func:`flax.linen.intercept_methods`, so it
-    depends neither on parameter names (``"first"``, ``"stem"``, ``"Conv_0"``) nor on the order of
-    the parameter dict (``jax.tree`` sorts keys, so "the first kernel in the tree" can be a later
-    layer, e.g. ``Conv_0 < stem`` in the ResCNNs).
-
-    Returns:
-      e.g. ``("first",)`` or ``("stem",)``; the kernel is ``variables["params"][*path]["kernel"]``.
-    """
-    found: list[tuple[str, ...]] = []
-
-    def interceptor(next_fun, args, kwargs, context):
-        if (not found and context.method_name == "__call__"
-                and isinstance(context.module, (nn.Dense, nn.Conv))):
-            found.append(tuple(context.module.path))
-        return next_fun(*args, **kwargs)
-
-    x = jax.ShapeDtypeStruct((1, *example_shape), jax.tree.leaves(variables)[0].dtype)
-    with nn.intercept_methods(interceptor):
-        jax.eval_shape(lambda v, x: model.apply(v, x), variables, x)
-    if not found:
-        raise ValueError(f"{type(model).__name__} calls no nn.Dense / nn.Conv: no first layer to use")
-    return found[0]
-
-
-def get_param(variables, path: Sequence[str], leaf: str = "kernel") -> jax.Array:
-    """``variables["params"][*path][leaf]``."""
-    node = variables["params"]
-    for k in path:
-        node = node[k]
-    if leaf not in node:
-        raise ValueError(f"layer {'/'.join(path)} has no parameter {leaf!r} (has {sorted(node)})")
-    return node[leaf]
-
-
-def set_param(variables, path: Sequence[str], value: jax.Array, leaf: str = "kernel"):
-    """A copy of ``variables`` with ``params/*path/leaf`` replaced (the other leaves shared)."""
-
-    def rec(node, keys):
-        node = dict(node)
-        if not keys:
-            node[leaf] = value
-        else:
-            node[keys[0]] = rec(node[keys[0]], keys[1:])
-        return node
-
-    out = dict(variables)
-    out["params"] = rec(variables["params"], list(path))
-    return out
+# --- the first layer as a function of its weights ----------------------------------------
 
 
 def first_layer_fn(model: nn.Module, variables, *, path: Sequence[str] | None = None):
@@ -202,6 +150,17 @@ def influence_A(beta, hbar_z, gx_norm2):
     return beta * hbar_z * gx_norm2
 
 
+def influence_A_clean(f: Callable, x: jax.Array, y, *, beta=1.0) -> jax.Array:
+    """:func:`influence_A` with ``H_z`` at the clean input: ``β H_z(x) ||g̃_x||²`` for one example
+    of a binary (one-logit) network ``f`` (per unit β by default: what sets Fig. 3's β)."""
+    _checks.check_example(x, y)
+    z = f(x)
+    if z.shape != (1,):
+        raise ValueError(f"A is defined for a binary (sigmoid) head with one logit, got {z.shape}")
+    gt = jax.grad(lambda t: f(t)[0])(x)
+    return influence_A(beta, hessian_z(z, y)[0, 0], jnp.vdot(gt, gt))
+
+
 def _growth(A, first_order):
     """``(e^A - 1, e^A)``, or ``(A, 1 + A)`` for the first-order baseline."""
     if first_order:
@@ -266,6 +225,7 @@ class Measurement(NamedTuple):
       gx_norm2: ``||g̃_x||²``.
       q: ``Q(g̃_x, g̃_x)/||g̃_x||²`` (``= ||g̃_h||²`` for a dense first layer).
       dgw_norm: ``||Δg_W||`` (Fig. 3's other axis).
+      dgw: ``Δg_W`` itself (the shape of ``W``; Fig. 4's direction).
     """
 
     phi: jax.Array
@@ -275,6 +235,7 @@ class Measurement(NamedTuple):
     gx_norm2: jax.Array
     q: jax.Array
     dgw_norm: jax.Array
+    dgw: jax.Array
 
 
 def u_map(z_of: Callable, W: jax.Array, x: jax.Array, a: jax.Array) -> jax.Array:
@@ -364,7 +325,34 @@ def measure(
         gx_norm2=gx_norm2,
         q=jnp.vdot(ug, ug) / gx_norm2,
         dgw_norm=jnp.linalg.norm(dgW),
+        dgw=dgW,
     )
+
+
+def attack_influence(z_of: Callable, W: jax.Array, x: jax.Array, y, *, beta, steps: int, eta,
+                     gating: str = "free") -> dict:
+    """Figs. 3-4's per-sample quantities for one example of a binary network, under a real attack.
+
+    Runs the raw attack (A1) with ``m = steps`` steps of ``α = β/m`` (trajectory recorded), then:
+    ``hbar_z`` (SPEC's trajectory average, scalar), ``gx2 = ||g̃_x||²``, ``hbar_z_gx2``,
+    ``A = β H̄_z ||g̃_x||²`` (:func:`influence_A`), ``A_hat = Σ_{t=1}^{m} α H̄_z ||g̃_{x+δ^(t)}||²``
+    (Sec. 3.3; ``||g̃|| = ||g|| / |g_z|`` since ``g_x = g_z g̃_x`` for one logit), and from
+    :func:`measure` on ``δ``: ``phi``, ``abs_phi``, ``dgw_norm``, ``dgw`` (``Δg_W``, shape of
+    ``W``); ``delta_norm`` and ``success`` (the attack flipped the label).
+
+    Under A2 (``gating="frozen"``) ``g̃`` is constant along the attack, so ``A_hat = A`` exactly.
+    ``z_of``/``W``: :func:`first_layer_fn`; ``gating`` applies to the attack and to ``g_W(x + δ)``.
+    """
+    f = lambda t: z_of(W, t)  # noqa: E731
+    r = attack(f, x, y, steps=steps, beta=beta, norm="raw", gating=gating, record=True)
+    tr = r.trajectory
+    gz = jax.vmap(lambda z: grad_z(z, y)[0])(tr["logits"])  # [m+1]
+    gt2 = (tr["grad_norm"] / jnp.abs(gz)) ** 2  # ||g̃_{x+δ^(t)}||², t = 0..m
+    hbar = r.hbar_z[0, 0]
+    m = measure(z_of, W, x, y, r.delta, eta=eta, gating=gating)
+    return dict(hbar_z=hbar, gx2=m.gx_norm2, hbar_z_gx2=hbar * m.gx_norm2, A=influence_A(beta, hbar, m.gx_norm2),
+                A_hat=(beta / steps) * hbar * jnp.sum(gt2[1:]), phi=m.phi, abs_phi=jnp.abs(m.phi),
+                dgw_norm=m.dgw_norm, dgw=m.dgw, delta_norm=jnp.linalg.norm(r.delta), success=r.success_step >= 0)
 
 
 def phi_dense(g_x: jax.Array, delta_g_W: jax.Array, g_h: jax.Array, *, eta) -> jax.Array:

@@ -102,6 +102,23 @@ def _fit_linear(t, u, m):
     return rate, intercept, r2
 
 
+def growth_fits(traj: jax.Array, success: jax.Array, *, start: int = 0) -> dict:
+    """Fig. 2's per-curve fits on the window ``start ≤ t ≤ success[i]`` (empty where
+    ``success[i] ≤ 0``): ``rate`` and ``r2`` of :func:`fit_log_linear`, ``r2_linear`` of
+    :func:`fit_linear`, and the log-linear rate on the first (``t ≤ m/2``) and the second
+    (``t ≥ m/2``) half of the window, ``rate_early``/``rate_late`` (a rising rate is growth faster
+    than exponential). ``traj``: ``[N, T]`` (index = step); ``success``: ``[N]``. Returns ``[N]``
+    arrays."""
+    t = jnp.arange(traj.shape[1], dtype=traj.dtype)
+    ms = jnp.asarray(success).astype(t.dtype)[:, None]
+    win = (t[None] <= ms) & (ms > 0) & (t[None] >= start)
+    log_fit = jax.vmap(fit_log_linear, in_axes=(None, 0, 0))
+    rate, _, r2 = log_fit(t, traj, win)
+    return dict(rate=rate, r2=r2, r2_linear=jax.vmap(fit_linear, in_axes=(None, 0, 0))(t, traj, win)[2],
+                rate_early=log_fit(t, traj, win & (t[None] <= ms / 2))[0],
+                rate_late=log_fit(t, traj, win & (t[None] >= ms / 2))[0])
+
+
 def weight_gradient_instability(loss_of_variables, variables, paths, *, eta, normalizer: str = "fan_in"):
     """Per-layer instability of the weight gradient (Fig. 5, conclusion C.8).
 
@@ -132,7 +149,7 @@ def weight_gradient_instability(loss_of_variables, variables, paths, *, eta, nor
     """
     import math
 
-    from jaxdyn.influence import get_param, set_param  # local: metrics stays import-light
+    from jaxdyn.params import get_param, set_param  # local: metrics stays import-light
 
     if normalizer not in ("fan_in", "size", "none"):
         raise ValueError(f"normalizer must be 'fan_in', 'size' or 'none', got {normalizer!r}")

@@ -39,6 +39,9 @@ __all__ = [
     "theorem2",
     "theorem1",
     "theorem2_eig",
+    "NormCurve",
+    "theorem2_norms",
+    "theorem1_norms",
     "theorem1_eig",
     "structured_eigenpairs",
     "predict",
@@ -61,16 +64,23 @@ def phi(s: jax.Array) -> jax.Array:
     return jnp.where(small, 1.0 + 0.5 * s, jnp.expm1(safe) / safe)
 
 
-def hbar_z_weighted(H_seq: jax.Array, step_norms: jax.Array) -> jax.Array:
+def hbar_z_weighted(H_seq: jax.Array, step_norms: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     """SPEC's ``H̄_z = Σ_{t=1}^{m-1} ||Δx^(t)|| H_z^(t) / Σ ||Δx^(t)||`` from a recorded trajectory.
 
     Args:
       H_seq: ``[T, C, C]``, ``H_z`` at ``x + δ^(t)`` for ``t = 0..T-1``.
       step_norms: ``[T]``, ``||Δx^(t)|| = ||δ^(t) - δ^(t-1)||`` (``0`` at ``t = 0``).
-    Only ``t = 1..m-1`` enter: pass the first ``m`` entries of an ``m``-step trajectory.
+      mask: ``[T]`` booleans, the steps that enter (e.g. ``1 <= t <= m_success - 1``: the average
+        up to a traced stopping step); ``None``: all. Without a mask only ``t = 1..m-1`` enter
+        when the first ``m`` entries of an ``m``-step trajectory are passed.
+    Returns:
+      ``[C, C]``; ``H_seq[0]`` (``H_z`` at ``x``) where no step has weight (``m = 1``, empty mask),
+      as :func:`jaxdyn.attacks.attack` falls back.
     """
-    w = step_norms
-    return jnp.einsum("t,tij->ij", w, H_seq) / jnp.sum(w)
+    w = step_norms if mask is None else jnp.where(mask, step_norms, 0.0)
+    wsum = jnp.sum(w)
+    mean = jnp.einsum("t,tij->ij", w, H_seq) / jnp.where(wsum > 0, wsum, 1.0)
+    return jnp.where(wsum > 0, mean, H_seq[0])
 
 
 def _corner(E, C):
@@ -125,6 +135,51 @@ def theorem2_eig(g_x: jax.Array, hbar_x: jax.Array, beta) -> Prediction:
     lam, V = jnp.linalg.eigh(0.5 * (hbar_x + hbar_x.T))
     gamma = V.T @ g_x
     return Prediction(V @ (beta * phi(beta * lam) * gamma), V @ (jnp.exp(beta * lam) * gamma))
+
+
+class NormCurve(NamedTuple):
+    """``delta``: ``||δ̂||`` along a curve; ``grad``: ``||g_{x+δ̂}||`` along it (same shape)."""
+
+    delta: jax.Array
+    grad: jax.Array
+
+
+def _eigen_coordinates(J: jax.Array, g_x: jax.Array, hbar_z: jax.Array):
+    """``(λ [C], γ = Vᵀ g_x [C], ||g_⊥||²)`` for the eigenpairs of ``H̄_x = Jᵀ H̄_z J``."""
+    lam, V = structured_eigenpairs(J, hbar_z)
+    gam = V.T @ g_x
+    return lam, gam, jnp.maximum(jnp.vdot(g_x, g_x) - jnp.vdot(gam, gam), 0.0)
+
+
+def theorem2_norms(J: jax.Array, g_x: jax.Array, hbar_z: jax.Array, betas: jax.Array) -> NormCurve:
+    """The norms of Theorem 2's prediction for each ``β`` of ``betas`` (``[T]``), from the
+    eigenpairs ``(λ_i, v_i)`` of ``H̄_x = Jᵀ H̄_z J`` (``C x C`` problem, Fig. 2):
+    ``||g(β)||² = Σ e^{2βλ_i} γ_i² + ||g_⊥||²`` and
+    ``||δ̂(β)||² = Σ (β φ(βλ_i) γ_i)² + β² ||g_⊥||²``, ``γ_i = g_xᵀ v_i``, ``g_⊥`` the part of
+    ``g_x`` outside their span. ``J``: ``[C, n]``; ``g_x = Jᵀ g_z``: ``[n]``.
+    Equal to the norms of :func:`theorem2` at each β, for the cost of one eigendecomposition."""
+    lam, gam, perp2 = _eigen_coordinates(J, g_x, hbar_z)
+    beta = jnp.asarray(betas, g_x.dtype)
+    bl = beta[:, None] * lam[None, :]
+    g2 = jnp.sum(jnp.exp(2 * bl) * gam[None, :] ** 2, axis=1) + perp2
+    d2 = jnp.sum((beta[:, None] * phi(bl) * gam[None, :]) ** 2, axis=1) + beta**2 * perp2
+    return NormCurve(jnp.sqrt(d2), jnp.sqrt(g2))
+
+
+def theorem1_norms(J: jax.Array, g_x: jax.Array, hbar_z: jax.Array, alpha, t: jax.Array) -> NormCurve:
+    """The norms of Theorem 1's prediction after each number of steps in ``t`` (``[T]``, traced):
+    growth ``(1 + αλ_i)^t`` in place of ``e^{βλ_i}``, ``δ`` coefficients ``((1 + αλ_i)^t - 1)/λ_i``
+    (``αt`` where ``λ_i = 0``); arguments as :func:`theorem2_norms`. Equal to the norms of
+    :func:`theorem1` with ``steps = t`` (for ``αλ_i > -1``)."""
+    lam, gam, perp2 = _eigen_coordinates(J, g_x, hbar_z)
+    tt = jnp.asarray(t).astype(g_x.dtype)
+    beta = alpha * tt
+    log1 = tt[:, None] * jnp.log1p(alpha * lam)[None, :]
+    small = jnp.abs(lam) < 1e-300
+    c1 = jnp.where(small[None, :], beta[:, None], jnp.expm1(log1) / jnp.where(small, 1.0, lam)[None, :])
+    g1 = jnp.sum(jnp.exp(2 * log1) * gam[None, :] ** 2, axis=1) + perp2
+    d1 = jnp.sum((c1 * gam[None, :]) ** 2, axis=1) + beta**2 * perp2
+    return NormCurve(jnp.sqrt(d1), jnp.sqrt(g1))
 
 
 def theorem1_eig(g_x: jax.Array, hbar_x: jax.Array, alpha, steps: int) -> Prediction:

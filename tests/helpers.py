@@ -26,18 +26,45 @@ def small_label(num_classes: int, seed: int = 0):
     return jnp.int32(seed % num_classes)
 
 
-def assert_protocol(mod, name: str, title: str) -> None:
-    """``mod`` follows the experiment protocol: ``name``, ``title``, ``Config``, ``SCALES``,
-    ``config``, ``run``, ``plot``, ``claims``; ``config("tiny")`` is a frozen ``Config``."""
+def zoo_net(name, *, num_classes, width, seed=0):
+    """A random-init float64 zoo network and its variables."""
+    model = models.get_model(name, num_classes=num_classes, width=width)
+    return model, models.cast(models.init_variables(model, jax.random.key(seed)), jnp.float64)
+
+
+def digits(n, seed=0):
+    """``n`` uniform-noise 28 x 28 "digits" (float64)."""
+    import numpy as np
+
+    return jnp.asarray(np.random.default_rng(seed).uniform(size=(n, 28, 28, 1)))
+
+
+def assert_protocol(mod, name: str, title: str | None = None) -> None:
+    """``mod`` follows the experiment protocol (``jaxdyn.experiments``): ``name``, ``title``,
+    ``Config``, ``SCALES``, ``config``, ``run``, ``plot``, ``claims``; ``config("tiny")`` is a
+    frozen ``Config`` with ``scale`` first and a ``seed``; an unknown scale is refused."""
     import dataclasses
 
     import pytest
 
     for attr in ("name", "title", "Config", "SCALES", "config", "run", "plot", "claims"):
         assert hasattr(mod, attr), attr
-    assert mod.name == name and mod.title == title and set(mod.SCALES) == {"tiny", "quick", "full"}
+    assert mod.name == name and set(mod.SCALES) == {"tiny", "quick", "full"}
+    assert title is None or mod.title == title
     cfg = mod.config("tiny")
     assert dataclasses.is_dataclass(cfg) and isinstance(cfg, mod.Config) and cfg.scale == "tiny"
     assert dataclasses.fields(cfg)[0].name == "scale" and hasattr(cfg, "seed")
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.seed = 1
+    with pytest.raises(ValueError):
+        mod.config("huge")
+
+
+def check_protocol(mod, name):
+    """:func:`assert_protocol` for a figure, which also refuses an unknown model."""
+    import pytest
+
+    assert_protocol(mod, name)
+    assert mod.title.startswith("Figure")
+    with pytest.raises(ValueError):
+        mod.config("tiny", models=("nope",))

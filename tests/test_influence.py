@@ -49,32 +49,6 @@ def _quadratic_loss(s, c=0.3):
     return quad, c
 
 
-def test_first_layer_path_is_the_layer_that_sees_the_input():
-    for name, width in NETS + [("resnet18", 1 / 16), ("alexnet", 1 / 16)]:
-        model = get_model(name, num_classes=1, width=width)
-        variables = jax.eval_shape(lambda: init_variables(model, jax.random.key(0)))  # shapes suffice
-        path = influence.first_layer_path(model, variables)
-        W = influence.get_param(variables, path)
-        # a dense first layer eats the flattened image, a conv one its single channel
-        assert (W.ndim == 2 and W.shape[0] == 784) or (W.ndim == 4 and W.shape[2] == 1), (name, path)
-    # jax.tree sorts keys ("Conv_0" < "stem"): the first kernel in the tree is NOT the first layer
-    model, variables = _binary_net("rescnn4", 1 / 8)
-    assert influence.first_layer_path(model, variables) == ("stem",)
-    assert jax.tree_util.keystr(jax.tree_util.tree_flatten_with_path(variables["params"])[0][0][0]) \
-        != "['stem']['bias']"
-
-
-def test_set_param_round_trip():
-    model, variables = _binary_net("mlp3", 1 / 32)
-    path = influence.first_layer_path(model, variables)
-    W = influence.get_param(variables, path)
-    v2 = influence.set_param(variables, path, 2 * W)
-    np.testing.assert_array_equal(influence.get_param(v2, path), 2 * W)
-    np.testing.assert_array_equal(influence.get_param(variables, path), W)  # original untouched
-    with pytest.raises(ValueError, match="no parameter 'bias'"):
-        influence.get_param(variables, path, "bias")  # the zoo MLPs have no biases
-
-
 @pytest.mark.parametrize("name,width", NETS_EXACT)
 def test_eqs_9_10_11_exact_for_quadratic_loss_under_a2(name, width):
     model, variables = _binary_net(name, width, seed=1)
@@ -176,6 +150,8 @@ def test_jvp_form_equals_dense_formula(name, width, gating):
     np.testing.assert_allclose(float(m.q), float(jnp.sum(gh**2)), rtol=1e-12)
     np.testing.assert_allclose(float(m.gx_norm2), float(jnp.sum(gx**2)), rtol=1e-13)
     np.testing.assert_allclose(float(m.dgw_norm), float(jnp.linalg.norm(dgW)), rtol=1e-12)
+    # measure returns the Δg_W it computes
+    np.testing.assert_allclose(np.asarray(m.dgw), np.asarray(dgW), rtol=1e-12, atol=1e-300)
 
 
 @pytest.mark.parametrize("name,width", [("cnn3", 1 / 8), ("rescnn4", 1 / 8)])
@@ -252,7 +228,7 @@ def test_measure_vmaps_and_jits():
     for i in range(3):
         one = influence.measure(z_of, W, xs[i], ys[i], ds[i], eta=0.1)
         for a, b in zip(one, batched):
-            np.testing.assert_allclose(float(a), float(b[i]), rtol=1e-12)
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b[i]), rtol=1e-12)
 
 
 def test_bad_input():
@@ -269,3 +245,53 @@ def test_bad_input():
         influence.measure(z10, W10, x, 1.0, x, eta=0.1)
     with pytest.raises(ValueError, match=r"\[n, D\]"):
         influence.phi_dense(jnp.ones(784), jnp.ones((784, 3)), jnp.ones(4), eta=0.1)
+
+
+def test_influence_A_clean_is_beta_times_the_top_eigenvalue_of_H_x():
+    """For one logit, ``H_x = g̃_x H_z g̃_xᵀ`` has the single eigenvalue ``H_z ||g̃_x||²``: the
+    clean-input ``A`` per unit β, computed here from the structured eigenpairs instead."""
+    from jaxdyn.losses import hessian_z
+
+    model, variables = _binary_net("cnn3", 1 / 8, seed=14)
+    z_of, W, _ = influence.first_layer_fn(model, variables)
+    f = lambda t: z_of(W, t)  # noqa: E731
+    x, y = _image(15), -1.0
+    lam, _ = theory.structured_eigenpairs(input_jacobian(f, x), hessian_z(f(x), y))
+    np.testing.assert_allclose(float(influence.influence_A_clean(f, x, y)), float(lam[0]), rtol=1e-10)
+    np.testing.assert_allclose(float(influence.influence_A_clean(f, x, y, beta=0.3)), 0.3 * float(lam[0]), rtol=1e-10)
+    m10 = get_model("two_layer", num_classes=10, width=0.2)
+    v10 = cast(init_variables(m10, jax.random.key(0)), jnp.float64)
+    with pytest.raises(ValueError, match="binary"):
+        influence.influence_A_clean(lambda t: m10.apply(v10, t[None])[0], x, 1.0)
+
+
+@pytest.mark.parametrize("gating", ["frozen", "free"])
+def test_attack_influence_against_the_attack_and_explicit_gradients(gating):
+    """Per-sample Figs. 3-4 quantities: Δg_W is the difference of the first layer's loss gradients
+    at ``x + δ`` (of the same raw attack, recomputed here) and at ``x``; under A2 ``Â = A`` exactly
+    (``g̃`` is constant along the attack); ``H̄_z`` is the attack's."""
+    from jaxdyn.attacks import attack
+
+    model, variables = _binary_net("cnn3", 1 / 16, seed=16)
+    z_of, W, _ = influence.first_layer_fn(model, variables)
+    f = lambda t: z_of(W, t)  # noqa: E731
+    x = _image(17)
+    y = float(jnp.sign(f(x)[0]))
+    beta, steps, eta = 0.5, 5, 1e-2
+    q = influence.attack_influence(z_of, W, x, y, beta=beta, steps=steps, eta=eta, gating=gating)
+    r = attack(f, x, y, beta=beta, steps=steps, norm="raw", gating=gating)
+    if gating == "frozen":
+        def z_at(Wk, x2):
+            z, dz = jax.jvp(lambda t: z_of(Wk, t), (x,), (x2 - x,))
+            return z + dz
+        np.testing.assert_allclose(float(q["A_hat"]), float(q["A"]), rtol=1e-9)
+    else:
+        z_at = z_of
+    gw = jax.grad(lambda Wk, x2: loss(z_at(Wk, x2), y))
+    dgw = gw(W, x + r.delta) - gw(W, x)
+    np.testing.assert_allclose(np.asarray(q["dgw"]), np.asarray(dgw), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(float(q["dgw_norm"]), float(jnp.linalg.norm(dgw)), rtol=1e-10)
+    np.testing.assert_allclose(float(q["hbar_z"]), float(r.hbar_z[0, 0]), rtol=1e-12)
+    np.testing.assert_allclose(float(q["hbar_z_gx2"]), float(q["hbar_z"] * q["gx2"]), rtol=1e-13)
+    np.testing.assert_allclose(float(q["A"]), beta * float(q["hbar_z_gx2"]), rtol=1e-13)
+    assert float(q["A_hat"]) > 0 and bool(q["success"]) == bool(r.success_step >= 0)

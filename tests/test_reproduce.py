@@ -3,32 +3,39 @@ and the report's verdict rules.
 
 The default smoke test runs the four figure stages end to end (training tiny networks into the
 shared model cache); the complete run with the tables and the appendix is marked slow (their own
-tiny smoke tests are in ``test_tables.py``), and a fast test checks that every stage module exists
-with the ``run_experiment`` contract that ``reproduce`` calls.
+tiny smoke tests are in their test files), and a fast test checks that every experiment module
+has the protocol (``name``, ``title``, ``Config``, ``config``, ``run``, ``plot``, ``claims``)
+that ``reproduce`` and the runner call.
 """
 
-import importlib
-import inspect
+import dataclasses
 import json
 
 import pytest
 
 from jaxdyn import cli
-from jaxdyn.experiments import report, reproduce
+from jaxdyn.experiments import EXPERIMENTS, REPRODUCE, claims, load, reproduce, runner
 
 pytestmark = pytest.mark.timeout(600)
 
 FIGURE_STAGES = ["fig5", "fig2", "fig3", "fig4"]
 
 
-def test_every_stage_has_the_run_experiment_contract():
-    assert list(reproduce.STAGES) == ["table1", "table2", "appendix", "fig5", "fig2", "fig3", "fig4"]
-    for stage, modname in reproduce.STAGES.items():
-        mod = importlib.import_module(modname)
-        sig = inspect.signature(mod.run_experiment)
-        for name in ("scale", "out", "seed", "progress"):
-            assert sig.parameters[name].kind == inspect.Parameter.KEYWORD_ONLY, (stage, name)
-        assert "tiny" in mod.SCALES and "quick" in mod.SCALES and "full" in mod.SCALES, stage
+def test_every_experiment_has_the_protocol():
+    assert list(REPRODUCE) == ["table1", "table2", "appendix", "fig5", "fig2", "fig3", "fig4"]
+    assert set(REPRODUCE) <= set(EXPERIMENTS)
+    for name in EXPERIMENTS:
+        mod = load(name)
+        for attr in ("name", "title", "Config", "SCALES", "config", "run", "plot", "claims"):
+            assert hasattr(mod, attr), (name, attr)
+        assert mod.name == name, name
+        fields = [f.name for f in dataclasses.fields(mod.Config)]
+        assert fields[0] == "scale" and "seed" in fields, name
+        assert "tiny" in mod.SCALES and "quick" in mod.SCALES and "full" in mod.SCALES, name
+        cfg = mod.config("tiny")
+        assert cfg.scale == "tiny", name
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            cfg.scale = "full"
 
 
 def test_reproduce_figures_tiny(tmp_path, data_dir):
@@ -45,7 +52,7 @@ def test_reproduce_figures_tiny(tmp_path, data_dir):
     for title in ("Figure 2", "Figure 3", "Figure 4", "Figure 5"):
         assert title in text
     verdicts = [v["verdict"] for v in res["verdicts"]]
-    assert len(verdicts) == 6 and set(verdicts) <= set(report.VERDICTS)
+    assert len(verdicts) == 6 and set(verdicts) <= set(claims.VERDICTS)
     assert "](fig2/fig2_growth.png)" in text and "](fig2_growth.png)" in (figs / "REPORT.md").read_text()
 
     # a second run reuses every stage's results
@@ -60,12 +67,12 @@ def test_reproduce_figures_tiny(tmp_path, data_dir):
 
 
 def test_failing_stage_is_reported_and_the_command_fails(tmp_path, monkeypatch, capsys):
-    mod = importlib.import_module(reproduce.STAGES["fig4"])
+    mod = load("fig4")
 
-    def boom(**kw):
+    def boom(*args, **kw):
         raise RuntimeError("deliberate failure")
 
-    monkeypatch.setattr(mod, "run_experiment", boom)
+    monkeypatch.setattr(mod, "run", boom)
     with pytest.raises(SystemExit) as e:
         cli.main(["reproduce", "--scale", "tiny", "--only", "fig4", "--out", str(tmp_path), "--no-progress"])
     assert e.value.code == 1
@@ -83,14 +90,18 @@ def test_bad_arguments():
 
 
 def test_report_verdict_rules():
-    assert report._range_verdict([1e-6, 1e-5], 1e-4, 1e-3) == "holds"
-    assert report._range_verdict([1e-6, 5e-4], 1e-4, 1e-3) == "holds partly"
-    assert report._range_verdict([1e-2, 5e-2, 1e-5], 1e-4, 1e-3) == "does not hold"
+    assert claims.range_verdict([1e-6, 1e-5], 1e-4, 1e-3) == "holds"
+    assert claims.range_verdict([1e-6, 5e-4], 1e-4, 1e-3) == "holds partly"
+    assert claims.range_verdict([1e-2, 5e-2, 1e-5], 1e-4, 1e-3) == "does not hold"
+    # TODO(lead): table1.claims — table1 is migrated on branch `tables`; this block still calls the
+    # old report.claims_for and fails until the merge (then: table1.claims(results) on the same rows)
+    from jaxdyn.experiments import report
+
     rows = [dict(model="a", kappa=1e-5, kappa_first_order=1e-3), dict(model="b", kappa=2e-3, kappa_first_order=1e-3)]
-    claims = report.claims_for("table1", dict(rows=rows, beta=1e-3, steps=10, n_samples=4, dtype="float64",
-                                              verdict=dict(bound=1e-3)))
-    assert [c["verdict"] for c in claims] == ["holds partly", "holds partly"]
-    broken = report.claims_for("fig2", {"unexpected": 1})
+    table_claims = report.claims_for("table1", dict(rows=rows, beta=1e-3, steps=10, n_samples=4, dtype="float64",
+                                                    verdict=dict(bound=1e-3)))
+    assert [c["verdict"] for c in table_claims] == ["holds partly", "holds partly"]
+    broken = runner.safe_claims(load("fig2"), {"unexpected": 1})
     assert broken[0]["verdict"] == "does not hold" and "could not read" in broken[0]["measured"]
 
 

@@ -23,22 +23,45 @@ Two measurements on AlexNet and VGG-11 trained on MNIST (10 classes):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxdyn.attacks import pgd
-from jaxdyn.cli import write_json_atomic
-from jaxdyn.experiments import figures as F
+from jaxdyn.experiments import _common as C
+from jaxdyn.experiments.claims import claim, count_verdict
 from jaxdyn.losses import loss
 from jaxdyn.metrics import weight_gradient_instability
+from jaxdyn.params import layer_paths
+from jaxdyn.results import to_json_tree
 
-HELP = "Figure 5 (C.8): per-layer weight-gradient instability Δ^(adv) vs Δ^(ori), and λ_max along training."
-RESULT_NAME = "fig5_summary.json"
+name = "fig5"
+title = "Figure 5 — oscillation (C.8)"
+
+_help = lambda s: dataclasses.field(metadata={"help": s})  # noqa: E731
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    scale: str
+    models: tuple[str, ...] = _help("zoo models (10 classes)")
+    width: float = _help("width multiplier of the networks")
+    n_samples: int = _help("correctly classified training digits per network")
+    eta: float = _help("learning rate η of the one-layer step ΔW_j = -η ∂L/∂W_j")
+    normalizer: str = _help("D_j of Δ_j: fan_in (the paper's D), size or none")
+    chunk: Optional[int] = _help("samples per compiled call (bounds memory; none: all at once)")
+    pgd: Any = _help("ℓ∞ PGD giving δ: {eps, alpha, steps} (JSON)")
+    vanilla: Any = _help("standard training preset: load_or_train arguments (JSON)")
+    adv_train: Any = _help("adversarial training preset: load_or_train arguments (JSON)")
+    track: Any = _help("sharpness tracking along training: {points, probe, iters} (JSON)")
+    seed: int = _help("seed of the digit pool, PGD's random starts and the training")
+
 
 _PGD = {"tiny": dict(eps=0.1, alpha=0.05, steps=2), "quick": dict(eps=0.1, alpha=0.05, steps=5),
         "full": dict(eps=0.3, alpha=0.01, steps=40)}
@@ -50,22 +73,36 @@ _ADV_TRAIN = {
     "full": dict(adv="pgd-linf", eps=0.3, adv_steps=10, eps_warmup=0.3, n_train=None, epochs=10, batch_size=128,
                  lr=1e-3, schedule="cosine", n_eval_robust=1000),
 }
-SCALES = {
-    "tiny": dict(models=("cnn3",), width=1 / 16, n_samples=4, eta=1e-3, chunk=None, pgd=_PGD["tiny"],
-                 vanilla=F.VANILLA["tiny"], adv_train=_ADV_TRAIN["tiny"],
-                 track=dict(points=2, probe=16, iters=5)),
-    "quick": dict(models=("alexnet", "vgg11"), width=0.125, n_samples=8, eta=1e-3, chunk=None, pgd=_PGD["quick"],
-                  vanilla=F.VANILLA["quick"], adv_train=_ADV_TRAIN["quick"],
-                  track=dict(points=3, probe=32, iters=12)),
-    "full": dict(models=("alexnet", "vgg11"), width=1.0, n_samples=256, eta=1e-3, chunk=16, pgd=_PGD["full"],
-                 vanilla=F.VANILLA["full"], adv_train=_ADV_TRAIN["full"],
-                 track=dict(points=11, probe=256, iters=30)),
-}
+SCALES = {s: dict(kw, normalizer="fan_in", seed=0, pgd=_PGD[s], vanilla=C.FIGURE_VANILLA[s], adv_train=_ADV_TRAIN[s])
+          for s, kw in {
+              "tiny": dict(models=("cnn3",), width=1 / 16, n_samples=4, eta=1e-3, chunk=None,
+                           track=dict(points=2, probe=16, iters=5)),
+              "quick": dict(models=("alexnet", "vgg11"), width=0.125, n_samples=8, eta=1e-3, chunk=None,
+                            track=dict(points=3, probe=32, iters=12)),
+              "full": dict(models=("alexnet", "vgg11"), width=1.0, n_samples=256, eta=1e-3, chunk=16,
+                           track=dict(points=11, probe=256, iters=30)),
+          }.items()}
 
-CLAIM = ("C.8: adversarial training makes parameters oscillate more than standard training: the weight-gradient "
-         "instability Δ^(adv) exceeds Δ^(ori) (Fig. 5)")
-CLAIM_SHARPNESS = ("extension: the top Hessian eigenvalue λ_max of the training loss is larger along adversarial "
-                   "than along standard training")
+
+def config(scale: str = "quick", **overrides) -> Config:
+    """The resolved config; ``ValueError`` for bad values (checked before any work)."""
+    from jaxdyn._checks import check_choice
+    from jaxdyn.models import model_names
+
+    cfg = C.make_config(Config, SCALES, scale, overrides)
+    C.check_models(cfg.models, model_names(), what="fig5")
+    check_choice("normalizer", cfg.normalizer, ("fan_in", "size", "none"))
+    for k in ("width", "n_samples", "eta", "chunk"):
+        v = getattr(cfg, k)
+        if v is not None and not v > 0:
+            raise ValueError(f"{k} must be > 0, got {v}")
+    for k, keys in (("pgd", ("eps", "alpha", "steps")), ("track", ("points", "probe", "iters"))):
+        d = getattr(cfg, k)
+        if not isinstance(d, dict) or set(d) != set(keys) or any(not d[q] > 0 for q in keys):
+            raise ValueError(f"{k} must be a dict of positive {', '.join(keys)}, got {d!r}")
+    if not (isinstance(cfg.vanilla, dict) and isinstance(cfg.adv_train, dict)):
+        raise ValueError("vanilla and adv_train must be dicts of load_or_train arguments")
+    return cfg
 
 
 # --- the per-layer instability -------------------------------------------------------------
@@ -75,8 +112,8 @@ def instability_fn(model, variables, *, pgd_steps: int, normalizer: str = "fan_i
     """A function ``(variables, x, y, *, eta, pgd_cfg, key, chunk=None) -> dict`` computing
     ``Δ^(ori)`` and ``Δ^(adv)`` per sample and layer, compiled once per architecture (``eta``, ε and
     α traced), so the standard and the adversarially trained network share it; ``chunk`` bounds the
-    samples per call (:func:`figures.chunked`). See :func:`instability`."""
-    paths = F.layer_paths(model, variables)
+    samples per call (:func:`jaxdyn.experiments._common.chunked`). See :func:`instability`."""
+    paths = layer_paths(model, variables)
 
     def run(variables, x, y, key_data, eta, eps, alpha):
         def f(xx):
@@ -105,7 +142,7 @@ def instability_fn(model, variables, *, pgd_steps: int, normalizer: str = "fan_i
         def part(xc, yc, kc):
             return jrun(variables, jnp.asarray(xc, dt), jnp.asarray(yc), kc, e, ep, al)
 
-        ori, adv, dn = F.chunked(part, np.asarray(x), np.asarray(y), np.asarray(jax.random.key_data(keys)),
+        ori, adv, dn = C.chunked(part, np.asarray(x), np.asarray(y), np.asarray(jax.random.key_data(keys)),
                                  chunk=chunk)
         return {"layers": ["/".join(p) for p in paths], "ori": np.asarray(ori), "adv": np.asarray(adv),
                 "delta_linf": np.asarray(dn)}
@@ -160,7 +197,7 @@ class SharpnessTracker:
         self.points, self.probe, self.iters, self.pgd_cfg, self.seed = points, probe, iters, dict(pgd_cfg), seed
 
     def config(self) -> dict:
-        return F.jsonable_config(dict(points=self.points, probe=self.probe, iters=self.iters, pgd=self.pgd_cfg,
+        return to_json_tree(dict(points=self.points, probe=self.probe, iters=self.iters, pgd=self.pgd_cfg,
                                       seed=self.seed, version=1))
 
     def start(self, model, cfg, run_dir: Path) -> None:
@@ -239,33 +276,21 @@ def summarize_sharpness(tracks: dict) -> dict:
     return out
 
 
-def verdict(inst: dict, sharp: dict) -> dict:
-    """C.8 from the layer counts (pooled over models): all layers ``holds``; at least half
-    ``holds partly``; else ``does not hold``. Sharpness: adversarial end-of-training ``λ_max``
-    above standard for every model ``holds``, for some ``holds partly``."""
-    greater = sum(d["standard"]["layers_adv_greater"] for d in inst.values())
-    total = sum(d["standard"]["n_layers"] for d in inst.values())
-    frac = greater / total if total else float("nan")
-    v = "holds" if total and greater == total else ("holds partly" if total and frac >= 0.5 else "does not hold")
-    ups = [d["ratio_end"] > 1 for d in sharp.values()]
-    vs = "holds" if ups and all(ups) else ("holds partly" if any(ups) else "does not hold")
-    return {"instability": v, "layers_adv_greater": greater, "layers": total, "fraction": frac,
-            "sharpness": vs, "models_sharper_adv": int(sum(ups)), "models": len(ups)}
+# --- plot ----------------------------------------------------------------------------------
 
 
 # --- plot ----------------------------------------------------------------------------------
 
 
-def plot(json_path: Path, png_path: Path) -> Path:
-    """Fig. 5 from ``fig5.json``: per model, bars of mean ``Δ^(ori)_j`` and ``Δ^(adv)_j`` per layer
+def plot(results: dict, out: Path) -> None:
+    """``fig5_oscillation.png``: per model, bars of mean ``Δ^(ori)_j`` and ``Δ^(adv)_j`` per layer
     (standardly trained net, log scale), and ``λ_max`` along standard / adversarial training."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    data = json.loads(Path(json_path).read_text())
-    models = list(data["models"])
+    data, models = results, list(results["models"])
     fig, axes = plt.subplots(2, len(models), figsize=(5.0 * len(models), 6.4), squeeze=False)
     for c, m in enumerate(models):
         d = data["models"][m]
@@ -296,70 +321,79 @@ def plot(json_path: Path, png_path: Path) -> Path:
         ax.legend(fontsize=6)
     fig.suptitle(f"Fig. 5 ({data['scale']} scale): instability of weight gradients and sharpness", fontsize=10)
     fig.tight_layout()
-    png_path = Path(png_path)
-    png_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png_path, dpi=110)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    fig.savefig(Path(out) / "fig5_oscillation.png", dpi=110)
     plt.close(fig)
-    return png_path
+
+# --- the experiment ------------------------------------------------------------------------
 
 
-# --- experiment entry point ----------------------------------------------------------------
-
-
-def run_experiment(*, scale: str = "quick", out: Path, seed: int = 0, progress: bool = True) -> dict:
-    """Fig. 5 at ``scale``: writes ``fig5.json`` and ``fig5_oscillation.png`` into ``out``."""
-    F.check_scale(scale)
-    F.enable_x64()
-    from jaxdyn.data import load_mnist, subset
-
-    cfg = SCALES[scale]
-    out = Path(out)
-    x_tr, y_tr = load_mnist("train")
-    x_pool, y_pool = subset(x_tr, y_tr, max(4 * cfg["n_samples"], 64), seed=seed + 2)
-    tr = cfg["track"]
-    data = dict(figure="fig5", claim=CLAIM, claim_sharpness=CLAIM_SHARPNESS, scale=scale, seed=seed,
-                dtype="float64", dtype_sharpness="float32", config=F.jsonable_config(cfg), normalizer="fan_in",
-                models={})
-    for name in F.progress_bar(cfg["models"], enabled=progress, desc="fig5 models"):
+def run(cfg: Config, out: Path, progress: bool = True) -> dict:
+    """Fig. 5 at ``cfg``: per network and training (standard, adversarial) the per-layer
+    instability of the weight gradient and ``λ_max`` along training."""
+    C.enable_x64()
+    x_pool, y_pool = C.fixed_digits(max(4 * cfg.n_samples, 64), seed=cfg.seed + 2, split="train")
+    models = {}
+    for name in C.progress_bar(cfg.models, enabled=progress, desc="fig5 models"):
         entry = {"instability": {}, "sharpness": {}, "train": {}}
         inst_fn = None
-        for run, kw in (("standard", cfg["vanilla"]), ("adversarial", cfg["adv_train"])):
-            tracker = SharpnessTracker(points=tr["points"], probe=tr["probe"], iters=tr["iters"], pgd_cfg=cfg["pgd"],
-                                       seed=seed)
+        for run_, kw in (("standard", cfg.vanilla), ("adversarial", cfg.adv_train)):
+            tracker = SharpnessTracker(**cfg.track, pgd_cfg=cfg.pgd, seed=cfg.seed)
             t0 = time.perf_counter()
-            model, variables, info = F.load_model(name, width=cfg["width"], seed=seed, progress=progress,
-                                                  track=tracker, **kw)
+            # TODO: C.load_model(..., callbacks=[tracker]) once jaxdyn.training.load_or_train takes callbacks
+            model, variables, info = C._load_model_tracked(name, width=cfg.width, seed=cfg.seed, progress=progress,
+                                                           track=tracker, **kw)
             t1 = time.perf_counter()
-            entry["sharpness"][run] = info.pop("track")
-            entry["train"][run] = F.train_summary(info)
-            xs, ys, _ = F.correct_subset(model, variables, x_pool, y_pool, cfg["n_samples"])
+            entry["sharpness"][run_] = info.pop("track")
+            entry["train"][run_] = C.train_summary(info)
+            xs, ys, _ = C.correct_subset(model, variables, x_pool, y_pool, cfg.n_samples)
             if inst_fn is None:
-                inst_fn = instability_fn(model, variables, pgd_steps=cfg["pgd"]["steps"])
-            res = inst_fn(variables, xs, ys, eta=cfg["eta"], pgd_cfg=cfg["pgd"], key=jax.random.key(seed),
-                          chunk=cfg["chunk"])
-            entry["instability"][run] = dict(summarize_instability(res), n_samples=int(len(xs)),
-                                             test_accuracy=info.get("test_accuracy"),
-                                             ori=res["ori"].tolist(), adv=res["adv"].tolist(),
-                                             time_s={"train_or_load": t1 - t0, "compute": time.perf_counter() - t1})
-        data["models"][name] = entry
-    inst = {m: d["instability"] for m, d in data["models"].items()}
-    sharp = summarize_sharpness({m: d["sharpness"] for m, d in data["models"].items()})
-    data["sharpness_summary"] = sharp
-    data["verdict"] = verdict(inst, sharp)
-    json_path = out / "fig5.json"
-    write_json_atomic(json_path, data)
-    png = plot(json_path, out / "fig5_oscillation.png")
-    summary = {m: {run: {k: v for k, v in s.items() if k not in ("ori", "adv")} for run, s in d.items()}
-               for m, d in inst.items()}
-    return {"figure": "fig5", "json": str(json_path), "png": [str(png)], "claim": CLAIM, "scale": scale,
-            "dtype": "float64", "verdict": data["verdict"], "config": data["config"], "instability": summary,
-            "sharpness": sharp,
-            "models": {m: {"train": d["train"]} for m, d in data["models"].items()}}
+                inst_fn = instability_fn(model, variables, pgd_steps=cfg.pgd["steps"], normalizer=cfg.normalizer)
+            res = inst_fn(variables, xs, ys, eta=cfg.eta, pgd_cfg=cfg.pgd, key=jax.random.key(cfg.seed), chunk=cfg.chunk)
+            entry["instability"][run_] = dict(summarize_instability(res), n_samples=int(len(xs)),
+                                              test_accuracy=info.get("test_accuracy"),
+                                              ori=res["ori"].tolist(), adv=res["adv"].tolist(),
+                                              time_s={"train_or_load": t1 - t0, "compute": time.perf_counter() - t1})
+        models[name] = entry
+    return dict(dtype="float64", dtype_sharpness="float32", normalizer=cfg.normalizer, models=models,
+                sharpness_summary=summarize_sharpness({m: d["sharpness"] for m, d in models.items()}))
 
 
-def add_arguments(parser) -> None:
-    F.add_scale_arguments(parser)
+def claims(results: dict) -> list[dict]:
+    """C.8 (Δ^(adv) > Δ^(ori) per layer, pooled over networks) and the sharpness extension."""
+    fmt = C.fmt
+    parts, sharp, greater, total = [], [], 0, 0
+    for m, d in results["models"].items():
+        s, a = d["instability"]["standard"], d["instability"].get("adversarial", {})
+        greater, total = greater + s["layers_adv_greater"], total + s["n_layers"]
+        parts.append(f"{m} (standard training, acc. {fmt(s.get('test_accuracy'), 3)}): Δ^(adv) > Δ^(ori) in "
+                     f"{s['layers_adv_greater']}/{s['n_layers']} layers, ratio per layer "
+                     f"{', '.join(fmt(r) for r in s['ratio'])}"
+                     + (f"; adversarially trained (acc. {fmt(a.get('test_accuracy'), 3)}): "
+                        f"{a.get('layers_adv_greater')}/{a.get('n_layers')} layers" if a else ""))
+    ss = results["sharpness_summary"]
+    for m, s in ss.items():
+        sharp.append(f"{m}: λ_max at the end of standard training {fmt(s['lambda_standard_end'])} (clean loss), of "
+                     f"adversarial training {fmt(s['lambda_adversarial_end'])} (adversarial loss), ratio "
+                     f"{fmt(s['ratio_end'])} (mean ratio along training {fmt(s['mean_ratio_along'])})")
+    cfg = results["config"]
+    pg = cfg["pgd"]
+    protocol = (f"η = {cfg['eta']}, D_j = {cfg['normalizer']}, δ: ℓ∞ PGD ε = {pg['eps']}, α = {pg['alpha']}, "
+                f"{pg['steps']} steps; {cfg['n_samples']} training digits, width {cfg['width']}, {results['dtype']}")
+    v = ("holds" if total and greater == total else
+         "holds partly" if total and greater / total >= 0.5 else "does not hold")
+    ups = [s["ratio_end"] > 1 for s in ss.values()]
+    return [
+        claim("fig5.instability", "C.8 (Fig. 5): Δ^(adv) > Δ^(ori) — adversarial training is more unstable",
+              paper="Δ^(adv) larger than Δ^(ori) (\"much higher\")", protocol=protocol, measured="; ".join(parts),
+              baselines="Δ^(ori): the same one-layer step on the clean digit",
+              rule=f"layers with mean Δ^(adv) > Δ^(ori), pooled over networks: all ({greater}/{total}) holds, at least "
+                   f"half holds partly", verdict=v),
+        claim("fig5.sharpness", "(extension) λ_max of the loss Hessian is larger along adversarial training",
+              paper="not measured in the paper (Theorem 6 and the edge-of-stability literature)",
+              protocol=f"power iteration on a fixed probe batch {cfg['track']}, {results['dtype_sharpness']}",
+              measured="; ".join(sharp) or "not measured", baselines="λ_max along standard training",
+              rule="holds: end-of-training λ_max (each run's own training loss) larger for adversarial training on "
+                   "every network; holds partly: on some", verdict=count_verdict(ups)),
+    ]
 
-
-def run(args) -> dict:
-    return run_experiment(scale=args.scale, out=args.out, seed=args.seed, progress=not args.no_progress)
