@@ -87,13 +87,15 @@ def test_cached_model_without_records_trains_a_track_copy(kw, tmp_path):
     assert tr3.calls == 4 and info3["callbacks"]["steps"] == [3] and _same(v0, v3)
 
 
-def test_figures_load_model_track_wrapper(kw, monkeypatch, tmp_path):
-    from jaxdyn.experiments import figures as F
+def test_experiments_load_model_passes_callbacks(kw, monkeypatch, tmp_path):
+    """The experiments' loader (``_common.load_model``) passes trackers through to the cache."""
+    from jaxdyn.experiments import _common as C
 
     monkeypatch.setenv("JAXDYN_CACHE_DIR", str(tmp_path))
-    kw = {k: v for k, v in kw.items() if k not in ("cache_dir", "progress")}
-    _, _, info = F.load_model("mlp3", progress=False, track=StepTracker(), **kw)
-    assert info["track"] == [1, 2, 3, 4]
+    train = {k: v for k, v in kw.items() if k not in ("cache_dir", "progress")}
+    _, variables, info = C.load_model("mlp3", train, progress=False, callbacks=[StepTracker()])
+    assert info["callbacks"]["steps"] == [1, 2, 3, 4]
+    assert jax.tree.leaves(variables)[0].dtype == np.float64  # cast for verification
 
 
 @pytest.mark.parametrize("victim", ["final.msgpack", "info.json"])

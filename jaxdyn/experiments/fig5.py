@@ -65,15 +65,7 @@ class Config:
 
 _PGD = {"tiny": dict(eps=0.1, alpha=0.05, steps=2), "quick": dict(eps=0.1, alpha=0.05, steps=5),
         "full": dict(eps=0.3, alpha=0.01, steps=40)}
-_ADV_TRAIN = {
-    "tiny": dict(adv="pgd-linf", eps=0.1, adv_steps=1, n_train=256, epochs=1, batch_size=64, lr=5e-4,
-                 n_eval_robust=0),
-    "quick": dict(adv="pgd-linf", eps=0.1, adv_steps=3, eps_warmup=0.5, n_train=5000, epochs=1, batch_size=64,
-                  lr=5e-4, schedule="cosine", n_eval_robust=0),
-    "full": dict(adv="pgd-linf", eps=0.3, adv_steps=10, eps_warmup=0.3, n_train=None, epochs=10, batch_size=128,
-                 lr=1e-3, schedule="cosine", n_eval_robust=1000),
-}
-SCALES = {s: dict(kw, normalizer="fan_in", seed=0, pgd=_PGD[s], vanilla=C.FIGURE_VANILLA[s], adv_train=_ADV_TRAIN[s])
+SCALES = {s: dict(kw, normalizer="fan_in", seed=0, pgd=_PGD[s], vanilla=C.FIGURE_VANILLA[s], adv_train=C.FIG5_ADV[s])
           for s, kw in {
               "tiny": dict(models=("cnn3",), width=1 / 16, n_samples=4, eta=1e-3, chunk=None,
                            track=dict(points=2, probe=16, iters=5)),
@@ -340,11 +332,10 @@ def run(cfg: Config, out: Path, progress: bool = True) -> dict:
         for run_, kw in (("standard", cfg.vanilla), ("adversarial", cfg.adv_train)):
             tracker = SharpnessTracker(**cfg.track, pgd_cfg=cfg.pgd, seed=cfg.seed)
             t0 = time.perf_counter()
-            # TODO: C.load_model(..., callbacks=[tracker]) once jaxdyn.training.load_or_train takes callbacks
-            model, variables, info = C._load_model_tracked(name, width=cfg.width, seed=cfg.seed, progress=progress,
-                                                           track=tracker, **kw)
+            model, variables, info = C.load_model(name, kw, seed=cfg.seed, overrides=dict(width=cfg.width),
+                                                  progress=progress, callbacks=[tracker])
             t1 = time.perf_counter()
-            entry["sharpness"][run_] = info.pop("track")
+            entry["sharpness"][run_] = info.pop("callbacks")[tracker.name]
             entry["train"][run_] = C.train_summary(info)
             xs, ys, _ = C.correct_subset(model, variables, x_pool, y_pool, cfg.n_samples)
             if inst_fn is None:

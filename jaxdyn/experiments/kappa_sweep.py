@@ -21,6 +21,7 @@ import numpy as np
 from jaxdyn.experiments import _common as C
 from jaxdyn.experiments.claims import claim, count_verdict
 from jaxdyn.experiments.runner import Pieces
+from jaxdyn.training import presets
 
 name = "kappa-sweep"
 title = "κ(β) — Theorem 2 against a raw attack over strengths"
@@ -46,7 +47,7 @@ _BASE = dict(model="mlp3", betas=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1
              gating="frozen", path="network", dtype="float64", seed=0, train="quick")
 SCALES = {
     "tiny": dict(_BASE, betas=(1e-3, 1e-1), steps=40, n_samples=4, path="logit",
-                 train=dict(width=1 / 16, epochs=1, n_train=512, batch_size=64, n_eval_robust=0)),
+                 train=presets.TABLE["tiny"]),
     "quick": _BASE,
     "full": dict(_BASE, n_samples=1000),
 }

@@ -1,0 +1,211 @@
+"""The experiments' generic helpers: scales and configs, float64, progress bars, the fixed digit
+subsets, trained models at a scale, chunked per-sample work, number formatting."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from jaxdyn.training import presets
+
+__all__ = [
+    "SCALES", "make_config", "enable_x64", "progress_bar", "chunked", "fixed_digits", "correct_subset",
+    "load_model", "train_summary", "fmt", "fmt_sci", "md_table", "check_models", "help_field",
+    "FIGURE_VANILLA", "FIGURE_ADV_BINARY", "FIG5_ADV", "TABLE_TRAIN",
+]
+
+#: ``tiny``: tests (seconds, one or two small models); ``quick``: CI's 2 CPU cores (narrow
+#: networks, few samples); ``full``: the paper's scale (meant for a GPU).
+SCALES = ("tiny", "quick", "full")
+
+
+#: the training presets of the experiments; their one home is :mod:`jaxdyn.training.presets`
+FIGURE_VANILLA, FIGURE_ADV_BINARY, FIG5_ADV = presets.FIGURE_VANILLA, presets.FIG3_ADV, presets.FIG5_ADV
+#: the tables' ``train`` / ``train_overrides`` config fields per scale (shared by Table 1, Table 2
+#: and the appendix, so that they share the cached networks)
+TABLE_TRAIN = {s: dict(train=presets.TABLE[s], train_overrides=presets.TABLE_OVERRIDES[s] or None)
+               for s in presets.TABLE}
+
+
+def help_field(s: str):
+    """A config field's help text (the CLI shows it)."""
+    return dataclasses.field(metadata={"help": s})
+
+
+def make_config(cls, presets: Mapping[str, Mapping[str, Any]], scale: str, overrides: Mapping[str, Any]):
+    """The resolved config ``cls(scale=scale, **presets[scale], **overrides)``.
+
+    ``overrides`` with the value ``None`` are ignored (an unset command-line flag); an unknown
+    key or scale raises ``ValueError`` naming the choices. Tuples stay tuples (frozen, hashable
+    where the values are)."""
+    if scale not in SCALES or scale not in presets:
+        raise ValueError(f"scale must be one of {[s for s in SCALES if s in presets]}, got {scale!r}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(f"unknown config field(s) {unknown} for {cls.__name__}; fields: {sorted(names - {'scale'})}")
+    kw = dict(presets[scale])
+    kw.update({k: v for k, v in overrides.items() if v is not None})
+    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()}
+    return cls(scale=scale, **kw)
+
+
+def enable_x64() -> None:
+    """Float64 at the experiment entry point (design.md "Precision": κ reaches 1e-8)."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+
+
+def progress_bar(iterable=None, *, enabled: bool = True, **kw):
+    """A tqdm progress bar with rate and ETA (a plain iterator when disabled)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, disable=not enabled, dynamic_ncols=True, **kw)
+
+
+def chunked(fn: Callable, *arrays, chunk: int | None, **kwargs):
+    """``fn(*arrays, **kwargs)`` on slices of at most ``chunk`` samples (the leading axis of every
+    array), the results (a pytree of arrays) concatenated as NumPy: bounds the memory of
+    per-sample work at the full scale. Short slices are padded by repeating their samples, so every
+    call has the same shape (one compile). ``chunk=None`` runs one call."""
+    import jax
+
+    n = len(arrays[0])
+    if chunk is None or chunk >= n:
+        return jax.tree.map(np.asarray, jax.device_get(fn(*arrays, **kwargs)))
+    outs = []
+    for i in range(0, n, chunk):
+        k = min(chunk, n - i)
+        part = [np.asarray(a[i:i + k]) for a in arrays]
+        if k < chunk:
+            pad = np.arange(chunk - k) % k
+            part = [np.concatenate([p, p[pad]]) for p in part]
+        o = jax.device_get(fn(*part, **kwargs))
+        outs.append(jax.tree.map(lambda a: np.asarray(a)[:k], o))
+    return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
+
+
+def fixed_digits(n: int, *, seed: int, binary=None, split: str = "test"):
+    """A fixed, seeded set of ``n`` MNIST digits (float64; every digit kept, correctly classified
+    or not); ``binary=(a, b)`` keeps two classes with labels ±1."""
+    from jaxdyn import data
+
+    x, y = data.load_mnist(split)
+    if binary is not None:
+        x, y = data.binary_task(x, y, tuple(binary))
+    x, y = data.subset(x, y, n, seed=seed)
+    return np.asarray(x, np.float64), np.asarray(y, np.float64 if binary is not None else np.int32)
+
+
+def correct_subset(model, variables, x: np.ndarray, y: np.ndarray, n: int, *, batch: int = 256):
+    """The first ``n`` examples of ``(x, y)`` that ``model`` classifies correctly (an attack on an
+    already misclassified example has nothing to do). Returns ``(x_n, y_n, accuracy_on_scanned)``.
+    ``y`` is integer (softmax head) or ±1 (binary head)."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxdyn.losses import is_success
+
+    apply = jax.jit(lambda v, xb: model.apply(v, xb))
+    dt = jax.tree.leaves(variables)[0].dtype
+    keep, seen, correct = [], 0, 0
+    for i in range(0, len(x), batch):
+        z = np.asarray(apply(variables, jnp.asarray(x[i:i + batch], dt)))
+        yb = jnp.asarray(y[i:i + batch], z.dtype if z.shape[1] == 1 else jnp.int32)
+        ok = ~np.asarray(jax.vmap(is_success)(jnp.asarray(z), yb))
+        seen += len(z)
+        correct += int(ok.sum())
+        keep.extend(np.nonzero(ok)[0] + i)
+        if len(keep) >= n:
+            break
+    keep = np.asarray(keep[:n], int)
+    if len(keep) == 0:
+        raise ValueError("the model classifies none of the scanned examples correctly")
+    return x[keep], y[keep], correct / max(seen, 1)
+
+
+def load_model(name: str, train: Mapping[str, Any] | str, *, binary=None, adv=None, seed: int = 0,
+               overrides: Mapping[str, Any] | None = None, dtype="float64", progress: bool = True,
+               callbacks: Sequence = ()):
+    """Train or load (cached in ``JAXDYN_CACHE_DIR``) zoo model ``name`` and cast it to ``dtype``.
+
+    ``train``: ``"quick"`` for :func:`jaxdyn.training.quick_config`, else a dict of
+    :func:`jaxdyn.training.load_or_train` arguments; ``binary``/``adv``/``seed`` and then
+    ``overrides`` update it. ``callbacks``: trackers recording numbers along training (see
+    :func:`jaxdyn.training.load_or_train`). Returns ``(model, variables, info)``.
+    """
+    import jax.numpy as jnp
+
+    from jaxdyn import training
+    from jaxdyn.models import cast
+
+    if train == "quick":
+        kw = training.quick_config(name, binary=binary, adv=adv, seed=seed)
+    else:
+        kw = dict(train)
+        kw.update({k: v for k, v in dict(binary=binary, adv=adv).items() if v is not None})
+        kw["seed"] = seed
+    kw.update(overrides or {})
+    if callbacks:
+        kw["callbacks"] = tuple(callbacks)
+    model, variables, info = training.load_or_train(name, progress=progress, **kw)
+    return model, cast(variables, getattr(jnp, dtype) if isinstance(dtype, str) else dtype), dict(info)
+
+
+def train_summary(info: Mapping[str, Any]) -> dict:
+    """The scalar facts of a training run (config, accuracies, times) for a results JSON."""
+    keep = ("test_accuracy", "robust_accuracy", "param_count", "train_time_s", "config_hash", "robust_eval", "config")
+    return {k: info[k] for k in keep if k in info}
+
+
+def check_models(models: Sequence[str], allowed: Sequence[str], *, what: str) -> tuple[str, ...]:
+    """``models`` as a tuple, each one of ``allowed`` (``ValueError`` naming the choices)."""
+    unknown = [m for m in models if m not in allowed]
+    if unknown:
+        raise ValueError(f"unknown {what} model(s) {unknown}; choose from {list(allowed)}")
+    if not models:
+        raise ValueError(f"no {what} model given; choose from {list(allowed)}")
+    return tuple(models)
+
+
+def fmt(v, digits: int = 2) -> str:
+    """A number for running text: scientific for small/large magnitudes, ``—`` for None, ``nan``."""
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return str(v)
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    if not math.isfinite(v):
+        return "nan"
+    if v != 0 and (abs(v) < 1e-2 or abs(v) >= 1e4):
+        return f"{v:.{digits - 1}e}"
+    return f"{v:.{digits + 1}g}"
+
+
+def fmt_sci(v, digits: int = 1) -> str:
+    """``1.5×10⁻⁵`` style for Markdown tables (``—`` for None / NaN)."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "—"
+    if v == 0:
+        return "0"
+    e = int(math.floor(math.log10(abs(v))))
+    m = v / 10**e
+    if round(m, digits) >= 10:
+        m, e = m / 10, e + 1
+    sup = str(e).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
+    return f"{m:.{digits}f}×10{sup}"
+
+
+def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+

@@ -1,0 +1,118 @@
+"""What Figures 3 and 4 share: the binary, adversarially trained networks, the digits they
+measure, and the per-sample influence quantities (one definition, so both figures measure the
+same networks on the same digits)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from jaxdyn.experiments._common.core import (FIGURE_ADV_BINARY, chunked, correct_subset, fixed_digits, load_model,
+                                             progress_bar, train_summary)
+from jaxdyn.experiments._common.core import help_field as _help
+
+__all__ = ["BinaryInfluenceConfig", "BINARY_INFLUENCE_SCALES", "binary_influence", "binary_influence_runs"]
+
+
+@dataclasses.dataclass(frozen=True)
+class BinaryInfluenceConfig:
+    """The knobs Figs. 3 and 4 share (their ``Config`` adds its own after these)."""
+
+    scale: str
+    models: tuple[str, ...] = _help("zoo models (binary 3 vs 5 head, ℓ∞-PGD adversarial training)")
+    width: float = _help("width multiplier of the networks")
+    widths: Any = _help("per-model width overriding --width (JSON dict)")
+    n_samples: int = _help("correctly classified training digits per network")
+    steps: int = _help("steps m of the raw attack (α = β/m)")
+    A0: float = _help("β is set so that the median clean-input A = β H_z ||g̃_x||² is A0")
+    eta: float = _help("learning rate η of Δg̃_x = -η Δg_W g̃_h (scales φ only)")
+    chunk: Optional[int] = _help("samples per compiled call (bounds memory; none: all at once)")
+    seed: int = _help("seed of the digit pool and of the training")
+    train: Any = _help("training preset: load_or_train arguments with 'binary' (JSON)")
+
+    def check(self) -> None:
+        """``ValueError`` for a bad value of the shared knobs."""
+        for k in ("width", "n_samples", "steps", "A0", "eta", "chunk"):
+            v = getattr(self, k)
+            if v is not None and not v > 0:
+                raise ValueError(f"{k} must be > 0, got {v}")
+        if not (isinstance(self.widths, dict) and isinstance(self.train, dict) and "binary" in self.train):
+            raise ValueError("widths must be a dict, and train a dict of load_or_train arguments with 'binary'")
+
+
+_BINARY_BASE = dict(models=("alexnet", "vgg11", "resnet50"), A0=1.0, eta=1e-3, seed=0)
+#: the presets of :class:`BinaryInfluenceConfig` per scale: Figs. 3 and 4 measure the same networks
+#: on the same digits
+BINARY_INFLUENCE_SCALES = {
+    "tiny": dict(_BINARY_BASE, models=("cnn3",), width=1 / 16, widths={}, n_samples=12, steps=5, chunk=None,
+                 train=FIGURE_ADV_BINARY["tiny"]),
+    "quick": dict(_BINARY_BASE, width=0.125, widths={"resnet50": 0.0625}, n_samples=60, steps=20, chunk=None,
+                  train=FIGURE_ADV_BINARY["quick"]),
+    "full": dict(_BINARY_BASE, width=1.0, widths={}, n_samples=1000, steps=100, chunk=50,
+                 train=FIGURE_ADV_BINARY["full"]),
+}
+
+
+def binary_influence_runs(cfg: BinaryInfluenceConfig, *, progress: bool, desc: str, betas_A0: Sequence[float] = ()):
+    """Figs. 3-4's measurement, network by network: train or load (cached) each of ``cfg.models``,
+    take ``cfg.n_samples`` correctly classified training digits of the binary task (a seeded pool)
+    and measure them (:func:`binary_influence`). Yields ``(name, meta, runs)``: ``meta`` has
+    ``width, test_accuracy, robust_accuracy, train, n_samples, first_layer, time_s``."""
+    x_pool, y_pool = fixed_digits(max(3 * cfg.n_samples, 100), seed=cfg.seed + 1, binary=cfg.train["binary"],
+                                  split="train")
+    for name in progress_bar(cfg.models, enabled=progress, desc=desc):
+        width = cfg.widths.get(name, cfg.width)
+        t0 = time.perf_counter()
+        model, variables, info = load_model(name, cfg.train, seed=cfg.seed, overrides=dict(width=width),
+                                            progress=progress)
+        t1 = time.perf_counter()
+        xs, ys, _ = correct_subset(model, variables, x_pool, y_pool, cfg.n_samples)
+        layer, runs = binary_influence(model, variables, xs, ys, A0=cfg.A0, steps=cfg.steps, eta=cfg.eta,
+                                       chunk=cfg.chunk, betas_A0=betas_A0)
+        meta = dict(width=width, test_accuracy=info.get("test_accuracy"), robust_accuracy=info.get("robust_accuracy"),
+                    train=train_summary(info), n_samples=int(len(xs)), first_layer=layer,
+                    time_s={"train_or_load": t1 - t0, "compute": time.perf_counter() - t1})
+        yield name, meta, runs
+
+
+def binary_influence(model, variables, x, y, *, A0: float, steps: int, eta: float, chunk: int | None,
+                     betas_A0: Sequence[float] = ()):
+    """Figs. 3-4's per-sample numbers on a binary network (:func:`jaxdyn.influence.attack_influence`,
+    free gating) at ``β = A0 / median_x(H_z(x) ||g̃_x||²)`` and at the same rule for each of
+    ``betas_A0``; one compile (β, η traced), ``chunk`` samples per call.
+
+    Returns ``(first_layer, [(A0, β, {name: [N] arrays, "cos_to_mean": cos(Δg_W|_x, mean_x Δg_W)})])``
+    (``A0`` first, then ``betas_A0``)."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxdyn import influence
+    from jaxdyn.models import logits_fn
+
+    path = influence.first_layer_path(model, variables)
+    dt = jax.tree.leaves(variables)[0].dtype
+    xs, ys = jnp.asarray(x, dt), jnp.asarray(y, dt)
+    f = logits_fn(model, variables)
+    a_clean = np.asarray(jax.jit(jax.vmap(lambda xi, yi: influence.influence_A_clean(f, xi, yi)))(xs, ys))
+
+    @jax.jit
+    def run(variables, x, y, beta, eta):
+        z_of, W, _ = influence.first_layer_fn(model, variables, path=path)
+        return jax.vmap(lambda xi, yi: influence.attack_influence(z_of, W, xi, yi, beta=beta, steps=steps,
+                                                                  eta=eta))(x, y)
+
+    out = []
+    for a0 in (A0, *betas_A0):
+        beta = float(a0 / np.median(a_clean))
+        b, e = jnp.asarray(beta, dt), jnp.asarray(eta, dt)
+        q = chunked(lambda xc, yc: run(variables, jnp.asarray(xc, dt), jnp.asarray(yc, dt), b, e),
+                    np.asarray(x), np.asarray(y), chunk=chunk)
+        dgw = np.asarray(q.pop("dgw")).reshape(len(x), -1)
+        mean = dgw.mean(axis=0)
+        q = {k: np.asarray(v) for k, v in q.items()}
+        q["cos_to_mean"] = dgw @ mean / (np.linalg.norm(dgw, axis=1) * np.linalg.norm(mean) + 1e-300)
+        out.append((a0, beta, q))
+    return "/".join(path), out

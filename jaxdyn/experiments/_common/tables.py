@@ -1,0 +1,125 @@
+"""What the tables (Table 1, Table 2, the appendix) share: the paper's ten networks, their config
+fields, validation, the loop over networks and the claims of Tables 1-2."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from jaxdyn.experiments._common.core import check_models, enable_x64, fmt, progress_bar
+from jaxdyn.experiments._common.core import help_field as _help
+
+
+#: the ten networks of Tables 1 and 2 (10-class for Table 1 and the appendix, binary for Table 2)
+TABLE_MODELS = ("mlp3", "mlp4", "mlp5", "cnn3", "cnn4", "cnn5", "rescnn3", "rescnn4", "rescnn5", "rescnn10")
+TABLE_LABELS = dict(zip(TABLE_MODELS, ("3-layer MLP", "4-layer MLP", "5-layer MLP", "3-layer CNN", "4-layer CNN",
+                                       "5-layer CNN", "3-layer ResCNN", "4-layer ResCNN", "5-layer ResCNN",
+                                       "10-layer ResCNN")))
+
+
+@dataclasses.dataclass(frozen=True)
+class TableConfig:
+    """The fields every table's ``Config`` has (each table's ``Config`` subclasses it, frozen)."""
+
+    scale: str
+    models: tuple[str, ...] = _help("networks of the tables (any zoo model at the tiny scale)")
+    n_samples: int = _help("number of fixed MNIST test digits")
+    chunk: int = _help("samples per compiled batch")
+    seed: int = _help("seed of the digit subset and of the training")
+    train: Any = _help("training preset: 'quick' or load_or_train arguments (JSON)")
+    train_overrides: Any = _help("load_or_train arguments that update the preset (JSON) or null")
+
+
+@dataclasses.dataclass(frozen=True)
+class TableAttackConfig(TableConfig):
+    """:class:`TableConfig` and the raw attack of Tables 1 and 2 (``m`` steps, ``α = β/m``)."""
+
+    steps: int = _help("the attack's m (α = β/m)")
+    beta: float = _help("the documented β of the headline column")
+    betas: tuple[float, ...] = _help("the β grid of the error's β dependence (A2 attack in logit space)")
+
+
+def check_table_models(models: Sequence[str], scale: str, *, what: str) -> tuple[str, ...]:
+    """:func:`check_models` against :data:`TABLE_MODELS` (any zoo model at the tiny test scale)."""
+    if scale == "tiny":
+        from jaxdyn.models import model_names
+
+        return check_models(models, model_names(), what=what)
+    return check_models(models, TABLE_MODELS, what=what)
+
+
+def check_fields(cfg, *, positive: Sequence[str] = (), counts: Sequence[str] = ()) -> None:
+    """``ValueError`` naming the field unless each field of ``cfg`` in ``positive`` (a number or a
+    tuple of them) is finite and > 0 and each in ``counts`` (an int or a tuple of ints) is ≥ 1."""
+    for f in positive:
+        for v in np.ravel(np.asarray(getattr(cfg, f), dtype=float)):
+            if not (math.isfinite(v) and v > 0):
+                raise ValueError(f"{f} must be finite and > 0, got {getattr(cfg, f)}")
+    for f in counts:
+        vals = getattr(cfg, f)
+        for v in vals if isinstance(vals, tuple) else (vals,):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{f} must be an integer >= 1, got {vals!r}")
+
+
+def over_models(fn: Callable, models: Sequence[str], *, progress: bool, desc: str) -> list:
+    """``[fn(m) for m in models]`` in float64 (:func:`enable_x64`) with a progress bar: a table's
+    loop over its networks."""
+    enable_x64()
+    return [fn(m) for m in progress_bar(models, enabled=progress, desc=desc)]
+
+
+def done_criterion(rows: Sequence[Mapping], *, key: str, base: str, bound: float = 1e-3) -> dict:
+    """The tables' "done" criterion at the documented β: every ``row[key]`` ≤ ``bound`` and below
+    its first-order baseline ``row[base]``."""
+    below_bound = {r["model"]: r[key] <= bound for r in rows}
+    below_base = {r["model"]: r[key] < r[base] for r in rows}
+    return dict(bound=bound, all_below_bound=all(below_bound.values()),
+                all_below_first_order=all(below_base.values()), below_bound=below_bound,
+                below_first_order=below_base)
+
+
+def table_claims(results: Mapping, *, name: str, key: str, label: str, theorem: str, paper: tuple) -> list:
+    """Tables 1 and 2's claims: the error ``key`` (``κ`` or ``κ′``) is small over the networks
+    (against the paper's range ``paper = (lo, hi)``), and below its first-order baseline."""
+    from jaxdyn.experiments.claims import claim, count_verdict, range_verdict
+
+    rows = results["rows"]
+    vals = [r.get(key) for r in rows]
+    lo, hi = paper
+    ok = [v for v in vals if v is not None and math.isfinite(v)]
+    rng = f"{fmt(min(ok))} … {fmt(max(ok))}" if ok else "—"
+    bound = (results.get("done") or {}).get("bound", 1e-3)
+    acc = ", ".join(f"{r.get('model')} {fmt(r.get('test_accuracy'), 3)}" for r in rows)
+    protocol = (f"β = {fmt(results.get('beta'))}, m = {results.get('steps')}, {results.get('n_samples')} fixed test "
+                f"digits, {results.get('dtype')}; networks (test acc.): {acc}")
+    per = lambda k: ", ".join(f"{r.get('model')} {fmt(r.get(k))}" for r in rows)  # noqa: E731
+    baselines = f"first-order {label} (curvature-free β g_x): {per(key + '_first_order')}"
+    has_free = any(key + "_free" in r for r in rows)
+    controls = f"{label} without A2 (free gating): {per(key + '_free')}" if has_free else ""
+    out = [claim(
+        f"{name}.{key}_small", f"{theorem} fits the real effect on deep ReLU nets: {label} is small",
+        paper=f"{label} = {fmt(lo)} … {fmt(hi)} over the 10 networks", protocol=protocol,
+        measured=f"{label} = {rng} ({per(key)})", baselines=baselines, controls=controls,
+        rule=f"holds: every {label} ≤ the paper's largest ({fmt(hi)}); holds partly: every one ≤ {fmt(bound)} "
+             f"or at least half ≤ {fmt(hi)}; else does not hold",
+        verdict=range_verdict(vals, hi, bound))]
+    pairs = [(r["model"], r.get(key), r.get(f"{key}_first_order")) for r in rows]
+    pairs = [p for p in pairs if p[1] is not None and p[2] is not None]
+    if pairs:
+        n_better = sum(a < b for _, a, b in pairs)
+        out.append(claim(
+            f"{name}.beats_first_order", f"(extension) {theorem} beats the curvature-free first-order baseline",
+            paper="not in the paper", protocol=protocol,
+            measured=f"{label} below its first-order baseline for {n_better}/{len(pairs)} networks",
+            baselines=baselines,
+            rule="holds: below the baseline for every network; holds partly: for some",
+            verdict=count_verdict([a < b for _, a, b in pairs])))
+    return out
+
+
+__all__ = ["TABLE_MODELS", "TABLE_LABELS", "TableConfig", "TableAttackConfig", "check_table_models",
+            "check_fields", "over_models", "done_criterion", "table_claims"]
