@@ -314,7 +314,8 @@ Free-gating raw attack (m = {res['raw_steps']}) and the free ℓ∞-PGD attack a
 
 def run(cfg: Config, out: Path, progress: bool = True) -> dict:
     """Appendix D/J (and Figure 1's arrays) at ``cfg``; ``summary`` holds the ranges over networks."""
-    rows = C.over_models(lambda m: appendix_model(m, cfg, progress=progress), cfg.models, progress=progress, desc=name)
+    rows = C.over_models(lambda m: appendix_model(m, cfg, progress=progress), cfg.models, progress=progress, desc=name,
+                         out=out)
     return dict(dtype="float64", n_samples=cfg.n_samples, pgd_steps=cfg.pgd_steps, raw_steps=cfg.raw_steps,
                 rows=rows, paper=PAPER, summary=summary(rows))
 

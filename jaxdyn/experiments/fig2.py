@@ -15,13 +15,12 @@ confidence by orders of magnitude, so its α is set per sample such that it succ
 resolved and ``α λ_1`` stays small (A3's regime, where Theorems 1 and 2 agree).
 
 Every trajectory gets a least-squares fit of ``log ||·||`` against ``t`` on ``t ≤ m_success``
-(rate and R², :func:`jaxdyn.metrics.growth_fits`) and, as a contrast, a linear fit. For the raw
-attack the measured rate is compared with that of the same fit to Theorem 2's curves at
-``β = α t`` (:func:`jaxdyn.theory.theorem2_norms`) with ``H̄_z`` averaged over the sample's own
-trajectory up to ``m_success`` (SPEC), with the asymptotic rate ``α λ_1`` and with Theorem 1's
-curve (:func:`~jaxdyn.theory.theorem1_norms`). SPEC's ``H̄_z`` weights steps by their length, so
-the last steps (no longer confident, large ``H_z``) dominate it; the prediction with ``H_z`` at the
-clean input is reported as the other end of the range (``rate_fit_grad_clean``).
+(rate and R², :func:`jaxdyn.metrics.growth_fits`) and, as a contrast, a linear fit. The raw
+attack's measured rate is compared with the same fit to Theorem 2's curves at ``β = α t``
+(:func:`jaxdyn.theory.theorem2_norms`, ``H̄_z`` averaged over the sample's trajectory up to
+``m_success``, SPEC), with ``α λ_1`` and with Theorem 1 (:func:`~jaxdyn.theory.theorem1_norms`).
+SPEC's ``H̄_z`` weights steps by length, so the last (least confident) steps dominate; ``H_z`` at
+the clean input gives the other end of the range (``rate_fit_grad_clean``).
 """
 
 from __future__ import annotations
@@ -103,16 +102,14 @@ def _attack_fn(model, norm: str, gating: str, steps: int):
     """A jitted ``(variables, x [B,...], y [B], alpha [B]) -> dict`` running one attack per sample."""
     def run(variables, x, y, alpha):
         f = logits_fn(model, variables)
-
         def one(xi, yi, alpha):
             if gating == "frozen" and norm in ("raw", "l2"):
                 # exact A2 attack in logit space (one Jacobian, then C-dim steps)
                 r = logit_space_attack(f, xi, yi, steps=steps, alpha=alpha, norm=norm, record=True)
             else:
                 r = attack(f, xi, yi, steps=steps, alpha=alpha, norm=norm, gating=gating, record=True)
-            tr = r.trajectory
-            return dict(success_step=r.success_step, delta_norm=tr["delta_norm"],
-                        grad_norm=tr["grad_norm"], step_norm=tr["step_norm"], H_z=tr["H_z"])
+            keep = ("delta_norm", "grad_norm", "step_norm", "H_z")
+            return dict(success_step=r.success_step, **{k: r.trajectory[k] for k in keep})
 
         return jax.vmap(one)(x, y, alpha)
 
@@ -333,8 +330,8 @@ def run(cfg: Config, out: Path, progress: bool = True) -> dict:
     (:func:`growth_curves`) and per (network, gating, attack) the medians (:func:`summarize_run`)."""
     C.enable_x64()
     x_pool, y_pool = C.fixed_digits(max(20 * cfg.n_samples, 200), seed=cfg.seed)
-    models, summary = {}, {}
-    for name in C.progress_bar(cfg.models, enabled=progress, desc="fig2 models"):
+
+    def one(name):
         t0 = time.perf_counter()
         model, variables, info = C.load_model(name, cfg.train, seed=cfg.seed, overrides=dict(width=cfg.width),
                                               progress=progress)
@@ -344,9 +341,12 @@ def run(cfg: Config, out: Path, progress: bool = True) -> dict:
                             raw_target=cfg.raw_target, progress=progress)
         res.update(test_accuracy=info.get("test_accuracy"), width=cfg.width, n_samples=int(len(xs)),
                    train=C.train_summary(info), time_s={"train_or_load": t1 - t0, "compute": time.perf_counter() - t1})
-        models[name] = res
-        summary[name] = {g: {nm: summarize_run(r) for nm, r in runs.items()} for g, runs in res["runs"].items()}
-    return dict(dtype="float64", models=models, summary=summary)
+        return dict(model=res, summary={g: {nm: summarize_run(r) for nm, r in runs.items()}
+                                        for g, runs in res["runs"].items()})
+
+    done = C.by_piece(one, cfg.models, out=out, progress=progress, desc="fig2 models")
+    return dict(dtype="float64", models={n: d["model"] for n, d in done.items()},
+                summary={n: d["summary"] for n, d in done.items()})
 
 
 def claims(results: dict) -> list[dict]:

@@ -76,19 +76,22 @@ def correlations(q: dict, mask=None) -> dict:
 def run(cfg: Config, out: Path, progress: bool = True) -> dict:
     """Fig. 3 at ``cfg``: per network every sample's quantities and the Spearman ρ of each pair."""
     C.enable_x64()
-    models = {}
-    for name, meta, runs in C.binary_influence_runs(cfg, progress=progress, desc="fig3 models", betas_A0=cfg.A0_extra):
+
+    def entry(name, meta, runs):
         (_, beta, q), extra = runs[0], runs[1:]
         # the same measurement at other strengths (no verdict rests on it)
         sens = {str(a0): dict(beta=b, attack_success_rate=float(np.mean(qa["success"])), spearman=correlations(qa),
                               dominance_spearman=spearman(qa["A_hat"], qa["cos_to_mean"])) for a0, b, qa in extra}
-        models[name] = dict(
+        return dict(
             meta, beta=beta, alpha=beta / cfg.steps, steps=cfg.steps, eta=cfg.eta,
             attack_success_rate=float(np.mean(q["success"])), samples={k: np.asarray(v).tolist() for k, v in q.items()},
             spearman=correlations(q), A0=cfg.A0, sensitivity=sens,
             # Lemma 1 (H_z ≥ g_z²) and Theorem 3 assume the attack has not completed (y z > 0):
             # the same correlations on the digits that the attack did not flip (no verdict rests on it)
             spearman_not_flipped=correlations(q, ~np.asarray(q["success"], bool)))
+
+    models = C.binary_influence_runs(cfg, entry, progress=progress, desc="fig3 models", out=out,
+                                     betas_A0=cfg.A0_extra)
     return dict(dtype="float64", models=models)
 
 

@@ -82,10 +82,13 @@ def dominance(samples: dict, *, groups: int = 10) -> dict:
 def run(cfg: Config, out: Path, progress: bool = True) -> dict:
     """Fig. 4 at ``cfg``: per network the ``Â``-group curve of the cosine and its Spearman ρ."""
     C.enable_x64()
-    models = {}
-    for name, meta, [(_, beta, q)] in C.binary_influence_runs(cfg, progress=progress, desc="fig4 models"):
-        models[name] = dict(dominance(q, groups=cfg.groups), beta=beta, steps=cfg.steps,
-                            **{k: meta[k] for k in ("test_accuracy", "width", "n_samples", "first_layer", "time_s")})
+
+    def entry(name, meta, runs):
+        [(_, beta, q)] = runs
+        return dict(dominance(q, groups=cfg.groups), beta=beta, steps=cfg.steps,
+                    **{k: meta[k] for k in ("test_accuracy", "width", "n_samples", "first_layer", "time_s")})
+
+    models = C.binary_influence_runs(cfg, entry, progress=progress, desc="fig4 models", out=out)
     return dict(dtype="float64", models=models)
 
 

@@ -325,8 +325,8 @@ def run(cfg: Config, out: Path, progress: bool = True) -> dict:
     instability of the weight gradient and ``λ_max`` along training."""
     C.enable_x64()
     x_pool, y_pool = C.fixed_digits(max(4 * cfg.n_samples, 64), seed=cfg.seed + 2, split="train")
-    models = {}
-    for name in C.progress_bar(cfg.models, enabled=progress, desc="fig5 models"):
+
+    def one(name):
         entry = {"instability": {}, "sharpness": {}, "train": {}}
         inst_fn = None
         for run_, kw in (("standard", cfg.vanilla), ("adversarial", cfg.adv_train)):
@@ -345,7 +345,9 @@ def run(cfg: Config, out: Path, progress: bool = True) -> dict:
                                               test_accuracy=info.get("test_accuracy"),
                                               ori=res["ori"].tolist(), adv=res["adv"].tolist(),
                                               time_s={"train_or_load": t1 - t0, "compute": time.perf_counter() - t1})
-        models[name] = entry
+        return entry
+
+    models = C.by_piece(one, cfg.models, out=out, progress=progress, desc="fig5 models")
     return dict(dtype="float64", dtype_sharpness="float32", normalizer=cfg.normalizer, models=models,
                 sharpness_summary=summarize_sharpness({m: d["sharpness"] for m, d in models.items()}))
 

@@ -235,7 +235,8 @@ def table1_model(model_name: str, cfg: Config, *, progress: bool) -> dict:
 
 def run(cfg: Config, out: Path, progress: bool = True) -> dict:
     """Table 1 at ``cfg``: one row per network; ``done`` holds the "done" criterion's numbers."""
-    rows = C.over_models(lambda m: table1_model(m, cfg, progress=progress), cfg.models, progress=progress, desc=name)
+    rows = C.over_models(lambda m: table1_model(m, cfg, progress=progress), cfg.models, progress=progress, desc=name,
+                         out=out)
     return dict(dtype="float64", beta=cfg.beta, steps=cfg.steps, n_samples=cfg.n_samples, betas=list(cfg.betas),
                 m_grid=list(cfg.m_grid), rows=rows, done=C.done_criterion(rows, key="kappa", base="kappa_first_order"))
 

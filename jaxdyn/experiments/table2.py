@@ -189,7 +189,8 @@ def table2_model(model_name: str, cfg: Config, *, progress: bool) -> dict:
 
 def run(cfg: Config, out: Path, progress: bool = True) -> dict:
     """Table 2 at ``cfg``: one row per network; ``done`` holds the "done" criterion's numbers."""
-    rows = C.over_models(lambda m: table2_model(m, cfg, progress=progress), cfg.models, progress=progress, desc=name)
+    rows = C.over_models(lambda m: table2_model(m, cfg, progress=progress), cfg.models, progress=progress, desc=name,
+                         out=out)
     return dict(dtype="float64", beta=cfg.beta, steps=cfg.steps, n_samples=cfg.n_samples, betas=list(cfg.betas),
                 eta=cfg.eta, norm_c=cfg.norm_c, binary=list(BINARY), rows=rows,
                 done=C.done_criterion(rows, key="kappa_prime", base="kappa_prime_first_order"))

@@ -13,7 +13,7 @@ from jaxdyn.training import presets
 
 __all__ = [
     "SCALES", "make_config", "enable_x64", "progress_bar", "chunked", "fixed_digits", "correct_subset",
-    "load_model", "train_summary", "fmt", "fmt_sci", "md_table", "check_models", "help_field",
+    "load_model", "train_summary", "by_piece", "fmt", "fmt_sci", "md_table", "check_models", "help_field",
     "FIGURE_VANILLA", "FIGURE_ADV_BINARY", "FIG5_ADV", "TABLE_TRAIN",
 ]
 
@@ -65,6 +65,17 @@ def progress_bar(iterable=None, *, enabled: bool = True, **kw):
     from tqdm.auto import tqdm
 
     return tqdm(iterable, disable=not enabled, dynamic_ncols=True, **kw)
+
+
+def by_piece(fn: Callable, keys: Sequence[str], *, out, progress: bool, desc: str, unit: str = "net") -> dict:
+    """``{k: fn(k) for k in keys}`` with a progress bar; with ``out``, each ``fn(k)`` is a piece of
+    the run (:class:`jaxdyn.experiments.runner.Pieces`): stored as soon as it is done and reused
+    when the run resumes (returned as it reads back from JSON either way)."""
+    from jaxdyn.experiments.runner import Pieces
+
+    pieces = None if out is None else Pieces(out)
+    return {k: fn(k) if pieces is None else pieces.get(k, lambda k=k: fn(k))
+            for k in progress_bar(keys, enabled=progress, desc=desc, unit=unit)}
 
 
 def chunked(fn: Callable, *arrays, chunk: int | None, **kwargs):

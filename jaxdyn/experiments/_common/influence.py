@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from jaxdyn.experiments._common.core import (FIGURE_ADV_BINARY, chunked, correct_subset, fixed_digits, load_model,
-                                             progress_bar, train_summary)
+from jaxdyn.experiments._common.core import (FIGURE_ADV_BINARY, by_piece, chunked, correct_subset, fixed_digits, load_model,
+                                             train_summary)
 from jaxdyn.experiments._common.core import help_field as _help
 
 __all__ = ["BinaryInfluenceConfig", "BINARY_INFLUENCE_SCALES", "binary_influence", "binary_influence_runs"]
@@ -56,14 +56,23 @@ BINARY_INFLUENCE_SCALES = {
 }
 
 
-def binary_influence_runs(cfg: BinaryInfluenceConfig, *, progress: bool, desc: str, betas_A0: Sequence[float] = ()):
+def binary_influence_runs(cfg: BinaryInfluenceConfig, entry: Callable, *, progress: bool, desc: str, out=None,
+                          betas_A0: Sequence[float] = ()) -> dict:
     """Figs. 3-4's measurement, network by network: train or load (cached) each of ``cfg.models``,
     take ``cfg.n_samples`` correctly classified training digits of the binary task (a seeded pool)
-    and measure them (:func:`binary_influence`). Yields ``(name, meta, runs)``: ``meta`` has
-    ``width, test_accuracy, robust_accuracy, train, n_samples, first_layer, time_s``."""
-    x_pool, y_pool = fixed_digits(max(3 * cfg.n_samples, 100), seed=cfg.seed + 1, binary=cfg.train["binary"],
-                                  split="train")
-    for name in progress_bar(cfg.models, enabled=progress, desc=desc):
+    and measure them (:func:`binary_influence`).
+
+    Returns ``{name: entry(name, meta, runs)}``; ``meta`` has ``width, test_accuracy,
+    robust_accuracy, train, n_samples, first_layer, time_s``. With ``out``, each network's entry is
+    a piece of the run (:class:`~jaxdyn.experiments.runner.Pieces`: stored when done, reused when
+    the run resumes)."""
+    pool = []
+
+    def one(name):
+        if not pool:
+            pool.extend(fixed_digits(max(3 * cfg.n_samples, 100), seed=cfg.seed + 1, binary=cfg.train["binary"],
+                                     split="train"))
+        x_pool, y_pool = pool
         width = cfg.widths.get(name, cfg.width)
         t0 = time.perf_counter()
         model, variables, info = load_model(name, cfg.train, seed=cfg.seed, overrides=dict(width=width),
@@ -75,7 +84,9 @@ def binary_influence_runs(cfg: BinaryInfluenceConfig, *, progress: bool, desc: s
         meta = dict(width=width, test_accuracy=info.get("test_accuracy"), robust_accuracy=info.get("robust_accuracy"),
                     train=train_summary(info), n_samples=int(len(xs)), first_layer=layer,
                     time_s={"train_or_load": t1 - t0, "compute": time.perf_counter() - t1})
-        yield name, meta, runs
+        return entry(name, meta, runs)
+
+    return by_piece(one, cfg.models, out=out, progress=progress, desc=desc)
 
 
 def binary_influence(model, variables, x, y, *, A0: float, steps: int, eta: float, chunk: int | None,

@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from jaxdyn.experiments._common.core import check_models, enable_x64, fmt, progress_bar
+from jaxdyn.experiments._common.core import by_piece, check_models, enable_x64, fmt
 from jaxdyn.experiments._common.core import help_field as _help
 
 
@@ -65,11 +65,12 @@ def check_fields(cfg, *, positive: Sequence[str] = (), counts: Sequence[str] = (
                 raise ValueError(f"{f} must be an integer >= 1, got {vals!r}")
 
 
-def over_models(fn: Callable, models: Sequence[str], *, progress: bool, desc: str) -> list:
+def over_models(fn: Callable, models: Sequence[str], *, progress: bool, desc: str, out=None) -> list:
     """``[fn(m) for m in models]`` in float64 (:func:`enable_x64`) with a progress bar: a table's
-    loop over its networks."""
+    loop over its networks. With ``out``, each network's row is a piece of the run
+    (:class:`~jaxdyn.experiments.runner.Pieces`): stored when done, reused when the run resumes."""
     enable_x64()
-    return [fn(m) for m in progress_bar(models, enabled=progress, desc=desc)]
+    return list(by_piece(fn, models, out=out, progress=progress, desc=desc).values())
 
 
 def done_criterion(rows: Sequence[Mapping], *, key: str, base: str, bound: float = 1e-3) -> dict:
