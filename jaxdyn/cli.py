@@ -154,8 +154,7 @@ def main(argv=None) -> int:
             check_writable(args.out)
             results = mod.run(args)
             if results is not None:
-                write_json_atomic(args.out / "config.json", to_json_tree(
-                    {k: v for k, v in vars(args).items() if k != "command"}))
+                write_json_atomic(args.out / "config.json", to_json_tree(vars(args)))
                 write_json_atomic(args.out / getattr(mod, "RESULT_NAME", "results.json"), results)
     except (ValueError, FileNotFoundError) as e:  # bad input or missing data: a message, no traceback
         print(f"error: {e}", file=sys.stderr)
