@@ -63,7 +63,7 @@ FIG1_VARIANTS = {"l2_small": "l2 eps=0.1", "l2": "l2 eps=1", "linf_small": "linf
 FIG1_TITLES = {"l2_small": "δ^(ℓ2), ε=0.1", "l2": "δ^(ℓ2), ε=1", "linf_small": "δ^(eff,ℓ∞), ε=0.01",
                "linf": "δ^(eff,ℓ∞), ε=0.1"}
 
-_help = lambda s: dataclasses.field(metadata={"help": s})  # noqa: E731
+_help = C.help_field
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,10 +255,7 @@ def plot_fig1(res: dict, png_path: Path) -> None:
     fig.suptitle(f"Figure 1 ({FIG1_MODEL}, {res['dtype']}): {fig1['raw']['attack']}; PGD: {res.get('pgd_steps', '?')} "
                  "steps of ε/steps, frozen gating, no clip. Each map on its own colour scale; "
                  "rel. = ‖difference‖/‖perturbation‖", fontsize=7.5)
-    fig.tight_layout()
-    Path(png_path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png_path, dpi=120)
-    plt.close(fig)
+    C.save_figure(fig, png_path, dpi=120)
 
 
 # --- output ------------------------------------------------------------------------------

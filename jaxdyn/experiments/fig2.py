@@ -29,7 +29,7 @@ import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Any
+
 
 import jax
 import jax.numpy as jnp
@@ -48,20 +48,17 @@ from jaxdyn.theory import hbar_z_weighted, structured_eigenpairs, theorem1_norms
 name = "fig2"
 title = "Figure 2 — exponential growth (C.2)"
 
-_help = lambda s: dataclasses.field(metadata={"help": s})  # noqa: E731
+_help = C.help_field
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    scale: str
-    models: tuple[str, ...] = _help("zoo models (10 classes, standard training)")
+class Config(C.NetworksConfig):
+    """Zoo ``models`` (10 classes, standard training), ``n_samples`` correctly classified test digits."""
+
     width: float = _help("width multiplier of the networks")
-    n_samples: int = _help("correctly classified test digits per network")
     step: float = _help("ℓ2 length of the ℓ2 / ℓ∞ baselines' steps")
     raw_target: int = _help("success step of the raw attack under frozen gating that sets each digit's α")
     max_steps: int = _help("recorded steps of every attack")
-    seed: int = _help("seed of the digit pool and of the training")
-    train: Any = _help("training preset: load_or_train arguments (JSON)")
 
 
 SCALES = {
@@ -315,11 +312,8 @@ def plot(results: dict, out: Path) -> None:
                 ax.set_ylabel("||g_{x+δ^(t)}|| / ||g at m_s||" if c == 0 else "")
             if r == 0 and c == 0:
                 ax.legend(fontsize=6)
-    fig.suptitle(f"Fig. 2 ({data['scale']} scale, {data['dtype']}): norms along attacks with fixed α", fontsize=10)
-    fig.tight_layout()
-    Path(out).mkdir(parents=True, exist_ok=True)
-    fig.savefig(Path(out) / "fig2_growth.png", dpi=110)
-    plt.close(fig)
+    C.save_figure(fig, Path(out) / "fig2_growth.png",
+                  title=f"Fig. 2 ({data['scale']} scale, {data['dtype']}): norms along attacks with fixed α")
 
 
 # --- the experiment ------------------------------------------------------------------------

@@ -156,9 +156,6 @@ def plot(results: dict, out: Path) -> None:
                 ax.set_title(f"{m}: ρ = {s['rho']:.2f} (p = {s['p']:.1g})", fontsize=8)
                 ax.set_xlabel(LABELS[xk], fontsize=8)
                 ax.set_ylabel(LABELS[yk], fontsize=8)
-    fig.suptitle(f"Fig. 3 ({data['scale']} scale, {data['dtype']}): per-sample effect of adversarial training "
-                 "(ρ over all digits)", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.98))
-    Path(out).mkdir(parents=True, exist_ok=True)
-    fig.savefig(Path(out) / "fig3_influence.png", dpi=100)
-    plt.close(fig)
+    C.save_figure(fig, Path(out) / "fig3_influence.png", dpi=100, rect=(0, 0, 1, 0.98),
+                  title=f"Fig. 3 ({data['scale']} scale, {data['dtype']}): per-sample effect of adversarial training "
+                        "(ρ over all digits)")

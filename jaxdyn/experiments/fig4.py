@@ -129,8 +129,5 @@ def plot(results: dict, out: Path) -> None:
         ax.set_ylabel("mean cos(Δg_W|x, mean Δg_W)")
         s = d["spearman_groups"]
         ax.set_title(f"{m}: ρ = {s['rho']:.2f} (p = {s['p']:.1g})", fontsize=9)
-    fig.suptitle(f"Fig. 4 ({results['scale']} scale): samples with large Â dominate Δḡ_W", fontsize=10)
-    fig.tight_layout()
-    Path(out).mkdir(parents=True, exist_ok=True)
-    fig.savefig(Path(out) / "fig4_dominance.png", dpi=110)
-    plt.close(fig)
+    C.save_figure(fig, Path(out) / "fig4_dominance.png",
+                  title=f"Fig. 4 ({results['scale']} scale): samples with large Â dominate Δḡ_W")

@@ -44,28 +44,26 @@ from jaxdyn.results import to_json_tree
 name = "fig5"
 title = "Figure 5 — oscillation (C.8)"
 
-_help = lambda s: dataclasses.field(metadata={"help": s})  # noqa: E731
+_help = C.help_field
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    scale: str
-    models: tuple[str, ...] = _help("zoo models (10 classes)")
+class Config(C.NetworksConfig):
+    """Zoo ``models`` (10 classes), ``n_samples`` correctly classified training digits; ``train`` is
+    the standard training, ``adv_train`` the adversarial one."""
+
     width: float = _help("width multiplier of the networks")
-    n_samples: int = _help("correctly classified training digits per network")
     eta: float = _help("learning rate η of the one-layer step ΔW_j = -η ∂L/∂W_j")
     normalizer: str = _help("D_j of Δ_j: fan_in (the paper's D), size or none")
     chunk: Optional[int] = _help("samples per compiled call (bounds memory; none: all at once)")
     pgd: Any = _help("ℓ∞ PGD giving δ: {eps, alpha, steps} (JSON)")
-    vanilla: Any = _help("standard training preset: load_or_train arguments (JSON)")
     adv_train: Any = _help("adversarial training preset: load_or_train arguments (JSON)")
     track: Any = _help("sharpness tracking along training: {points, probe, iters} (JSON)")
-    seed: int = _help("seed of the digit pool, PGD's random starts and the training")
 
 
 _PGD = {"tiny": dict(eps=0.1, alpha=0.05, steps=2), "quick": dict(eps=0.1, alpha=0.05, steps=5),
         "full": dict(eps=0.3, alpha=0.01, steps=40)}
-SCALES = {s: dict(kw, normalizer="fan_in", seed=0, pgd=_PGD[s], vanilla=C.FIGURE_VANILLA[s], adv_train=C.FIG5_ADV[s])
+SCALES = {s: dict(kw, normalizer="fan_in", seed=0, pgd=_PGD[s], train=C.FIGURE_VANILLA[s], adv_train=C.FIG5_ADV[s])
           for s, kw in {
               "tiny": dict(models=("cnn3",), width=1 / 16, n_samples=4, eta=1e-3, chunk=None,
                            track=dict(points=2, probe=16, iters=5)),
@@ -92,8 +90,8 @@ def config(scale: str = "quick", **overrides) -> Config:
         d = getattr(cfg, k)
         if not isinstance(d, dict) or set(d) != set(keys) or any(not d[q] > 0 for q in keys):
             raise ValueError(f"{k} must be a dict of positive {', '.join(keys)}, got {d!r}")
-    if not (isinstance(cfg.vanilla, dict) and isinstance(cfg.adv_train, dict)):
-        raise ValueError("vanilla and adv_train must be dicts of load_or_train arguments")
+    if not (isinstance(cfg.train, dict) and isinstance(cfg.adv_train, dict)):
+        raise ValueError("train and adv_train must be dicts of load_or_train arguments")
     return cfg
 
 
@@ -311,11 +309,8 @@ def plot(results: dict, out: Path) -> None:
         ax.set_xlabel("training step")
         ax.set_ylabel("λ_max of the loss Hessian")
         ax.legend(fontsize=6)
-    fig.suptitle(f"Fig. 5 ({data['scale']} scale): instability of weight gradients and sharpness", fontsize=10)
-    fig.tight_layout()
-    Path(out).mkdir(parents=True, exist_ok=True)
-    fig.savefig(Path(out) / "fig5_oscillation.png", dpi=110)
-    plt.close(fig)
+    C.save_figure(fig, Path(out) / "fig5_oscillation.png",
+                  title=f"Fig. 5 ({data['scale']} scale): instability of weight gradients and sharpness")
 
 # --- the experiment ------------------------------------------------------------------------
 
@@ -329,7 +324,7 @@ def run(cfg: Config, out: Path, progress: bool = True) -> dict:
     def one(name):
         entry = {"instability": {}, "sharpness": {}, "train": {}}
         inst_fn = None
-        for run_, kw in (("standard", cfg.vanilla), ("adversarial", cfg.adv_train)):
+        for run_, kw in (("standard", cfg.train), ("adversarial", cfg.adv_train)):
             tracker = SharpnessTracker(**cfg.track, pgd_cfg=cfg.pgd, seed=cfg.seed)
             t0 = time.perf_counter()
             model, variables, info = C.load_model(name, kw, seed=cfg.seed, overrides=dict(width=cfg.width),

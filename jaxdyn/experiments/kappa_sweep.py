@@ -26,7 +26,7 @@ from jaxdyn.training import presets
 name = "kappa-sweep"
 title = "κ(β) — Theorem 2 against a raw attack over strengths"
 
-_help = lambda s: dataclasses.field(metadata={"help": s})  # noqa: E731
+_help = C.help_field
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,7 +194,4 @@ def plot(result: dict, out: Path) -> None:
                  f"{r0['n_samples']} digits, {r0['dtype']}", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    Path(out).mkdir(parents=True, exist_ok=True)
-    fig.savefig(Path(out) / "kappa_vs_beta.png", dpi=130)
-    plt.close(fig)
+    C.save_figure(fig, Path(out) / "kappa_vs_beta.png", dpi=130)

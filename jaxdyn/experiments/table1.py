@@ -61,7 +61,7 @@ PAPER_KAPPA = dict(zip(MODELS, (1.5e-5, 3.5e-6, 6.6e-7, 3.4e-7, 5.1e-8, 4.7e-8, 
 #: the paper's range of κ over the ten networks
 PAPER_RANGE = (4.7e-8, 1.7e-4)
 
-_help = lambda s: dataclasses.field(metadata={"help": s})  # noqa: E731
+_help = C.help_field
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,8 +237,7 @@ def run(cfg: Config, out: Path, progress: bool = True) -> dict:
     """Table 1 at ``cfg``: one row per network; ``done`` holds the "done" criterion's numbers."""
     rows = C.over_models(lambda m: table1_model(m, cfg, progress=progress), cfg.models, progress=progress, desc=name,
                          out=out)
-    return dict(dtype="float64", beta=cfg.beta, steps=cfg.steps, n_samples=cfg.n_samples, betas=list(cfg.betas),
-                m_grid=list(cfg.m_grid), rows=rows, done=C.done_criterion(rows, key="kappa", base="kappa_first_order"))
+    return C.table_results(cfg, rows, key="kappa", base="kappa_first_order", m_grid=list(cfg.m_grid))
 
 
 # --- output ------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ PAPER_RANGE = (1.2e-7, 1.9e-4)
 ADV_CHOICES = ("none", "pgd-linf", "pgd-l2", "raw")
 BINARY = (3, 5)
 
-_help = lambda s: dataclasses.field(metadata={"help": s})  # noqa: E731
+_help = C.help_field
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,9 +191,8 @@ def run(cfg: Config, out: Path, progress: bool = True) -> dict:
     """Table 2 at ``cfg``: one row per network; ``done`` holds the "done" criterion's numbers."""
     rows = C.over_models(lambda m: table2_model(m, cfg, progress=progress), cfg.models, progress=progress, desc=name,
                          out=out)
-    return dict(dtype="float64", beta=cfg.beta, steps=cfg.steps, n_samples=cfg.n_samples, betas=list(cfg.betas),
-                eta=cfg.eta, norm_c=cfg.norm_c, binary=list(BINARY), rows=rows,
-                done=C.done_criterion(rows, key="kappa_prime", base="kappa_prime_first_order"))
+    return C.table_results(cfg, rows, key="kappa_prime", base="kappa_prime_first_order", eta=cfg.eta,
+                           norm_c=cfg.norm_c, binary=list(BINARY))
 
 
 # --- output ------------------------------------------------------------------------------

@@ -8,12 +8,13 @@ import math
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+from pathlib import Path
 
 from jaxdyn.training import presets
 
 __all__ = [
     "SCALES", "make_config", "enable_x64", "progress_bar", "chunked", "fixed_digits", "correct_subset",
-    "load_model", "train_summary", "by_piece", "fmt", "fmt_sci", "md_table", "check_models", "help_field",
+    "load_model", "train_summary", "by_piece", "save_figure", "NetworksConfig", "fmt", "fmt_sci", "md_table", "check_models", "help_field",
     "FIGURE_VANILLA", "FIGURE_ADV_BINARY", "FIG5_ADV", "TABLE_TRAIN",
 ]
 
@@ -33,6 +34,18 @@ TABLE_TRAIN = {s: dict(train=presets.TABLE[s], train_overrides=presets.TABLE_OVE
 def help_field(s: str):
     """A config field's help text (the CLI shows it)."""
     return dataclasses.field(metadata={"help": s})
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworksConfig:
+    """The fields of every experiment over trained zoo networks (its ``Config`` subclasses this one,
+    frozen, and adds its own knobs)."""
+
+    scale: str
+    models: tuple[str, ...] = help_field("zoo networks to measure")
+    n_samples: int = help_field("digits per network")
+    seed: int = help_field("seed of the digits and of the training")
+    train: Any = help_field("training preset: 'quick' or load_or_train arguments (JSON)")
 
 
 def make_config(cls, presets: Mapping[str, Mapping[str, Any]], scale: str, overrides: Mapping[str, Any]):
@@ -181,6 +194,19 @@ def check_models(models: Sequence[str], allowed: Sequence[str], *, what: str) ->
     if not models:
         raise ValueError(f"no {what} model given; choose from {list(allowed)}")
     return tuple(models)
+
+
+def save_figure(fig, path, *, title: str | None = None, dpi: int = 110, rect=None) -> None:
+    """The end of every ``plot``: the title, a tight layout, the PNG at ``path`` (parent created),
+    the figure closed."""
+    import matplotlib.pyplot as plt
+
+    if title is not None:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(**({} if rect is None else {"rect": rect}))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
 
 
 def fmt(v, digits: int = 2) -> str:

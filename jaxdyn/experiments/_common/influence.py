@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from jaxdyn.experiments._common.core import (FIGURE_ADV_BINARY, by_piece, chunked, correct_subset, fixed_digits, load_model,
+from jaxdyn.experiments._common.core import (FIGURE_ADV_BINARY, NetworksConfig, by_piece, chunked, correct_subset, fixed_digits, load_model,
                                              train_summary)
 from jaxdyn.experiments._common.core import help_field as _help
 
@@ -18,20 +18,17 @@ __all__ = ["BinaryInfluenceConfig", "BINARY_INFLUENCE_SCALES", "binary_influence
 
 
 @dataclasses.dataclass(frozen=True)
-class BinaryInfluenceConfig:
-    """The knobs Figs. 3 and 4 share (their ``Config`` adds its own after these)."""
+class BinaryInfluenceConfig(NetworksConfig):
+    """The knobs Figs. 3 and 4 share (their ``Config`` adds its own after these): binary (3 vs 5)
+    networks, ℓ∞-PGD adversarially trained (``train`` has ``binary``), ``n_samples`` correctly
+    classified training digits each."""
 
-    scale: str
-    models: tuple[str, ...] = _help("zoo models (binary 3 vs 5 head, ℓ∞-PGD adversarial training)")
     width: float = _help("width multiplier of the networks")
     widths: Any = _help("per-model width overriding --width (JSON dict)")
-    n_samples: int = _help("correctly classified training digits per network")
     steps: int = _help("steps m of the raw attack (α = β/m)")
     A0: float = _help("β is set so that the median clean-input A = β H_z ||g̃_x||² is A0")
     eta: float = _help("learning rate η of Δg̃_x = -η Δg_W g̃_h (scales φ only)")
     chunk: Optional[int] = _help("samples per compiled call (bounds memory; none: all at once)")
-    seed: int = _help("seed of the digit pool and of the training")
-    train: Any = _help("training preset: load_or_train arguments with 'binary' (JSON)")
 
     def check(self) -> None:
         """``ValueError`` for a bad value of the shared knobs."""

@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from jaxdyn.experiments._common.core import by_piece, check_models, enable_x64, fmt
+from jaxdyn.experiments._common.core import NetworksConfig, by_piece, check_models, enable_x64, fmt
 from jaxdyn.experiments._common.core import help_field as _help
 
 
@@ -21,15 +21,11 @@ TABLE_LABELS = dict(zip(TABLE_MODELS, ("3-layer MLP", "4-layer MLP", "5-layer ML
 
 
 @dataclasses.dataclass(frozen=True)
-class TableConfig:
-    """The fields every table's ``Config`` has (each table's ``Config`` subclasses it, frozen)."""
+class TableConfig(NetworksConfig):
+    """The fields every table's ``Config`` has (each table's ``Config`` subclasses it, frozen):
+    ``models`` of the tables (any zoo model at the tiny scale), ``n_samples`` fixed test digits."""
 
-    scale: str
-    models: tuple[str, ...] = _help("networks of the tables (any zoo model at the tiny scale)")
-    n_samples: int = _help("number of fixed MNIST test digits")
     chunk: int = _help("samples per compiled batch")
-    seed: int = _help("seed of the digit subset and of the training")
-    train: Any = _help("training preset: 'quick' or load_or_train arguments (JSON)")
     train_overrides: Any = _help("load_or_train arguments that update the preset (JSON) or null")
 
 
@@ -122,5 +118,12 @@ def table_claims(results: Mapping, *, name: str, key: str, label: str, theorem: 
     return out
 
 
-__all__ = ["TABLE_MODELS", "TABLE_LABELS", "TableConfig", "TableAttackConfig", "check_table_models",
+__all__ = ["table_results", "TABLE_MODELS", "TABLE_LABELS", "TableConfig", "TableAttackConfig", "check_table_models",
             "check_fields", "over_models", "done_criterion", "table_claims"]
+
+
+def table_results(cfg, rows: list, *, key: str, base: str, **more) -> dict:
+    """The results of a table: its rows, the attack's settings, and ``done``, the numbers of the
+    "done" criterion (:func:`done_criterion` of ``key`` against ``base``)."""
+    return dict(dtype="float64", beta=cfg.beta, steps=cfg.steps, n_samples=cfg.n_samples, betas=list(cfg.betas),
+                rows=rows, done=done_criterion(rows, key=key, base=base), **more)
