@@ -7,7 +7,8 @@ its help), plus the scale (``--quick``, default; ``--full``), ``--out``, ``--for
 ``reproduce``. The top-level ``--help`` imports neither jax nor any experiment (the one-line
 help of each command is read from its module's docstring).
 
-Errors are one ``error:`` line: exit code 2 for bad input, 1 for a failure at run time.
+Errors are one ``error:`` line: exit code 2 for bad input, 1 for a failure at run time (set
+``JAXDYN_DEBUG=1`` for its traceback), 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import ast
 import dataclasses
 import importlib
 import json
+import os
 import sys
 import typing
 from pathlib import Path
@@ -159,6 +161,16 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError) as e:  # bad input or missing data: a message, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"error: interrupted; finished pieces are kept in {args.out} — run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 — a failure at run time: one line, the traceback on request
+        if os.environ.get("JAXDYN_DEBUG"):
+            raise
+        print(f"error: {type(e).__name__}: {e} (a failure at run time; finished pieces are kept in {args.out}, "
+              "the same command resumes; JAXDYN_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
     finally:
         jax.config.update("jax_enable_x64", x64)
     print(f"results written to {args.out.resolve()}")

@@ -52,3 +52,20 @@ def test_train_command_writes_json_of_its_arguments(tmp_path, capsys):
     rc = cli.main(["train", "--model", "nope", "--out", str(tmp_path)])
     assert rc == 2 and "error:" in capsys.readouterr().err
     assert not (tmp_path / "config.json").exists()  # nothing written for a failed run
+
+
+def test_runtime_failure_is_one_error_line_with_exit_code_1(tmp_path, capsys, monkeypatch):
+    from jaxdyn.experiments import kappa_sweep
+
+    def boom(*a, **k):
+        raise RuntimeError("deliberate")
+
+    monkeypatch.setattr(kappa_sweep, "run", boom)
+    rc = cli.main(["kappa-sweep", "--scale", "tiny", "--out", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.startswith("error: RuntimeError: deliberate") and "Traceback" not in err
+    monkeypatch.setenv("JAXDYN_DEBUG", "1")
+    import pytest
+
+    with pytest.raises(RuntimeError):
+        cli.main(["kappa-sweep", "--scale", "tiny", "--out", str(tmp_path), "--no-progress"])

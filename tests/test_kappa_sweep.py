@@ -38,3 +38,13 @@ def test_cli_help_and_bad_input(tmp_path, capsys):
     rc = cli.main(["kappa-sweep", "--model", "nope", "--out", str(tmp_path)])
     assert rc == 2 and "known models" in capsys.readouterr().err
     assert not (tmp_path / "config.json").exists()  # nothing written for a failed run
+
+
+def test_long_sweep_warns_with_an_estimate(monkeypatch):
+    """A sweep of many sample-steps times a few steps first and says how long it will take."""
+    import pytest
+
+    net, v, xs, ys = _tiny()
+    monkeypatch.setattr(kappa_sweep, "LONG_WORK", 100)
+    with pytest.warns(UserWarning, match=r"3 digits × 40 steps × 2 β will take about .* min"):
+        kappa_sweep.sweep(net, v, xs, ys, betas=[1e-3, 1e-2], steps=40, path="logit", progress=True)

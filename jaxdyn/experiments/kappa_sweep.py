@@ -12,7 +12,9 @@ function (β is traced).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,10 @@ from jaxdyn.experiments import _common as C
 from jaxdyn.experiments.claims import claim, count_verdict
 from jaxdyn.experiments.runner import Pieces
 from jaxdyn.training import presets
+
+#: sample-steps (digits × steps × β) above which the sweep first times a few steps and warns with
+#: the estimated run time
+LONG_WORK = 5_000_000
 
 name = "kappa-sweep"
 title = "κ(β) — Theorem 2 against a raw attack over strengths"
@@ -103,8 +109,10 @@ def sweep(model, variables, xs, ys, *, betas, steps, gating="frozen", path="netw
     if path == "logit" and gating != "frozen":
         raise ValueError("the logit-space path exists only under frozen gating")
 
-    @jax.jit
-    def one_beta(variables, xs, ys, beta):
+    def compiled(steps):
+        return jax.jit(functools.partial(_one_beta, steps=steps))
+
+    def _one_beta(variables, xs, ys, beta, *, steps):
         f = logits_fn(model, variables)
 
         def per_example(x, y):
@@ -125,13 +133,26 @@ def sweep(model, variables, xs, ys, *, betas, steps, gating="frozen", path="netw
             mean_delta_norm=jnp.mean(metrics.per_sample_norm(d)),
         )
 
+    one_beta = compiled(steps)
     dtype = jax.tree.leaves(variables)[0].dtype
+    betas = list(betas)
+    if progress and steps * len(xs) * len(betas) >= LONG_WORK:  # say how long before it starts
+        probe = min(steps, 20)
+        args = (variables, xs, ys, jnp.asarray(betas[0], dtype))
+        jax.block_until_ready(compiled(probe)(*args))  # compile
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(probe)(*args))
+        est = (time.perf_counter() - t0) * steps / probe * len(betas)
+        warnings.warn(f"kappa-sweep: {len(xs)} digits × {steps} steps × {len(betas)} β will take about "
+                      f"{est / 60:.0f} min here (from {probe} timed steps); each finished β is kept, so an "
+                      "interrupted sweep resumes when run again", stacklevel=2)
+
     def row(beta):
         t0 = time.perf_counter()
         out = jax.device_get(one_beta(variables, xs, ys, jnp.asarray(beta, dtype)))
         return dict(beta=float(beta), **{k: float(v) for k, v in out.items()}, seconds=time.perf_counter() - t0)
 
-    bar = tqdm(list(betas), desc="κ(β)", disable=not progress, unit="β")
+    bar = tqdm(betas, desc="κ(β)", disable=not progress, unit="β")
     return [row(b) if pieces is None else pieces.get(f"beta={float(b)!r}", lambda b=b: row(b)) for b in bar]
 
 
