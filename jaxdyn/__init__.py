@@ -21,12 +21,13 @@ _API: dict[str, str] = {
     **dict.fromkeys(("hbar_x_dense", "hvp", "input_hessian", "input_hessian_structured", "top_eigenpairs"),
                     "jaxdyn.hessian"),
     **dict.fromkeys(("grad_z", "hessian_z", "loss"), "jaxdyn.losses"),
-    **dict.fromkeys(("kappa", "kappa_first_order", "kappa_prime", "one_minus_cos", "cosine"), "jaxdyn.metrics"),
+    **dict.fromkeys(("kappa", "kappa_first_order", "kappa_prime", "one_minus_cos", "cosine", "spearman"),
+                    "jaxdyn.metrics"),
     **dict.fromkeys(("theorem3", "theorem4", "theorem5"), "jaxdyn.influence"),
     **dict.fromkeys(("cast", "get_model", "init_variables", "logits_fn", "model_names"), "jaxdyn.models"),
     **dict.fromkeys(("shard_batch",), "jaxdyn.sharding"),
-    **dict.fromkeys(("predict", "structured_eigenpairs", "theorem1", "theorem1_eig", "theorem2", "theorem2_eig"),
-                    "jaxdyn.theory"),
+    **dict.fromkeys(("predict", "prepare", "match_beta", "structured_eigenpairs", "theorem1", "theorem1_eig",
+                     "theorem2", "theorem2_eig", "theorem1_norms", "theorem2_norms"), "jaxdyn.theory"),
     **dict.fromkeys(("load_or_train",), "jaxdyn.training"),
 }
 
