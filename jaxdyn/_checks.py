@@ -56,8 +56,10 @@ def check_array(x, name: str = "x") -> None:
     if not hasattr(x, "dtype") or not hasattr(x, "shape"):
         raise ValueError(f"{name} must be a NumPy or JAX array, got a {type(x).__name__}; convert it with "
                          f"jnp.asarray({name}, jnp.float32)")
+    import jax.numpy as jnp
+
     dt = np.dtype(x.dtype)
-    if not np.issubdtype(dt, np.floating):
+    if not jnp.issubdtype(dt, jnp.floating):  # numpy's own test calls bfloat16 not floating
         raise ValueError(f"{name} has dtype {dt}, the attacks differentiate with respect to it and need a floating "
                          f"dtype: convert with {name}.astype(jnp.float32) (and divide uint8 pixels by 255)")
     if dt.itemsize < 4:

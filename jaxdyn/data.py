@@ -7,9 +7,14 @@ Source order (SPEC "Data"):
 1. a directory with the four official IDX ``.gz`` files -- the ``data_dir`` argument, else the
    environment variable ``JAXDYN_DATA_DIR``. The count and shape are read from each IDX header
    and every file is checked against the official md5 sum;
-2. otherwise tensorflow-datasets (imported lazily: the GPU machine does not have it), which uses
-   its prepared data or downloads it;
-3. otherwise a ``FileNotFoundError`` that says how to get the data.
+2. otherwise MNIST as prepared by tensorflow-datasets (imported lazily: the GPU machine does not
+   have it) in its data folder (``TFDS_DATA_DIR``, default ``~/tensorflow_datasets``). TensorFlow
+   is not needed to read the ``array_record`` format (``builder.as_data_source``); data prepared
+   in the ``tfrecord`` format needs TensorFlow. Nothing is downloaded unless
+   ``JAXDYN_TFDS_DOWNLOAD=1`` (tfds's MNIST builder then needs TensorFlow to prepare the data).
+   tfds stores the examples shuffled by a hash of their index; they are put back in the official
+   order, so both sources give the same arrays;
+3. otherwise a ``FileNotFoundError``, at once, that says how to get the data (``JAXDYN_DATA_DIR``).
 
 Decoded arrays are cached in-process, so repeated loads are free (the md5 is checked once per
 file and process).
@@ -43,8 +48,8 @@ MNIST_MD5 = {
 
 _HOWTO = (
     "set JAXDYN_DATA_DIR (or pass data_dir=) to a folder holding the four official MNIST files "
-    f"({', '.join(MNIST_MD5)}), or install tensorflow-datasets with internet access so that it "
-    "can download MNIST"
+    f"({', '.join(MNIST_MD5)}); or prepare MNIST with tensorflow-datasets (array_record format) in "
+    "TFDS_DATA_DIR, or let it download MNIST with JAXDYN_TFDS_DOWNLOAD=1 (needs internet and tensorflow)"
 )
 
 
@@ -129,12 +134,46 @@ def _read_idx(path: Path, *, ndim: int) -> np.ndarray:
 def _load_tfds_split(split: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         import tensorflow_datasets as tfds  # lazy: optional at run time
+    except ImportError as e:
+        raise FileNotFoundError(f"JAXDYN_DATA_DIR is not set and tensorflow-datasets cannot be imported ({e}); "
+                                f"{_HOWTO}") from None
+    builder = tfds.builder("mnist", data_dir=os.environ.get("TFDS_DATA_DIR") or None)  # read now, not at import
+    if not builder.is_prepared():
+        if os.environ.get("JAXDYN_TFDS_DOWNLOAD") != "1":
+            raise FileNotFoundError(f"JAXDYN_DATA_DIR is not set and tensorflow-datasets has no prepared MNIST in "
+                                    f"{builder.data_dir} (nothing is downloaded unless JAXDYN_TFDS_DOWNLOAD=1); {_HOWTO}")
+        import importlib.util
 
-        ds = tfds.as_numpy(tfds.load("mnist", split=split, batch_size=-1))
-    except Exception as e:  # ImportError, download failure, ...
-        raise FileNotFoundError(f"could not load MNIST through tensorflow-datasets ({e!r}); {_HOWTO}") from e
-    images = np.asarray(ds["image"], np.uint8)[..., 0]
-    labels = np.asarray(ds["label"], np.int32)
+        if importlib.util.find_spec("tensorflow") is None:  # tfds's MNIST builder decodes and encodes with it
+            raise FileNotFoundError("JAXDYN_TFDS_DOWNLOAD=1: tensorflow-datasets needs tensorflow to prepare MNIST "
+                                    f"(pip install tensorflow), which is not installed; {_HOWTO}")
+        try:
+            builder.download_and_prepare(file_format="array_record")
+        except Exception as e:  # noqa: BLE001 — no network, no tensorflow, ...
+            raise FileNotFoundError(f"tensorflow-datasets could not download and prepare MNIST "
+                                    f"({type(e).__name__}: {e}); {_HOWTO}") from None
+    try:
+        source = builder.as_data_source(split=split)
+        items = [source[i] for i in range(len(source))]
+        images = np.stack([np.asarray(r["image"], np.uint8)[..., 0] for r in items])
+        labels = np.asarray([r["label"] for r in items], np.int32)
+    except NotImplementedError:  # prepared as tfrecord: only tf.data reads it
+        try:
+            ds = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1, shuffle_files=False))
+        except Exception as e:  # noqa: BLE001 — tensorflow missing
+            raise FileNotFoundError(f"the MNIST prepared by tensorflow-datasets in {builder.data_dir} is in the "
+                                    f"tfrecord format, which needs tensorflow ({type(e).__name__}: {e}); {_HOWTO}") from None
+        images = np.asarray(ds["image"], np.uint8)[..., 0]
+        labels = np.asarray(ds["label"], np.int32)
+    # tfds wrote example k at the rank of md5(split + str(k)) (tfds.core.hashing, its shuffler):
+    # undo it, so that subsets are the same digits as with the IDX files
+    from tensorflow_datasets.core import hashing
+
+    hasher = hashing.Hasher(split)
+    order = sorted(range(len(labels)), key=hasher.hash_key)
+    inverse = np.empty(len(order), np.int64)
+    inverse[order] = np.arange(len(order))
+    images, labels = images[inverse], labels[inverse]
     images.setflags(write=False)
     labels.setflags(write=False)
     return images, labels

@@ -240,6 +240,7 @@ def predict(f: Callable, x: jax.Array, y, hbar_z: jax.Array | None = None, *, be
     n_classes = _checks.check_call(f, x, y, labels=loss_fn is None)
     if steps is not None:
         steps = _checks.check_steps(steps)
+    _checks.check_positive("beta", beta)  # before the Jacobian, not after it
     z = f(x)
     J = input_jacobian(f, x)
     if loss_fn is None:
