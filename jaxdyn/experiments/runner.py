@@ -133,7 +133,7 @@ def execute(exp: ModuleType, cfg, out, *, progress: bool = True, force: bool = F
         Pieces(out).clear()
         for stale in (results_file(exp), "claims.json"):
             (out / stale).unlink(missing_ok=True)
-    elif resume and progress:
+    elif resume:
         print(f"[{exp.name}] resuming in {out}: {len(Pieces(out).done())} finished piece(s) kept")
     write_json_atomic(out / "run.json", dict(status="running", fingerprint=fp))
     write_json_atomic(out / "config.json", fp["config"])
