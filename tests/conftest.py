@@ -23,8 +23,13 @@ jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 
-settings.register_profile("jaxdyn", deadline=None, max_examples=10, derandomize=True)
-settings.load_profile("jaxdyn")
+# Hypothesis profiles (docs/testing.md): "jaxdyn" (default) keeps the default suite fast: few,
+# derandomized examples drawn from a few architectures (tests/_props.py); "many" draws 20x more
+# examples from the whole catalogue of jaxdyn.testing. Select with `--hypothesis-profile many`
+# or JAXDYN_HYPOTHESIS_PROFILE=many.
+settings.register_profile("jaxdyn", deadline=None, max_examples=8, derandomize=True, print_blob=True)
+settings.register_profile("many", deadline=None, max_examples=200, derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("JAXDYN_HYPOTHESIS_PROFILE", "jaxdyn"))
 
 
 @pytest.fixture(scope="session")
