@@ -95,7 +95,7 @@ def assert_piecewise_affine(f, x, y=None, *, params=None, loss_fn=None, radius=1
     ls, ld = _split_loss(loss_fn)
     z, moved, predicted, struct, exact = _pwa_core(f, params, x, y, d, ls, ld)
     # f(x + d) - f(x) cancels |z| down to |J d| ~ radius: its rounding is ~eps |z|, not eps |J d|
-    scale = float(jnp.max(jnp.abs(predicted)))
+    scale = max(float(jnp.max(jnp.abs(predicted))), 1e-300)  # 0 where f is constant near x (dead ReLUs)
     tol = rtol if rtol is not None else 1e3 * float(jnp.finfo(x.dtype).eps) * (1 + float(jnp.max(jnp.abs(z))) / scale)
     assert_close(moved, predicted, tol, "piecewise affine: f(x + d) - f(x) != J d")
     assert_close(struct, exact, rtol or rtol_for(x), "piecewise affine: J^T H_z J != jax.hessian(L o f)")
