@@ -94,7 +94,7 @@ def assert_lemma1(z, y):
         if float(y) * float(z[0]) > 0 and not float(theory.lemma1_sigmoid_margin(z, y)) >= -tol:
             raise AssertionError(f"Lemma 1 (sigmoid): H_z < g_z^2 at y z = {float(y) * float(z[0])!r}")
         if not H[0, 0] >= 0:
-            raise AssertionError("sigmoid H_z < 0")
+            raise AssertionError("Lemma 1 (sigmoid): H_z < 0")
     elif not np.linalg.eigvalsh(H).min() >= -tol:
         raise AssertionError(f"Lemma 1 (softmax): H_z not PSD, min eigenvalue {np.linalg.eigvalsh(H).min()!r}")
 
