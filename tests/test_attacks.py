@@ -12,7 +12,7 @@ import jaxdyn.testing as T
 from jaxdyn import attacks, gating, models, theory
 from jaxdyn.testing import strategies as S
 from tests import _props
-from tests.helpers import small_input, small_label, small_net
+from tests.helpers import SHAPE, small_input, small_label, small_net
 
 
 @given(_props.problems(), S.norms(("raw", "l2")), S.betas(1e-2, 2.0))

@@ -1,7 +1,6 @@
 """jaxdyn.testing itself: the strategies draw what they promise, each checker passes on correct
 input and FAILS on a deliberately wrong one (a checker that cannot fail tests nothing)."""
 
-import functools
 import subprocess
 import sys
 
