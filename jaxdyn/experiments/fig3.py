@@ -154,8 +154,8 @@ def claims(results: dict) -> list[dict]:
         for m, d in models.items()) + f"; {results['dtype']}; raw attack, free gating"
     twin = "; ".join(f"{m}: ρ(A, H̄_z‖g̃_x‖²) {fmt(d['controls']['redundancy']['A|hbar_z_gx2']['rho'])}, ρ(Â, A) "
                      f"{fmt(d['controls']['redundancy']['A_hat|A']['rho'])}" for m, d in models.items())
-    note = (f"at fixed β, A = β H̄_z‖g̃_x‖² has the ranks of H̄_z‖g̃_x‖², counted once; Â is A along the free-gating trajectory (= A under A2; {twin})"
-)
+    note = (f"at fixed β, A = β H̄_z‖g̃_x‖² has the ranks of H̄_z‖g̃_x‖², counted once; Â is A along the "
+            f"free-gating trajectory (= A under A2; {twin})")
 
     head = [d["controls"]["partial_rho"]["vanilla_gw"][k] for d in models.values() for k in counted]
     c_head = claim(
