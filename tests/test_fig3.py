@@ -46,6 +46,10 @@ def test_fig3_quantities_consistent_and_A_hat_equals_A_under_frozen_gating():
     assert np.all(np.abs(qb["cos_to_mean"]) <= 1 + 1e-12)
     corr = fig3.correlations(qb)
     assert set(corr) == {f"{a}|{b}" for a in fig3.X_KEYS for b in fig3.Y_KEYS}
+    # the baselines (vanilla ||g_W||, first-order surrogate at δ = β g_x) and the leave-one-out cosines
+    assert np.all(qb["gw_norm"] > 0) and np.all(qb["dgw_norm_fo"] > 0) and np.all(np.isfinite(qb["abs_phi_fo"]))
+    assert np.all(np.abs(qb["cos_loo"]) <= 1 + 1e-12) and np.all(np.abs(qb["cos_unit_loo"]) <= 1 + 1e-12)
+    assert set(fig3.controls(qb)) >= {"partial_rho", "unflipped_only", "flipped_only", "exponential"}
 
 
 def test_fig3_protocol():
@@ -54,14 +58,69 @@ def test_fig3_protocol():
         fig3.config("tiny", A0=-1.0)
 
 
-def _results(rho, p):
-    s = {f"{a}|{b}": {"rho": rho, "p": p, "n": 12} for a in fig3.X_KEYS for b in fig3.Y_KEYS}
-    return dict(dtype="float64", models={"cnn3": dict(test_accuracy=0.9, beta=1.0, steps=5, n_samples=12,
-                                                      first_layer="Conv_0", attack_success_rate=0.5, spearman=s)})
+def _fake(n=80, *, y_of=None, ratio_of=None, flipped=None, seed=0):
+    """Per-sample numbers of one network: x-axes random, the vanilla scale ``gw`` independent;
+    by default |φ*| and ‖Δg_W‖ = gw · A e^A and their first-order surrogates gw · A (the theory)."""
+    rng = np.random.default_rng(seed)
+    hz, gx2, gw = rng.uniform(0.1, 1, n), rng.uniform(0.1, 1, n), rng.uniform(0.1, 1, n)
+    A = hz * gx2 / np.median(hz * gx2)
+    y_of = y_of or (lambda A, gw: gw * A * np.exp(A))
+    ratio_of = ratio_of or (lambda A: np.exp(A))
+    y = y_of(A, gw)
+    fo = y / ratio_of(A)
+    success = np.zeros(n, bool) if flipped is None else flipped
+    return dict(hbar_z=hz, gx2=gx2, hbar_z_gx2=hz * gx2, A=A, A_hat=A * rng.uniform(0.95, 1.05, n), abs_phi=y,
+                dgw_norm=y * rng.uniform(0.9, 1.1, n), abs_phi_fo=fo, dgw_norm_fo=fo * rng.uniform(0.9, 1.1, n),
+                gw_norm=gw, success=success)
 
 
-def test_fig3_claims_hold_and_do_not_hold():
-    c = fig3.claims(_results(0.8, 0.001))
-    assert [x["id"] for x in c] == ["fig3.influence"] and c[0]["verdict"] == "holds"
-    assert fig3.claims(_results(-0.6, 0.01))[0]["verdict"] == "does not hold"
-    assert fig3.claims(_results(0.2, 0.4))[0]["verdict"] == "holds partly"
+def _results(*qs):
+    models = {f"net{i}": dict(test_accuracy=0.9, beta=1.0, steps=5, n_samples=len(q["A"]), first_layer="Conv_0",
+                              attack_success_rate=float(np.mean(q["success"])), spearman=fig3.correlations(q),
+                              controls=fig3.controls(q)) for i, q in enumerate(qs)}
+    return dict(dtype="float64", models=models)
+
+
+def _verdicts(*qs):
+    c = fig3.claims(_results(*qs))
+    assert [x["id"] for x in c] == ["fig3.influence", "fig3.exponential", "fig3.paper_protocol"]
+    assert all(x["baselines"] or x["id"] == "fig3.paper_protocol" for x in c) and all(x["controls"] for x in c)
+    return {x["id"].split(".")[1]: x["verdict"] for x in c}
+
+
+def test_fig3_claims_hold_on_the_theory():
+    v = _verdicts(_fake(), _fake(seed=1))
+    assert v == {"influence": "holds", "exponential": "holds", "paper_protocol": "holds"}
+    c = fig3.controls(_fake())
+    assert c["redundancy"]["A|hbar_z_gx2"]["rho"] == pytest.approx(1.0)
+    assert c["vs_first_order"]["abs_phi"]["frac_greater"] == 1.0
+
+
+def test_verdict_can_fail_fig3_when_influence_falls():
+    v = _verdicts(_fake(y_of=lambda A, gw: gw / A), _fake(seed=1))
+    assert v["influence"] == "does not hold" and v["paper_protocol"] == "does not hold"
+
+
+def test_verdict_can_fail_fig3_when_only_the_vanilla_scale_rises():
+    """y rises with x only because the vanilla scale does (x ∝ gw): plain ρ > 0, partial ρ < 0."""
+    q = _fake(y_of=lambda A, gw: gw)
+    q["gw_norm"] = q["A"] ** 2 * np.exp(0.3 * np.random.default_rng(5).normal(size=len(q["A"])))
+    q["abs_phi"] = q["dgw_norm"] = q["gw_norm"] * np.exp(-0.5 * q["A"])
+    assert fig3.correlations(q)["A_hat|abs_phi"]["rho"] > 0.5
+    assert _verdicts(q)["influence"] == "does not hold"
+
+
+def test_verdict_can_fail_fig3_exponential_when_first_order_explains_more():
+    v = _verdicts(_fake(ratio_of=lambda A: np.exp(-A)))
+    assert v["exponential"] == "does not hold" and v["influence"] == "holds"
+
+
+def test_verdict_can_fail_fig3_on_unflipped_digits_alone():
+    """The rise is carried by the flipped digits; the unflipped ones (the headline) fall."""
+    n = 80
+    q = _fake(n, y_of=lambda A, gw: np.where(A > np.median(A), 100.0, 1.0) * gw / A)
+    q["success"] = q["A"] > np.median(q["A"])
+    assert _verdicts(q)["influence"] == "does not hold"
+    assert fig3.controls(q)["flipped_only"]["n"] == n // 2
+
+

@@ -68,16 +68,19 @@ def count_verdict(ok: Sequence[bool]) -> str:
 
 
 def rank_verdict(rhos: Sequence[dict], *, alpha: float = 0.05) -> str:
-    """Verdict for "these quantities rise together" from Spearman results (``{"rho", "p"}``).
+    """Verdict for "these quantities rise together" from Spearman results (``{"rho", "p"}``, and
+    optionally ``"null_hi"``: the upper (e.g. 95 %) quantile of a null model's ρ).
 
-    ``"holds"``: every ρ > 0 with p < ``alpha``; ``"holds partly"``: every ρ > 0, or some but not
-    all significant and positive; ``"does not hold"``: no ρ is significantly positive and at least
-    one is ≤ 0 (or none could be computed)."""
+    A ρ is *above its null* when it is > 0 and, if it carries ``null_hi``, > ``null_hi`` (a ρ inside
+    the null band is null-level, like ρ ≤ 0); *significant* when also ``p < alpha``.
+    ``"does not hold"``: some ρ is significantly negative (ρ < 0, p < ``alpha``), or none is
+    significant and some is not above its null (or none could be computed); ``"holds"``: every ρ
+    significant; ``"holds partly"``: otherwise (every ρ above its null, or some significant)."""
     rhos = [r for r in rhos if math.isfinite(r["rho"])]
-    if not rhos:
+    if not rhos or any(r["rho"] < 0 and r["p"] < alpha for r in rhos):
         return "does not hold"
-    pos = [r["rho"] > 0 for r in rhos]
-    sig = [r["rho"] > 0 and r["p"] < alpha for r in rhos]
+    pos = [r["rho"] > max(0.0, r.get("null_hi", 0.0)) for r in rhos]
+    sig = [ok and r["p"] < alpha for ok, r in zip(pos, rhos)]
     if all(sig):
         return "holds"
     if all(pos) or any(sig):

@@ -14,7 +14,7 @@ from jaxdyn.experiments._common.core import (FIGURE_ADV_BINARY, NetworksConfig, 
                                              train_summary)
 from jaxdyn.experiments._common.core import help_field as _help
 
-__all__ = ["BinaryInfluenceConfig", "BINARY_INFLUENCE_SCALES", "binary_influence", "binary_influence_runs"]
+__all__ = ["BinaryInfluenceConfig", "BINARY_INFLUENCE_SCALES", "influence_baselines", "binary_influence", "binary_influence_runs"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +66,8 @@ def binary_influence_runs(cfg: BinaryInfluenceConfig, entry: Callable, *, progre
     pool = []
 
     def one(name):
+        from jaxdyn import influence
+
         if not pool:
             pool.extend(fixed_digits(max(3 * cfg.n_samples, 100), seed=cfg.seed + 1, binary=cfg.train["binary"],
                                      split="train"))
@@ -78,12 +80,32 @@ def binary_influence_runs(cfg: BinaryInfluenceConfig, entry: Callable, *, progre
         xs, ys, _ = correct_subset(model, variables, x_pool, y_pool, cfg.n_samples)
         layer, runs = binary_influence(model, variables, xs, ys, A0=cfg.A0, steps=cfg.steps, eta=cfg.eta,
                                        chunk=cfg.chunk, betas_A0=betas_A0)
-        meta = dict(width=width, test_accuracy=info.get("test_accuracy"), robust_accuracy=info.get("robust_accuracy"),
+        meta = dict(width=width, dgw_dim=int(np.size(influence.get_param(variables, influence.first_layer_path(
+                        model, variables)))), test_accuracy=info.get("test_accuracy"), robust_accuracy=info.get("robust_accuracy"),
                     train=train_summary(info), n_samples=int(len(xs)), first_layer=layer,
                     time_s={"train_or_load": t1 - t0, "compute": time.perf_counter() - t1})
         return entry(name, meta, runs)
 
     return by_piece(one, cfg.models, out=out, progress=progress, desc=desc)
+
+
+def influence_baselines(z_of, W, x, y, *, beta, eta) -> dict:
+    """One digit's baselines for Figs. 3-4 (no curvature, no attack): ``gw_norm = ||g_W||`` at the
+    clean ``x`` (the vanilla scale of the weight gradient), and the first-order surrogate of the
+    attack, ``δ = β g_x`` (:func:`jaxdyn.influence.theorem3`'s ``first_order`` perturbation, one
+    step of the whole strength), measured like the attack on the real network (free gating):
+    ``phi_fo``, ``abs_phi_fo``, ``dgw_norm_fo``. ``z_of``/``W``: :func:`jaxdyn.influence.first_layer_fn`."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxdyn import influence
+    from jaxdyn.losses import loss
+
+    lw = lambda W, xx: loss(z_of(W, xx), y)  # noqa: E731
+    gx = jax.grad(lw, argnums=1)(W, x)
+    m = influence.measure(z_of, W, x, y, beta * gx, eta=eta, gating="free")
+    return dict(gw_norm=jnp.linalg.norm(jax.grad(lw)(W, x)), phi_fo=m.phi, abs_phi_fo=jnp.abs(m.phi),
+                dgw_norm_fo=m.dgw_norm)
 
 
 def binary_influence(model, variables, x, y, *, A0: float, steps: int, eta: float, chunk: int | None,
@@ -92,12 +114,15 @@ def binary_influence(model, variables, x, y, *, A0: float, steps: int, eta: floa
     free gating) at ``β = A0 / median_x(H_z(x) ||g̃_x||²)`` and at the same rule for each of
     ``betas_A0``; one compile (β, η traced), ``chunk`` samples per call.
 
-    Returns ``(first_layer, [(A0, β, {name: [N] arrays, "cos_to_mean": cos(Δg_W|_x, mean_x Δg_W)})])``
-    (``A0`` first, then ``betas_A0``)."""
+    Returns ``(first_layer, [(A0, β, {name: [N] arrays})])`` (``A0`` first, then ``betas_A0``):
+    :func:`jaxdyn.influence.attack_influence`'s numbers, :func:`influence_baselines`', and three cosines of
+    ``Δg_W|_x``: ``cos_to_mean`` with ``mean_x Δg_W`` (the paper's, ``x`` included), ``cos_loo``
+    with the mean over the other digits, ``cos_unit_loo`` with the mean of the other digits' unit
+    vectors (:func:`jaxdyn.stats.cos_to_mean`)."""
     import jax
     import jax.numpy as jnp
 
-    from jaxdyn import influence
+    from jaxdyn import influence, stats
     from jaxdyn.models import logits_fn
 
     path = influence.first_layer_path(model, variables)
@@ -106,11 +131,14 @@ def binary_influence(model, variables, x, y, *, A0: float, steps: int, eta: floa
     f = logits_fn(model, variables)
     a_clean = np.asarray(jax.jit(jax.vmap(lambda xi, yi: influence.influence_A_clean(f, xi, yi)))(xs, ys))
 
+    def one(z_of, W, xi, yi, beta, eta):
+        q = influence.attack_influence(z_of, W, xi, yi, beta=beta, steps=steps, eta=eta)
+        return dict(q, **influence_baselines(z_of, W, xi, yi, beta=beta, eta=eta))
+
     @jax.jit
     def run(variables, x, y, beta, eta):
         z_of, W, _ = influence.first_layer_fn(model, variables, path=path)
-        return jax.vmap(lambda xi, yi: influence.attack_influence(z_of, W, xi, yi, beta=beta, steps=steps,
-                                                                  eta=eta))(x, y)
+        return jax.vmap(lambda xi, yi: one(z_of, W, xi, yi, beta, eta))(x, y)
 
     out = []
     for a0 in (A0, *betas_A0):
@@ -122,5 +150,7 @@ def binary_influence(model, variables, x, y, *, A0: float, steps: int, eta: floa
         mean = dgw.mean(axis=0)
         q = {k: np.asarray(v) for k, v in q.items()}
         q["cos_to_mean"] = dgw @ mean / (np.linalg.norm(dgw, axis=1) * np.linalg.norm(mean) + 1e-300)
+        q["cos_loo"] = stats.cos_to_mean(dgw)  # the mean of the other digits' Δg_W
+        q["cos_unit_loo"] = stats.cos_to_mean(dgw, unit=True)  # ... of their directions
         out.append((a0, beta, q))
     return "/".join(path), out
