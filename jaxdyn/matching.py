@@ -20,7 +20,7 @@ from jaxdyn.metrics import cosine
 from jaxdyn.models import logits_fn
 from jaxdyn.theory import match_beta, predict, prepare, structured_eigenpairs, theorem2
 
-__all__ = ["real_attack_kappa", "flip_rate", "appendix_j", "make_pgd_fn", "make_raw_free_fn", "make_fig1_fn"]
+__all__ = ["real_attack_kappa", "flip_rate", "ATTACK_FLIPS", "attack_row", "appendix_j", "make_pgd_fn", "make_raw_free_fn", "make_fig1_fn"]
 
 
 def real_attack_kappa(q: dict, *, eta) -> dict:
@@ -109,3 +109,15 @@ def flip_rate(success_step) -> float:
     s = np.asarray(success_step)
     correct = (s > 0) | (s == -1)
     return float(np.sum(s > 0) / np.sum(correct)) if np.any(correct) else float("nan")
+
+
+#: Appendix J's verdict β: the smallest β at which the raw attack flips this fraction of the
+#: correctly classified digits (the attack regime of Tables 1-2)
+ATTACK_FLIPS = 0.5
+
+
+def attack_row(rows: list) -> dict:
+    """The row (``{"beta", "label_flips", ...}``) of the smallest β whose attack flips ≥
+    :data:`ATTACK_FLIPS` of the correctly classified digits; the largest β if none does."""
+    hit = [j for j in rows if j.get("label_flips", 0) >= ATTACK_FLIPS]
+    return min(hit, key=lambda j: j["beta"]) if hit else max(rows, key=lambda j: j["beta"])
