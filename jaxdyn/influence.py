@@ -77,6 +77,8 @@ __all__ = [
     "measure",
     "phi_dense",
     "u_map",
+    "phi_one_scalar",
+    "real_attack_phi",
 ]
 
 
@@ -365,3 +367,29 @@ def phi_dense(g_x: jax.Array, delta_g_W: jax.Array, g_h: jax.Array, *, eta) -> j
     if delta_g_W.ndim != 2 or delta_g_W.shape != (g_x.shape[0], g_h.shape[0]):
         raise ValueError(f"delta_g_W must be [n, D] = [{g_x.shape[0]}, {g_h.shape[0]}], got {delta_g_W.shape}")
     return -eta * (g_x @ delta_g_W @ g_h)
+
+
+# --- Table 2 with a real attack ------------------------------------------------------------
+
+
+def phi_one_scalar(*, r, A, phi_ori, g_z, hbar_z, q, eta):
+    """Eq. 9 with ``r = g_z(x + δ̂)/g_z`` left free (binary head, A2, Theorem 2's ``δ̂ ∥ g̃_x``):
+    ``φ = (r - 1) φ^(ori) - η g_z² q (e^A - 1) r / H̄_z``. ``r = e^A``: :func:`theorem3`;
+    ``r = g_z(z + g̃_xᵀδ̂)/g_z``: exactly the ``φ*`` :func:`measure` finds at ``δ̂`` under A2
+    (docs/theory.md, "why the paper's protocol is close to an identity")."""
+    return (r - 1.0) * phi_ori - eta * g_z**2 * q / hbar_z * jnp.expm1(A) * r
+
+
+def real_attack_phi(z_of: Callable, W: jax.Array, x: jax.Array, y, *, beta, steps: int, eta,
+                    gating: str = "free", loss_fn: Callable = loss) -> dict:
+    """Table 2's measured side for one example (no Eq. 9-11 enters): the raw attack (A1, ``α =
+    β/steps``, ``gating``) gives ``δ*`` and ``H̄_z``; :func:`measure` at ``δ*`` (same gating) gives
+    ``phi`` (``φ*``), ``phi_adv``, ``phi_ori``, ``g_z``, ``gx_norm2``, ``q``; also ``hbar_z``,
+    ``A``, ``delta_l2``, ``delta_linf``, ``success_step``."""
+    r = attack(lambda t: z_of(W, t), x, y, steps=steps, beta=beta, norm="raw", gating=gating, loss_fn=loss_fn)
+    m = measure(z_of, W, x, y, r.delta, eta=eta, gating=gating, loss_fn=loss_fn)
+    hbar = r.hbar_z[0, 0]
+    return dict(phi=m.phi, phi_adv=m.phi_adv, phi_ori=m.phi_ori, g_z=m.g_z, gx_norm2=m.gx_norm2, q=m.q,
+                hbar_z=hbar, A=influence_A(beta, hbar, m.gx_norm2), delta_l2=jnp.linalg.norm(r.delta),
+                delta_linf=jnp.max(jnp.abs(r.delta)), success_step=r.success_step)
+

@@ -36,24 +36,71 @@ def test_plot_fig1_reads_only_the_results(tmp_path):
         appendix.plot_fig1(dict(dtype="float64", rows=[]), tmp_path / "g.png")
 
 
-def _results(cos, eig, flips):
-    return dict(rows=[dict(model="mlp3", test_accuracy=0.97)], n_samples=4, pgd_steps=5, raw_steps=20,
-                dtype="float64", summary=dict(one_minus_cos_range=cos, one_minus_cos_first_order_range={},
-                                              eig_rel_change_range_raw=eig, flip_fraction_range_raw=flips))
+def _eps(norm, eps, gating, c, base, flips=0.5):
+    return dict(norm=norm, eps=eps, gating=gating, steps=5, one_minus_cos=c, one_minus_cos_first_order=base,
+                flip_fraction=0.1, label_flips=flips)
 
 
-def test_claims_verdicts_and_can_fail():
-    good = _results({"l2 eps=0.1 (frozen)": [1e-6, 5e-5], "l2 eps=0.1 (free)": [1e-3, 1e-2],
-                     "linf eps=0.01 (frozen)": [1e-6, 2e-5]}, {"0.001": [1e-4, 5e-3]}, {"0.001": [0.0, 1e-3]})
-    claims = appendix.claims(good)
-    assert [c["id"] for c in claims] == ["appendix.d_l2", "appendix.d_linf", "appendix.j_eigenvalue",
-                                         "appendix.j_gates"]
-    assert [c["verdict"] for c in claims] == ["holds"] * 4
-    assert "free" in claims[0]["controls"]
-    # 1 − cos far above the paper's range, λ₁ and the gates changed a lot
-    bad = _results({"l2 eps=1 (frozen)": [0.1, 0.5], "linf eps=0.1 (frozen)": [0.2, 0.6]},
-                   {"0.001": [0.1, 0.5]}, {"0.001": [0.2, 0.4]})
-    assert [c["verdict"] for c in appendix.claims(bad)] == ["does not hold"] * 4
+def _j(beta, eig, gates, flips):
+    return dict(beta=beta, steps=20, flip_fraction=gates, eig_rel_change=eig, eig_rel_change_max=eig,
+                mean_delta_norm=1.0, label_flips=flips)
+
+
+def _results(cos, eps_rows, j_rows):
+    return dict(rows=[dict(model="mlp3", test_accuracy=0.97, appendix_d_eps=eps_rows, appendix_j_raw=j_rows)],
+                n_samples=4, pgd_steps=5, raw_steps=20, dtype="float64",
+                summary=dict(one_minus_cos_range=cos, one_minus_cos_first_order_range={}))
+
+
+IDS = ["appendix.d_l2", "appendix.d_linf", "appendix.d_l2_beats_gx_frozen", "appendix.d_l2_beats_gx_free",
+       "appendix.d_linf_beats_gx_frozen", "appendix.d_linf_beats_gx_free", "appendix.j_eigenvalue", "appendix.j_gates"]
+GOOD_COS = {"l2 eps=0.1 (frozen)": [1e-6, 5e-5], "l2 eps=0.1 (free)": [1e-3, 1e-2], "linf eps=0.01 (frozen)": [1e-6, 2e-5]}
+GOOD_EPS = [_eps(n, e, g, 1e-4, 1e-2) for n in ("l2", "linf") for g in ("frozen", "free") for e in (0.01, 0.3)]
+
+
+def test_claims_verdicts():
+    # the J verdict is at β = 1 (the first β flipping half the digits), not at β = 10
+    j = [_j(1e-3, 1e-4, 0.0, 0.0), _j(1.0, 5e-3, 0.01, 0.6), _j(10.0, 0.5, 0.4, 1.0)]
+    claims = appendix.claims(_results(GOOD_COS, GOOD_EPS, j))
+    assert [c["id"] for c in claims] == IDS
+    assert [c["verdict"] for c in claims] == ["holds"] * 8
+    assert "free" in claims[0]["controls"] and "β=10: does not hold" in claims[-2]["measured"]
+
+
+def test_verdict_can_fail_paper_protocol():
+    bad = {"l2 eps=1 (frozen)": [0.1, 0.5], "linf eps=0.1 (frozen)": [0.2, 0.6]}
+    assert [c["verdict"] for c in appendix.claims(_results(bad, [], []))] == ["does not hold"] * 2
+
+
+def test_verdict_can_fail_against_the_gx_baseline():
+    # matching error small but no better than g_x alone (not below baseline / 2)
+    eps = [_eps(n, e, g, 6e-3, 1e-2) for n in ("l2", "linf") for g in ("frozen", "free") for e in (0.01, 0.3)]
+    claims = appendix.claims(_results(GOOD_COS, eps, []))
+    assert [c["verdict"] for c in claims[2:]] == ["does not hold"] * 4
+    # baselines at float resolution are not evidence either way: nothing counted, does not hold
+    eps = [_eps(n, 0.01, g, 1e-14, 1e-12) for n in ("l2", "linf") for g in ("frozen", "free")]
+    assert [c["verdict"] for c in appendix.claims(_results(GOOD_COS, eps, []))[2:]] == ["does not hold"] * 4
+
+
+def test_verdict_can_fail_appendix_j():
+    # small at the paper's β, large where the attack flips half the digits
+    j = [_j(1e-3, 1e-4, 0.0, 0.0), _j(3.0, 0.3, 0.2, 0.5)]
+    claims = appendix.claims(_results(GOOD_COS, GOOD_EPS, j))
+    assert [c["verdict"] for c in claims[-2:]] == ["does not hold"] * 2
+    # no β of the grid flips half the digits: the largest β decides
+    j = [_j(1e-3, 1e-4, 0.0, 0.0), _j(1e-1, 0.2, 0.3, 0.1)]
+    assert [c["verdict"] for c in appendix.claims(_results(GOOD_COS, GOOD_EPS, j))[-2:]] == ["does not hold"] * 2
+
+
+def test_attack_row_and_flip_rate():
+    from jaxdyn import matching
+
+    rows = [dict(beta=b, label_flips=f) for b, f in ((0.1, 0.0), (3.0, 0.7), (1.0, 0.5), (10.0, 1.0))]
+    assert matching.attack_row(rows)["beta"] == 1.0
+    assert matching.attack_row(rows[:1])["beta"] == 0.1
+    # 0: misclassified at the start (not counted), -1: never flipped, > 0: flipped
+    assert matching.flip_rate([0, -1, 3, 5]) == pytest.approx(2 / 3)
+    assert np.isnan(matching.flip_rate([0, 0]))
 
 
 def test_appendix_command_tiny(tiny_env):
@@ -71,4 +118,9 @@ def test_appendix_command_tiny(tiny_env):
     assert (figs / "fig1_perturbations.png").exists() and (out / "fig1_perturbations.png").exists()
     assert (out / "appendix.md").exists() and json.loads((out / "config.json").read_text())["scale"] == "tiny"
     claims = json.loads((out / "claims.json").read_text())
-    assert {c["id"] for c in claims} >= {"appendix.d_l2", "appendix.d_linf", "appendix.j_eigenvalue"}
+    assert {c["id"] for c in claims} >= set(IDS) - {"appendix.d_linf_beats_gx_frozen", "appendix.d_linf_beats_gx_free"}
+    eps = row["appendix_d_eps"]
+    assert {(e["norm"], e["eps"], e["gating"]) for e in eps} >= {("l2", 0.01, "frozen"), ("l2", 2.0, "free")}
+    for e in eps:
+        assert 0 <= e["one_minus_cos"] < 1 and 0 <= e["one_minus_cos_first_order"] < 1
+    assert all(0 <= j["label_flips"] <= 1 for j in row["appendix_j_raw"])

@@ -295,3 +295,43 @@ def test_attack_influence_against_the_attack_and_explicit_gradients(gating):
     np.testing.assert_allclose(float(q["hbar_z_gx2"]), float(q["hbar_z"] * q["gx2"]), rtol=1e-13)
     np.testing.assert_allclose(float(q["A"]), beta * float(q["hbar_z_gx2"]), rtol=1e-13)
     assert float(q["A_hat"]) > 0 and bool(q["success"]) == bool(r.success_step >= 0)
+
+
+@pytest.mark.parametrize("name,width", [NETS[1], NETS[2]])
+def test_paper_protocol_is_one_scalar(name, width):
+    """Under A2, at Theorem 2's δ̂ (∥ g̃_x) and with the sigmoid loss, the measured φ* is Eq. 9
+    with e^A replaced by the one scalar r = g_z(z + g̃_xᵀδ̂)/g_z (docs/theory.md)."""
+    model, variables = _binary_net(name, width, seed=5)
+    z_of, W, _ = influence.first_layer_fn(model, variables)
+    x, eta = _image(6), 0.05
+    y = float(jnp.sign(z_of(W, x)[0]))
+    f = lambda t: z_of(W, t)  # noqa: E731
+    gt = jax.grad(lambda t: f(t)[0])(x)
+    A_unit = float(influence.influence_A_clean(f, x, y))
+    for A0 in (1e-3, 0.5):
+        beta, hbar = A0 / A_unit, jnp.full((1, 1), 0.2)
+        dh = theory.predict(f, x, y, hbar, beta=beta)["delta_hat"]
+        m = influence.measure(z_of, W, x, y, dh, eta=eta, gating="frozen")
+        r = jax.grad(loss)(f(x) + jnp.vdot(gt, dh), y)[0] / m.g_z
+        common = dict(A=influence.influence_A(beta, 0.2, m.gx_norm2), phi_ori=m.phi_ori, g_z=m.g_z, hbar_z=0.2,
+                      q=m.q, eta=eta)
+        np.testing.assert_allclose(float(influence.phi_one_scalar(r=r, **common)), float(m.phi), rtol=1e-11)
+        e = jnp.exp(common["A"])  # r = e^A is Eq. 9
+        np.testing.assert_allclose(float(influence.phi_one_scalar(r=e, **common)),
+                                   float(influence.theorem3(**common)), rtol=1e-10)
+
+
+def test_real_attack_phi_measures_at_the_attack():
+    model, variables = _binary_net("mlp3", 1 / 32, seed=7)
+    z_of, W, _ = influence.first_layer_fn(model, variables)
+    x = _image(8)
+    y = float(jnp.sign(z_of(W, x)[0]))
+    from jaxdyn.attacks import attack
+
+    for gating in ("free", "frozen"):
+        q = influence.real_attack_phi(z_of, W, x, y, beta=2.0, steps=5, eta=0.1, gating=gating)
+        d = attack(lambda t: z_of(W, t), x, y, steps=5, beta=2.0, gating=gating).delta
+        m = influence.measure(z_of, W, x, y, d, eta=0.1, gating=gating)
+        np.testing.assert_allclose(float(q["phi"]), float(m.phi), rtol=1e-12)
+        np.testing.assert_allclose(float(q["A"]), 2.0 * float(q["hbar_z"] * q["gx_norm2"]), rtol=1e-12)
+        np.testing.assert_allclose(float(q["delta_l2"]), float(jnp.linalg.norm(d)), rtol=1e-12)

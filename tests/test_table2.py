@@ -27,17 +27,87 @@ def test_bad_arguments():
 
 
 def _results(rows):
-    return dict(rows=rows, beta=1e-3, steps=10, n_samples=4, dtype="float64", done=dict(bound=1e-3))
+    return dict(rows=rows, beta=1e-3, steps=10, sweep_steps=5, n_samples=4, dtype="float64", done=dict(bound=1e-3))
 
 
-def test_claims_verdicts_and_can_fail():
-    ok = [dict(model="mlp3", kappa_prime=1e-6, kappa_prime_first_order=1e-3, test_accuracy=0.99)]
-    claims = table2.claims(_results(ok))
-    assert [c["id"] for c in claims] == ["table2.kappa_prime_small", "table2.beats_first_order"]
-    assert [c["verdict"] for c in claims] == ["holds", "holds"]
-    # κ′ far above the paper's range and above the first-order baseline
-    bad = [dict(model=m, kappa_prime=0.5, kappa_prime_first_order=0.2, test_accuracy=0.9) for m in ("mlp3", "cnn3")]
-    assert [c["verdict"] for c in table2.claims(_results(bad))] == ["does not hold", "does not hold"]
+def _real(A, kp, fo, nu, gating="free", **more):
+    r = dict(beta=1.0, A_median=A, gating=gating, flip_fraction=0.5, kappa_prime=kp, kappa_prime_first_order=fo,
+             kappa_prime_null=nu, sign_agreement=0.9, kappa_prime_eq10=kp, kappa_prime_eq10_first_order=fo,
+             kappa_prime_eq10_null=nu)
+    return dict(r, **more)
+
+
+def _row(model, kp_paper, real):
+    return dict(model=model, test_accuracy=0.99, kappa_prime=kp_paper, kappa_prime_first_order=1e-3,
+                kappa_prime_eq10_null=1e-4, one_scalar_rel_err=1e-14, protocols=dict(paper={}, real_attack=real))
+
+
+IDS = ["table2.paper_protocol", "table2.real_attack_free", "table2.real_attack_frozen", "table2.real_attack_eq10_free"]
+
+
+def test_claims_verdicts():
+    good = [_real(1e-3, 1e-6, 1e-3, 1.0, g) for g in ("free", "frozen")] + \
+           [_real(0.3, 1e-2, 0.1, 1.0, g) for g in ("free", "frozen")]
+    claims = table2.claims(_results([_row("mlp3", 1e-6, good)]))
+    assert [c["id"] for c in claims] == IDS
+    assert [c["verdict"] for c in claims] == ["holds"] * 4
+    assert "A 0.3" in claims[1]["measured"]  # the verdict row is the one at A ≈ 0.3, not the A = 1e-3 row
+    assert table2.verdict_row(good, "frozen")["A_median"] == 0.3
+
+
+def test_verdict_can_fail_paper_protocol():
+    bad = [_row(m, 0.5, []) for m in ("mlp3", "cnn3")]
+    assert table2.claims(_results(bad))[0]["verdict"] == "does not hold"
+
+
+def test_verdict_can_fail_real_attack():
+    # κ′ small at A = 1e-3 but not below the baselines by ×2 at A ≈ 0.3
+    rows = [_real(1e-3, 1e-6, 1e-3, 1.0, g) for g in ("free", "frozen")] + \
+           [_real(0.3, 0.06, 0.1, 1.0, g) for g in ("free", "frozen")]
+    assert [c["verdict"] for c in table2.claims(_results([_row("mlp3", 1e-6, rows)]))[1:]] == ["does not hold"] * 3
+    # worse than the null predictor
+    rows = [_real(0.3, 0.6, 2.0, 1.0, g) for g in ("free", "frozen")]
+    assert [c["verdict"] for c in table2.claims(_results([_row("mlp3", 1e-6, rows)]))[1:]] == ["does not hold"] * 3
+    # the sweep never reaches A ≈ 0.3: no verdict row, fails
+    rows = [_real(1e-2, 1e-6, 1e-3, 1.0, g) for g in ("free", "frozen")]
+    assert [c["verdict"] for c in table2.claims(_results([_row("mlp3", 1e-6, rows)]))[1:]] == ["does not hold"] * 3
+    # one network of two fails: partly
+    good = [_real(0.3, 1e-2, 0.1, 1.0, g) for g in ("free", "frozen")]
+    bad = [_real(0.3, 0.6, 2.0, 1.0, g) for g in ("free", "frozen")]
+    res = _results([_row("mlp3", 1e-6, good), _row("cnn3", 1e-6, bad)])
+    assert [c["verdict"] for c in table2.claims(res)[1:]] == ["holds partly"] * 3
+
+
+def test_phi_star_is_measured_without_the_theory(monkeypatch):
+    """φ* comes from real gradients only: replacing Eqs. 9-10 by garbage changes κ′, never φ*."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxdyn import influence, matching
+    from tests.test_influence import _binary_net, _image
+
+    model, variables = _binary_net("mlp3", 1 / 32, seed=3)
+    path = influence.first_layer_path(model, variables)
+    x = jnp.stack([_image(s) for s in range(3)])
+    z_of, W, _ = influence.first_layer_fn(model, variables, path=path)
+    y = jnp.sign(jax.vmap(lambda t: z_of(W, t)[0])(x))
+
+    def measured():
+        fn = table2.make_sweep_fn(model, path, 5, eta=0.1)
+        return jax.tree.map(np.asarray, fn(variables, x, y, jnp.asarray(1.0)))
+
+    before = measured()
+    kp = {g: matching.real_attack_kappa(before[g], eta=0.1) for g in before}
+    garbage = lambda **kw: 1e3 * jnp.ones_like(kw["A"])  # noqa: E731
+    monkeypatch.setattr(influence, "theorem3", garbage)
+    monkeypatch.setattr(influence, "theorem4", garbage)
+    after = measured()
+    for g in before:
+        for k in ("phi", "phi_adv", "phi_ori", "A", "hbar_z"):
+            np.testing.assert_array_equal(before[g][k], after[g][k])
+        kp2 = matching.real_attack_kappa(after[g], eta=0.1)
+        assert kp2["kappa_prime"] != kp[g]["kappa_prime"] and kp2["kappa_prime_eq10"] != kp[g]["kappa_prime_eq10"]
+        assert kp2["kappa_prime_null"] == kp[g]["kappa_prime_null"]
 
 
 def _finite(v):
@@ -51,7 +121,7 @@ def test_table2_command_tiny(tiny_env):
     (row,) = res["rows"]
     for k in ("model", "beta", "steps", "n_samples", "dtype", "test_accuracy", "kappa_prime",
               "kappa_prime_first_order", "kappa_prime_eq10", "kappa_prime_eq11", "kappa_prime_free",
-              "kappa_prime_attack", "kappa_prime_vs_beta"):
+              "kappa_prime_attack", "kappa_prime_vs_beta", "protocols"):
         assert k in row and _finite(row[k]), k
     assert row["first_layer_kind"] == "conv" and row["first_layer"] == "Conv_0"
     assert row["logit_space_agreement"] < 1e-10
@@ -59,5 +129,12 @@ def test_table2_command_tiny(tiny_env):
     assert "κ′ (Eq. 9)" in (out / "table2.md").read_text()
     assert json.loads((out / "config.json").read_text())["models"] == ["cnn3"]
     claims = json.loads((out / "claims.json").read_text())
-    assert [c["id"] for c in claims] == [c["id"] for c in rec["claims"]] == ["table2.kappa_prime_small",
-                                                                            "table2.beats_first_order"]
+    assert [c["id"] for c in claims] == [c["id"] for c in rec["claims"]] == IDS
+    assert row["protocols"]["paper"]["one_scalar_rel_err"] < 1e-10
+    real = row["protocols"]["real_attack"]
+    assert {a["gating"] for a in real} == {"free", "frozen"} and len(real) == 2 * len(res["A_targets"])
+    for a in real:
+        for k in ("beta", "A_median", "kappa_prime", "kappa_prime_first_order", "kappa_prime_null",
+                  "sign_agreement", "flip_fraction"):
+            assert _finite(a[k]), k
+        assert a["kappa_prime_null"] == 1.0

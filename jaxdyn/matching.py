@@ -1,0 +1,123 @@
+"""Engine of Table 2's real-attack protocol and of Appendix D/J: the theory's predictions against
+real attacks, and the baselines they are compared with.
+
+* :func:`real_attack_kappa` — κ′ of Eqs. 9-10 against ``φ*`` measured at a real attack
+  (:func:`jaxdyn.influence.real_attack_phi`), beside first-order and null baselines;
+* :func:`make_pgd_fn`, :func:`make_raw_free_fn`, :func:`make_fig1_fn` — Appendix D (Theorem 2
+  against few-step PGD, with the ``g_x``-only baseline), Appendix J (gate flips and the change of
+  λ₁ of ``H̄_x`` at the attack's endpoint) and Figure 1's arrays, jitted over a batch.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxdyn import influence
+from jaxdyn.attacks import attack
+from jaxdyn.gating import flip_fraction, input_jacobian
+from jaxdyn.metrics import cosine
+from jaxdyn.models import logits_fn
+from jaxdyn.theory import match_beta, predict, prepare, structured_eigenpairs, theorem2
+
+__all__ = ["real_attack_kappa", "flip_rate", "ATTACK_FLIPS", "attack_row", "appendix_j", "make_pgd_fn", "make_raw_free_fn", "make_fig1_fn"]
+
+
+def real_attack_kappa(q: dict, *, eta) -> dict:
+    """κ′ of Eqs. 9 and 10 against the measured ``φ*`` (``q``: the per-sample ``[N]`` arrays of
+    :func:`jaxdyn.influence.real_attack_phi`), beside two baselines computed the same way: first
+    order (``e^A → 1 + A``) and the null predictor (``φ̂ = 0`` for Eq. 9, ``φ̂ = φ^(ori)`` for
+    Eq. 10: "no adversarial effect"); ``sign_agreement``: the fraction of samples with
+    ``sign φ̂ = sign φ*`` (also for first order). The theory enters here only, through
+    :func:`jaxdyn.influence.theorem3` / ``theorem4``; the measurement never calls them."""
+    g = lambda k: jnp.asarray(q[k])  # noqa: E731
+    common = dict(A=g("A"), phi_ori=g("phi_ori"), g_z=g("g_z"), hbar_z=g("hbar_z"), q=g("q"), eta=eta)
+    phi, adv = g("phi"), g("phi_adv")
+    p9, p9_1 = influence.theorem3(**common), influence.theorem3(**common, first_order=True)
+    p10, p10_1 = influence.theorem4(**common), influence.theorem4(**common, first_order=True)
+
+    def kp(a, b):
+        return float(jnp.mean(jnp.abs(a - b)) / jnp.mean(jnp.abs(a)))
+
+    sign = lambda a, b: float(jnp.mean(jnp.sign(a) == jnp.sign(b)))  # noqa: E731
+    return dict(kappa_prime=kp(phi, p9), kappa_prime_first_order=kp(phi, p9_1),
+                kappa_prime_null=kp(phi, jnp.zeros_like(phi)), sign_agreement=sign(p9, phi),
+                sign_agreement_first_order=sign(p9_1, phi), kappa_prime_eq10=kp(adv, p10),
+                kappa_prime_eq10_first_order=kp(adv, p10_1), kappa_prime_eq10_null=kp(adv, common["phi_ori"]))
+
+
+def appendix_j(model, variables, f, x, delta, J, hbar_z) -> dict:
+    """Appendix J at ``x + δ``: the fraction of flipped ReLU gates and ``|Δλ₁| / λ₁`` of ``H̄_x``
+    with ``W̃ = Jᵀ`` at ``x + δ`` instead of ``x`` (same ``H̄_z``); ``lam0`` the clean λ₁."""
+    lam0, lam1 = (structured_eigenpairs(Jx, hbar_z)[0][0] for Jx in (J, input_jacobian(f, x + delta)))
+    return dict(flip_fraction=flip_fraction(model.apply, variables, x, x + delta),
+                eig_rel_change=jnp.abs(lam1 - lam0) / lam0, lam0=lam0)
+
+
+def make_pgd_fn(model, *, steps: int, norm: str, clip, gating: str):
+    """Jitted ``(variables, x, y, eps, alpha) -> dict``: one Appendix-D attack and its comparison
+    with Theorem 2 (``δ̂`` with the attack's ``H̄_z``, β matched to the attack's norm) and with the
+    ``g_x``-only baseline ``1 - cos(g_x, ·)``, plus the Appendix-J gate flips and λ₁ change at its
+    endpoint. ``eps``/``alpha`` traced (one compile per ``norm, clip, gating``)."""
+
+    def one(variables, x, y, eps, alpha):
+        f = logits_fn(model, variables)
+        res = attack(f, x, y, steps=steps, alpha=alpha, norm=norm, eps=eps, clip=clip, gating=gating)
+        target = res.delta if norm == "l2" else res.delta_effective
+        J, _, gz = prepare(f, x, y)
+        beta = match_beta(J, gz, res.hbar_z, jnp.linalg.norm(target))
+        dh = theorem2(J, gz, res.hbar_z, beta).delta.reshape(x.shape)
+        j = appendix_j(model, variables, f, x, res.delta, J, res.hbar_z)
+        return dict(
+            one_minus_cos=1.0 - cosine(dh, target), one_minus_cos_first_order=1.0 - cosine(J.T @ gz, target),
+            beta=beta, beta_lambda1=beta * j.pop("lam0"), **j, delta=res.delta, target=target, delta_hat=dh,
+            success_step=res.success_step)
+
+    return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, None, None)))
+
+
+def make_raw_free_fn(model, *, steps: int):
+    """Jitted ``(variables, x, y, beta) -> dict``: Appendix J for the free-gating raw attack (and
+    its ``success_step``, :func:`flip_rate`)."""
+
+    def one(variables, x, y, beta):
+        f = logits_fn(model, variables)
+        res = attack(f, x, y, steps=steps, beta=beta, norm="raw", gating="free")
+        j = appendix_j(model, variables, f, x, res.delta, input_jacobian(f, x), res.hbar_z)
+        return dict(flip_fraction=j["flip_fraction"], eig_rel_change=j["eig_rel_change"],
+                    delta_norm=jnp.linalg.norm(res.delta), success_step=res.success_step)
+
+    return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, None)))
+
+
+def make_fig1_fn(model, *, steps: int):
+    """Jitted ``(variables, x, y, beta) -> dict``: δ* (frozen raw attack) and δ̂ for Figure 1."""
+
+    def one(variables, x, y, beta):
+        f = logits_fn(model, variables)
+        res = attack(f, x, y, steps=steps, beta=beta, norm="raw", gating="frozen")
+        return dict(delta_star=res.delta, delta_hat=predict(f, x, y, res.hbar_z, beta=beta)["delta_hat"])
+
+    return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, None)))
+
+
+def flip_rate(success_step) -> float:
+    """The fraction of the correctly classified digits (``success_step != 0``, valid) that the
+    attack flipped (``success_step > 0``); NaN when none is correctly classified."""
+    import numpy as np
+
+    s = np.asarray(success_step)
+    correct = (s > 0) | (s == -1)
+    return float(np.sum(s > 0) / np.sum(correct)) if np.any(correct) else float("nan")
+
+
+#: Appendix J's verdict β: the smallest β at which the raw attack flips this fraction of the
+#: correctly classified digits (the attack regime of Tables 1-2)
+ATTACK_FLIPS = 0.5
+
+
+def attack_row(rows: list) -> dict:
+    """The row (``{"beta", "label_flips", ...}``) of the smallest β whose attack flips ≥
+    :data:`ATTACK_FLIPS` of the correctly classified digits; the largest β if none does."""
+    hit = [j for j in rows if j.get("label_flips", 0) >= ATTACK_FLIPS]
+    return min(hit, key=lambda j: j["beta"]) if hit else max(rows, key=lambda j: j["beta"])
