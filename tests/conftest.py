@@ -23,13 +23,13 @@ jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 
-# Hypothesis profiles (docs/testing.md): "jaxdyn" (default) keeps the default suite fast: few,
+# Hypothesis profiles (docs/testing.md): "jaxdyn" (default) keeps the default suite fast: three,
 # derandomized examples drawn from a few architectures (tests/_props.py); "many" draws 20x more
 # examples from the whole catalogue of jaxdyn.testing. Select with `--hypothesis-profile many`
 # or JAXDYN_HYPOTHESIS_PROFILE=many. Drawing a new architecture compiles its initialiser (seconds
 # on a shared core), so the too_slow health check is off.
 _slow_ok = [HealthCheck.too_slow]
-settings.register_profile("jaxdyn", deadline=None, max_examples=8, derandomize=True, print_blob=True,
+settings.register_profile("jaxdyn", deadline=None, max_examples=3, derandomize=True, print_blob=True,
                           suppress_health_check=_slow_ok)
 settings.register_profile("many", deadline=None, max_examples=200, derandomize=False, print_blob=True,
                           suppress_health_check=_slow_ok)
