@@ -199,3 +199,45 @@ def spearman(a, b) -> dict:
         return {"rho": float("nan"), "p": float("nan"), "n": n}
     r = stats.spearmanr(a[ok], b[ok])
     return {"rho": float(r.statistic), "p": float(r.pvalue), "n": n}
+
+
+# --- Figure 5 controls ------------------------------------------------------------------------
+
+
+def paired_log_excess(a, b, mask=None, *, alpha: float = 0.05) -> dict:
+    """Per column (layer), the paired comparison of ``a`` with ``b`` (``[N, L]`` each, rows = the
+    same digit), on the rows where ``mask`` (``[N]``) is true and both are finite and positive.
+
+    Wilcoxon signed-rank tests of ``log a - log b`` (scipy; exact for small ``n``), one-sided each
+    way. Returns lists over columns: ``median_ratio`` (median of ``a/b``), ``frac_greater``,
+    ``p_greater`` (H1: ``a > b``), ``p_less`` (H1: ``a < b``), ``n``, and ``excess`` /
+    ``deficit``: ``p_greater < alpha`` with ``median_ratio > 1`` / ``p_less < alpha`` with
+    ``median_ratio < 1`` (``nan`` p-values, e.g. fewer than 2 pairs, decide neither)."""
+    import numpy as np
+    from scipy import stats
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"a and b must be [N, L] of one shape, got {a.shape} and {b.shape}")
+    rows = np.ones(a.shape[0], bool) if mask is None else np.asarray(mask, bool)
+    out = {k: [] for k in ("median_ratio", "frac_greater", "p_greater", "p_less", "n", "excess", "deficit")}
+    for j in range(a.shape[1]):
+        ok = rows & np.isfinite(a[:, j]) & np.isfinite(b[:, j]) & (a[:, j] > 0) & (b[:, j] > 0)
+        d = np.log(a[ok, j]) - np.log(b[ok, j])
+        n = int(ok.sum())
+        pg = pl = float("nan")
+        if n >= 2 and np.any(d != 0):
+            pg = float(stats.wilcoxon(d, alternative="greater").pvalue)
+            pl = float(stats.wilcoxon(d, alternative="less").pvalue)
+        med = float(np.exp(np.median(d))) if n else float("nan")
+        out["median_ratio"].append(med)
+        out["frac_greater"].append(float(np.mean(d > 0)) if n else float("nan"))
+        out["p_greater"].append(pg)
+        out["p_less"].append(pl)
+        out["n"].append(n)
+        out["excess"].append(bool(pg < alpha and med > 1))
+        out["deficit"].append(bool(pl < alpha and med < 1))
+    return out
+
+
+__all__ += ["paired_log_excess"]

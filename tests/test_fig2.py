@@ -79,13 +79,13 @@ def test_fig2_protocol():
         fig2.config("tiny", raw_target=50, max_steps=20)
 
 
-def _summary(r2, r2_linear, ratio):
+def _summary(r2, r2_linear, ratio, late_over_early=1.0):
     s = dict(n=4, n_success=4, median_success_step=8.0, median_growth_grad=10.0, grad_rate=0.1, grad_rate_theory=0.1,
              grad_rate_theory_clean=0.05, grad_rate_ratio_t1=ratio, delta_rate_ratio=ratio, grad_frac_rate_between=0.5,
-             grad_rate_ratio=ratio)
+             grad_rate_ratio=ratio, grad_rate_late_over_early_theory=1.1)
     for k in ("delta", "grad"):
         s.update({f"{k}_r2": r2, f"{k}_r2_linear": r2_linear, f"{k}_frac_exp_better": float(r2 > r2_linear),
-                  f"{k}_rate_late_over_early": 1.0})
+                  f"{k}_rate_late_over_early": late_over_early})
     return s
 
 
@@ -94,14 +94,51 @@ def _results(summary):
                 models={"cnn3": {"test_accuracy": 0.9}}, summary={"cnn3": summary})
 
 
-def test_fig2_claims_hold_and_do_not_hold():
-    good = fig2.claims(_results({g: {"raw": _summary(0.99, 0.8, 1.2)} for g in ("free", "frozen")}))
-    assert [c["id"] for c in good] == ["fig2.growth", "fig2.rate_vs_theorem2"]
-    assert [c["verdict"] for c in good] == ["holds", "holds"]
-    # linear growth (the log fit worse than the linear one) and a rate 5x off Theorem 2's
-    bad = fig2.claims(_results({g: {"raw": _summary(0.7, 0.99, 5.0)} for g in ("free", "frozen")}))
-    assert [c["verdict"] for c in bad] == ["does not hold", "does not hold"]
-    mixed = fig2.claims(_results({"free": {"raw": _summary(0.99, 0.8, 1.2)}, "frozen": {"raw": _summary(0.7, 0.99, 5.0)}}))
-    assert [c["verdict"] for c in mixed] == ["holds partly", "holds partly"]
-    none = fig2.claims(_results({"free": {"raw": dict(_summary(0.99, 0.8, 1.2), n_success=0)}}))
-    assert none[0]["verdict"] == "does not hold"
+def _verdicts(free, frozen):
+    cs = fig2.claims(_results({"free": {"raw": free}, "frozen": {"raw": frozen}}))
+    assert [c["id"] for c in cs] == ["fig2.growth", "fig2.rate_vs_theorem2"]
+    return [c["verdict"] for c in cs]
+
+
+GOOD = _summary(0.99, 0.8, 1.2)
+
+
+def test_fig2_claims_hold():
+    assert _verdicts(GOOD, GOOD) == ["holds", "holds"]
+
+
+def test_verdict_can_fail_fig2_linear_growth():
+    """Linear growth (the log fit worse than the linear one) and a rate 5x off Theorem 2's."""
+    bad = _summary(0.7, 0.99, 5.0)
+    assert _verdicts(bad, bad) == ["does not hold", "does not hold"]
+
+
+def test_verdict_can_fail_fig2_every_cell_needed():
+    """One failing cell of two makes both verdicts "does not hold" (no "partly" for a fit that fails)."""
+    assert _verdicts(GOOD, _summary(0.7, 0.99, 5.0)) == ["does not hold", "does not hold"]
+    # a cell without any successful attack, or missing, fails too
+    assert _verdicts(GOOD, dict(GOOD, n_success=0))[0] == "does not hold"
+    cs = fig2.claims(_results({"free": {"raw": GOOD}}))
+    assert [c["verdict"] for c in cs] == ["does not hold", "does not hold"]
+
+
+def test_verdict_can_fail_fig2_rate_not_constant():
+    """R² 0.99 and better than linear, but the rate triples in the second half: faster than
+    exponential; in every cell -> does not hold; in one of two -> holds partly; a falling rate
+    (slower than exponential) -> does not hold."""
+    fast = _summary(0.99, 0.8, 1.2, late_over_early=3.0)
+    assert fig2.classify_cell(fast) == "faster than exponential"
+    assert _verdicts(fast, fast)[0] == "does not hold"
+    c = fig2.claims(_results({"free": {"raw": GOOD}, "frozen": {"raw": fast}}))[0]
+    assert c["verdict"] == "holds partly" and "FASTER THAN EXPONENTIAL" in c["measured"] and "cnn3/frozen" in c["measured"]
+    slow = _summary(0.99, 0.8, 1.2, late_over_early=0.3)
+    assert fig2.classify_cell(slow) == "slower than exponential"
+    assert _verdicts(GOOD, slow)[0] == "does not hold"
+    assert fig2.classify_cell(_summary(0.99, 0.8, 1.2, late_over_early=float("nan"))) == "not exponential"
+
+
+def test_verdict_can_fail_fig2_rate_vs_theorem2():
+    """Measured/predicted 0.3 (outside ×2, inside ×4): partly; 0.11 in one cell: does not hold."""
+    assert _verdicts(_summary(0.99, 0.8, 0.3), _summary(0.99, 0.8, 1.5))[1] == "holds partly"
+    assert _verdicts(_summary(0.99, 0.8, 0.11), GOOD)[1] == "does not hold"
+    assert _verdicts(GOOD, dict(GOOD, grad_rate_ratio=float("nan")))[1] == "does not hold"

@@ -19,18 +19,64 @@ def _results(inst, sharp):
                 sharpness_summary=sharp, config=fig5.SCALES["tiny"] | {"scale": "tiny"})
 
 
-def test_fig5_instability_shapes_and_verdict():
+def test_fig5_instability_shapes_and_controls():
     model, v = zoo_net("cnn3", num_classes=10, width=1 / 16)
     x = digits(2, seed=2)
-    y = jnp.argmax(jax.vmap(logits_fn(model, v))(x), axis=1)
-    res = fig5.instability(model, v, x, y, eta=1e-3, pgd_cfg=dict(eps=0.1, alpha=0.05, steps=2), key=jax.random.key(0))
+    f = jax.vmap(logits_fn(model, v))
+    y = jnp.argmax(f(x), axis=1)
+    px = digits(12, seed=3)
+    py = jnp.asarray(np.arange(12) % 10)
+    res = fig5.instability(model, v, x, y, px, py, eta=1e-3, pgd_cfg=dict(eps=0.1, alpha=0.05, steps=2),
+                           key=jax.random.key(0))
     assert res["layers"] == ["Conv_0", "Conv_1", "head"]
-    assert res["ori"].shape == (2, 3) and np.all(res["ori"] > 0) and np.all(res["adv"] > 0)
+    for k in ("ori", "adv", "matched_loss", "random_perturbation"):
+        assert res[k].shape == (2, 3) and np.all(res[k] > 0), k
     assert np.all(res["delta_linf"] <= 0.1 + 1e-12)
+    # the matched-loss row is Δ^(ori) of the chosen pool digit
+    j = int(res["match_index"][0])
+    one = fig5.instability(model, v, px[j:j + 1], py[j:j + 1], px, py, eta=1e-3,
+                           pgd_cfg=dict(eps=0.1, alpha=0.05, steps=2), key=jax.random.key(0))
+    np.testing.assert_allclose(res["matched_loss"][0], one["ori"][0], rtol=1e-8)
     s = fig5.summarize_instability(res)
     assert s["n_layers"] == 3 and 0 <= s["layers_adv_greater"] <= 3
-    c5 = fig5.claims(_results({"cnn3": {"standard": s}}, {}))
-    assert f"/3)" in c5[0]["rule"] and c5[1]["verdict"] == "does not hold"
+    assert set(s["controls"]) == {"matched_loss", "random_perturbation"}
+    assert len(s["controls"]["matched_loss"]["median_ratio"]) == 3
+
+
+def test_random_loss_matched_has_the_norm_and_the_loss():
+    """The control has the ℓ2 norm of δ, raises the loss by the same amount (to 1e-3) and is not δ."""
+    from jaxdyn.instability import random_loss_matched
+    from jaxdyn.losses import loss
+
+    model, v = zoo_net("cnn3", num_classes=10, width=1 / 16)
+    f = logits_fn(model, v)
+    x = digits(1, seed=4)[0]
+    y = jnp.argmax(f(x))
+    lf = lambda t: loss(f(t), y)  # noqa: E731
+    delta = 0.3 * jnp.sign(jax.grad(lf)(x))  # an FGSM step: raises the loss
+    for k in range(3):
+        r = random_loss_matched(lf, x, delta, jax.random.key(k))
+        assert bool(r["reached"])
+        np.testing.assert_allclose(float(jnp.linalg.norm(r["perturbation"])), float(jnp.linalg.norm(delta)), rtol=1e-10)
+        assert abs(float(lf(x + r["perturbation"])) - float(lf(x + delta))) <= 1e-3 * float(lf(x + delta))
+        assert float(lf(x + delta)) > float(lf(x))
+        assert 0 < float(r["sin_theta"]) < 1
+    # a target the random direction already exceeds: θ = 0; one out of reach: θ = π/2, not reached
+    e = jnp.eye(4)
+    r0 = random_loss_matched(lambda t: jnp.sum(t**2) + t[0], jnp.zeros(4), -0.5 * e[0], jax.random.key(0))
+    assert float(r0["theta"]) == 0.0  # target -0.25, the random direction gives 0.25
+    far = random_loss_matched(lambda t: 10 * t[1] ** 2 + t[0], jnp.zeros(4), e[1], jax.random.key(0))
+    assert not bool(far["reached"]) and float(far["sin_theta"]) == pytest.approx(1.0)
+
+
+def test_match_by_loss_picks_the_closest_loss():
+    from jaxdyn.instability import match_by_loss
+
+    pool = np.asarray([0.01, 0.1, 0.5, 1.0, 2.0, 8.0])
+    m = match_by_loss([0.09, 1.9, 3.0, 0.011], pool)
+    assert m["index"].tolist() == [1, 4, 4, 0]
+    np.testing.assert_allclose(m["loss"], [0.1, 2.0, 2.0, 0.01])
+    assert m["matched"].tolist() == [True, True, False, True]  # 2.0/3.0 is outside ×1.25
 
 
 def test_sharpness_tracker_records_on_schedule(tmp_path, data_dir):
@@ -60,20 +106,62 @@ def test_fig5_protocol():
         fig5.config("tiny", pgd={"eps": 0.1})
 
 
-def test_fig5_claims_hold_and_do_not_hold():
-    def layer(ori, adv):
-        ori, adv = np.asarray(ori, float), np.asarray(adv, float)
-        return dict(layers=[f"l{j}" for j in range(len(ori))], mean_ori=ori.tolist(), mean_adv=adv.tolist(),
-                    ratio=(adv / ori).tolist(), layers_adv_greater=int(np.sum(adv > ori)), n_layers=len(ori),
-                    test_accuracy=0.9)
+def _fake(adv_over_ori, adv_over_matched, adv_over_random, n=12, seed=0):
+    """Per-digit Δ arrays (n digits, one layer per entry of the ratio lists) with the given
+    median ratios and log-normal scatter (σ 0.3), summarised as ``run`` does."""
+    rng = np.random.default_rng(seed)
+    L = len(adv_over_ori)
+    adv = np.exp(rng.normal(0, 1, (n, L)))
+    noisy = lambda r: adv / np.asarray(r) * np.exp(rng.normal(0, 0.3, (n, L)))  # noqa: E731
+    res = dict(layers=[f"l{j}" for j in range(L)], adv=adv, ori=noisy(adv_over_ori), matched_loss=noisy(adv_over_matched),
+               random_perturbation=noisy(adv_over_random), matched=np.ones(n, bool), reached=np.ones(n, bool),
+               match_ratio=np.ones(n), match_index=np.arange(n), gradient_share=np.full(n, 0.5),
+               cos_control_adv=np.full(n, 0.3), delta_l2=np.ones(n),
+               **{k: np.ones(n) for k in ("loss_clean", "loss_adv", "loss_matched", "loss_control")})
+    return dict(fig5.summarize_instability(res), n_samples=n, test_accuracy=0.9)
 
-    def sharp(r):
-        return {"lambda_standard_end": 1.0, "lambda_adversarial_end": r, "ratio_end": r, "mean_ratio_along": r}
 
-    up = fig5.claims(_results({"a": {"standard": layer([1, 1, 1], [2, 2, 2])}}, {"a": sharp(3.0)}))
-    assert [c["id"] for c in up] == ["fig5.instability", "fig5.sharpness"]
-    assert [c["verdict"] for c in up] == ["holds", "holds"]
-    down = fig5.claims(_results({"a": {"standard": layer([2, 2, 2], [1, 1, 3])}}, {"a": sharp(0.5)}))
-    assert [c["verdict"] for c in down] == ["does not hold", "does not hold"]
-    half = fig5.claims(_results({"a": {"standard": layer([1, 1], [2, 0.5])}}, {"a": sharp(2.0), "b": sharp(0.5)}))
-    assert [c["verdict"] for c in half] == ["holds partly", "holds partly"]
+def _sharp(r):
+    return {"lambda_standard_end": 1.0, "lambda_adversarial_end": r, "ratio_end": r, "mean_ratio_along": r}
+
+
+def _verdicts(std, sharp=None):
+    cs = fig5.claims(_results({"a": {"standard": std}}, {"a": _sharp(3.0)} if sharp is None else sharp))
+    assert [c["id"] for c in cs] == ["fig5.instability_vs_controls", "fig5.instability", "fig5.sharpness"]
+    return [c["verdict"] for c in cs]
+
+
+def test_fig5_claims_hold():
+    assert _verdicts(_fake([3, 3, 3], [3, 3, 3], [3, 3, 3])) == ["holds", "holds", "holds"]
+
+
+def test_verdict_can_fail_fig5_null_level_excess():
+    """Δ^(adv) far above Δ^(ori) but at the level of both controls (the loss level explains it):
+    the paper protocol holds, C.8 against the controls does not."""
+    v = _verdicts(_fake([3, 3, 3], [1, 1, 1], [1, 1, 1]))
+    assert v[:2] == ["does not hold", "holds"]
+
+
+def test_verdict_can_fail_fig5_one_control_null():
+    """An excess over the random perturbation only (matched-loss digits as unstable): no layer passes."""
+    assert _verdicts(_fake([3, 3, 3], [1, 1, 1], [3, 3, 3]))[0] == "does not hold"
+
+
+def test_verdict_can_fail_fig5_significant_deficit():
+    """Two layers with an excess, one significantly below a control: does not hold (not "partly")."""
+    assert _verdicts(_fake([3, 3, 3], [3, 3, 0.3], [3, 3, 3]))[0] == "does not hold"
+    assert _verdicts(_fake([3, 3, 3], [3, 3, 1], [3, 3, 3]))[0] == "holds partly"
+
+
+def test_verdict_can_fail_fig5_paper_protocol_and_sharpness():
+    v = _verdicts(_fake([0.3, 0.3, 3], [3, 3, 3], [3, 3, 3]), sharp={"a": _sharp(0.5)})
+    assert v[1:] == ["does not hold", "does not hold"]
+    half = _verdicts(_fake([3, 0.3], [3, 3], [3, 3]), sharp={"a": _sharp(2.0), "b": _sharp(0.5)})
+    assert half[1:] == ["holds partly", "holds partly"]
+
+
+def test_verdict_can_fail_fig5_without_controls():
+    """Results without controls (an old run) never pass C.8."""
+    std = _fake([3, 3], [3, 3], [3, 3])
+    del std["controls"]
+    assert _verdicts(std)[0] == "does not hold"

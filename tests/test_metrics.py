@@ -140,3 +140,24 @@ def test_spearman():
     r = metrics.spearman([1, 2, 3, 4, 5], [2, 4, 6, 8, 10])
     assert r["rho"] == pytest.approx(1.0) and r["n"] == 5
     assert np.isnan(metrics.spearman([1, 1, 1], [1, 2, 3])["rho"])
+
+
+# --- Figure 5 controls: the paired test -------------------------------------------------------
+
+
+def test_paired_log_excess_detects_excess_null_and_deficit():
+    rng = np.random.default_rng(0)
+    b = np.exp(rng.normal(0, 1, (12, 3)))
+    a = b * np.exp(rng.normal(0, 0.2, (12, 3))) * np.asarray([3.0, 1.0, 1 / 3])
+    r = metrics.paired_log_excess(a, b)
+    assert r["excess"] == [True, False, False] and r["deficit"] == [False, False, True]
+    assert r["p_greater"][0] < 1e-3 and r["p_less"][2] < 1e-3 and r["n"] == [12, 12, 12]
+    assert r["median_ratio"][0] == pytest.approx(3.0, rel=0.2)
+    # the mask keeps rows; non-positive / non-finite entries drop out; one pair decides nothing
+    m = metrics.paired_log_excess(a, b, mask=np.arange(12) < 1)
+    assert m["n"] == [1, 1, 1] and m["excess"] == [False] * 3 and np.isnan(m["p_greater"][0])
+    a2 = a.copy()
+    a2[0, 0] = np.nan
+    assert metrics.paired_log_excess(a2, b)["n"][0] == 11
+    with pytest.raises(ValueError):
+        metrics.paired_log_excess(a[:, 0], b[:, 0])
