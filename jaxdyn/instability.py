@@ -101,7 +101,7 @@ def measure_fn(model, variables, *, pgd_steps: int, normalizer: str = "fan_in"):
 
     Compiled once per architecture (``eta``, ε, α traced): the standard and the adversarially
     trained network share it; ``chunk`` bounds the rows per call of the instability graph."""
-    from jaxdyn.experiments._common import chunked
+    from jaxdyn.sharding import chunked
 
     paths = layer_paths(model, variables)
 

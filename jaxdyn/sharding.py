@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["BATCH_AXIS", "data_mesh", "batch_sharding", "replicated_sharding", "pad_batch", "shard_batch"]
+__all__ = ["BATCH_AXIS", "data_mesh", "batch_sharding", "replicated_sharding", "pad_batch", "shard_batch", "chunked"]
 
 BATCH_AXIS = "batch"
 
@@ -186,3 +186,23 @@ def shard_batch(
     g.jitted = lambda *placed: kernel(axes_for(len(placed)))(*placed)
     g.lower = lambda *placed: kernel(axes_for(len(placed))).lower(*placed)
     return g
+
+
+def chunked(fn: Callable, *arrays, chunk: int | None, **kwargs):
+    """``fn(*arrays, **kwargs)`` on slices of at most ``chunk`` samples (the leading axis of every
+    array), the results (a pytree of arrays) concatenated as NumPy: bounds the memory of
+    per-sample work at the full scale. Short slices are padded by repeating their samples, so every
+    call has the same shape (one compile). ``chunk=None`` runs one call."""
+    n = len(arrays[0])
+    if chunk is None or chunk >= n:
+        return jax.tree.map(np.asarray, jax.device_get(fn(*arrays, **kwargs)))
+    outs = []
+    for i in range(0, n, chunk):
+        k = min(chunk, n - i)
+        part = [np.asarray(a[i:i + k]) for a in arrays]
+        if k < chunk:
+            pad = np.arange(chunk - k) % k
+            part = [np.concatenate([p, p[pad]]) for p in part]
+        o = jax.device_get(fn(*part, **kwargs))
+        outs.append(jax.tree.map(lambda a: np.asarray(a)[:k], o))
+    return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)

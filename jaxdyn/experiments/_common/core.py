@@ -10,6 +10,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from pathlib import Path
 
+from jaxdyn.sharding import chunked  # noqa: F401  (the experiments' chunked per-sample work)
 from jaxdyn.training import presets
 
 __all__ = [
@@ -89,28 +90,6 @@ def by_piece(fn: Callable, keys: Sequence[str], *, out, progress: bool, desc: st
     pieces = None if out is None else Pieces(out)
     return {k: fn(k) if pieces is None else pieces.get(k, lambda k=k: fn(k))
             for k in progress_bar(keys, enabled=progress, desc=desc, unit=unit)}
-
-
-def chunked(fn: Callable, *arrays, chunk: int | None, **kwargs):
-    """``fn(*arrays, **kwargs)`` on slices of at most ``chunk`` samples (the leading axis of every
-    array), the results (a pytree of arrays) concatenated as NumPy: bounds the memory of
-    per-sample work at the full scale. Short slices are padded by repeating their samples, so every
-    call has the same shape (one compile). ``chunk=None`` runs one call."""
-    import jax
-
-    n = len(arrays[0])
-    if chunk is None or chunk >= n:
-        return jax.tree.map(np.asarray, jax.device_get(fn(*arrays, **kwargs)))
-    outs = []
-    for i in range(0, n, chunk):
-        k = min(chunk, n - i)
-        part = [np.asarray(a[i:i + k]) for a in arrays]
-        if k < chunk:
-            pad = np.arange(chunk - k) % k
-            part = [np.concatenate([p, p[pad]]) for p in part]
-        o = jax.device_get(fn(*part, **kwargs))
-        outs.append(jax.tree.map(lambda a: np.asarray(a)[:k], o))
-    return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
 
 
 def fixed_digits(n: int, *, seed: int, binary=None, split: str = "test"):
