@@ -52,7 +52,12 @@ def test_reproduce_figures_tiny(tmp_path, data_dir):
     for title in ("Figure 2", "Figure 3", "Figure 4", "Figure 5"):
         assert title in text
     verdicts = [v["verdict"] for v in res["verdicts"]]
-    assert len(verdicts) == 6 and set(verdicts) <= set(claims.VERDICTS)
+    # one verdict per claim of the four figures, each also in the merged claims.json beside REPORT.md
+    merged = json.loads((out / "claims.json").read_text())
+    assert len(verdicts) == len(merged) >= 8 and set(verdicts) <= set(claims.VERDICTS)
+    assert {c["stage"] for c in merged} == set(FIGURE_STAGES)
+    assert all(set(c) >= {"id", "claim", "protocol", "measured", "baselines", "controls", "rule", "verdict"}
+               for c in merged)
     assert "](fig2/fig2_growth.png)" in text and "](fig2_growth.png)" in (figs / "REPORT.md").read_text()
 
     # a second run reuses every stage's results
