@@ -42,12 +42,68 @@ def test_claims_verdicts():
     assert [c["verdict"] for c in table1.claims(_results(good))] == ["holds", "holds"]
 
 
-def test_claims_can_fail():
+def _regime(beta, flip, kappa, fo, *, free=None):
+    r = dict(beta=beta, flip_fraction=flip, kappa=kappa, kappa_first_order=fo, kappa_theorem1=kappa,
+             beta_lambda_max=beta, delta_l2=beta)
+    fr = free or (flip, kappa, fo)
+    r.update(flip_fraction_free=fr[0], kappa_free=fr[1], kappa_free_first_order=fr[2], kappa_theorem1_free=fr[1],
+             beta_lambda_max_free=beta, delta_l2_free=beta)
+    return r
+
+
+def _regime_results(rows):
+    res = _results(rows)
+    res.update(verdict_factor=2.0, flip_target=0.5, flip_range=[0.05, 0.5])
+    return res
+
+
+def _net(model, regimes, reached=True):
+    return dict(model=model, kappa=1e-5, kappa_first_order=1e-3, test_accuracy=0.95, regimes=regimes,
+                regime_range=dict(lo=0.05, hi=0.5, reached=reached))
+
+
+def _verdicts(rows):
+    return {c["id"]: c["verdict"] for c in table1.claims(_regime_results(rows))}
+
+
+def test_verdict_can_fail_attack_regime():
+    # the paper regime looks perfect, but at flip ≈ 0.5 κ is no better than first order / 2
+    regimes = [_regime(1e-3, 0.0, 1e-6, 1e-3), _regime(3.0, 0.5, 0.84, 0.92)]
+    v = _verdicts([_net("mlp3", regimes), _net("cnn3", regimes)])
+    assert v["table1.attack_regime_frozen"] == "does not hold"
+    assert v["table1.attack_regime_free"] == "does not hold"
+    assert v["table1.kappa_small"] == "holds" and v["table1.beats_first_order"] == "holds"  # the paper protocol
+
+
+def test_verdict_can_fail_attack_regime_free_apart_from_frozen():
+    # frozen beats its baseline by 10x at flip 0.5; free is worse than first order at its own flip 0.5
+    good = [_regime(1e-3, 0.0, 1e-6, 1e-3, free=(0.0, 1e-3, 1e-3)), _regime(3.0, 0.5, 0.05, 0.5, free=(0.2, 0.5, 0.4)),
+            _regime(9.0, 0.9, 0.9, 0.9, free=(0.5, 0.9, 0.8))]
+    v = _verdicts([_net("mlp3", good), _net("cnn3", good)])
+    assert v["table1.attack_regime_frozen"] == "holds" and v["table1.attack_regime_free"] == "does not hold"
+    # one of two networks fails: partly; a grid that never reached flip 0.5 fails that network
+    bad = [_regime(1e-3, 0.0, 1e-6, 1e-3), _regime(3.0, 0.5, 0.84, 0.92)]
+    assert _verdicts([_net("mlp3", good), _net("cnn3", bad)])["table1.attack_regime_frozen"] == "holds partly"
+    short = [_regime(1e-3, 0.0, 1e-6, 1e-3), _regime(3.0, 0.3, 1e-3, 0.5)]
+    assert _verdicts([_net("mlp3", short, reached=False)])["table1.attack_regime_frozen"] == "does not hold"
+
+
+def test_attack_regime_claim_names_its_protocol():
+    regimes = [_regime(1e-3, 0.0, 1e-6, 1e-3), _regime(3.0, 0.47, 0.1, 0.9), _regime(9.0, 0.8, 0.5, 0.95)]
+    (c, *_) = table1.claims(_regime_results([_net("mlp3", regimes)]))
+    assert c["id"] == "table1.attack_regime_frozen" and c["verdict"] == "holds"
+    for s in ("m = 10", "float64", "4 fixed test digits", "mlp3 β=3", "flips 0.47", "mlp3 0.95", "F = 2"):
+        assert s in c["protocol"] + c["rule"], s
+    assert "0.9" in c["baselines"] and "paper protocol" not in c["claim"]
+
+
+def test_verdict_can_fail_paper_protocol():
     # κ far above the paper's range and above the first-order baseline on every network
     rows = [dict(model=m, kappa=0.3, kappa_first_order=0.1, test_accuracy=0.95) for m in ("mlp3", "cnn3")]
     claims = table1.claims(_results(rows))
     assert [c["verdict"] for c in claims] == ["does not hold", "does not hold"]
     assert "mlp3" in claims[0]["protocol"] and "β = 1.0e-03" in claims[0]["protocol"]
+    assert claims[0]["protocol"].startswith("paper protocol") and "(paper protocol)" in claims[0]["claim"]
     assert "first-order κ" in claims[0]["baselines"] and "0.1" in claims[0]["baselines"]
 
 
@@ -61,18 +117,26 @@ def test_table1_command_tiny(tiny_env):
     res = json.loads((out / "table1.json").read_text())
     (row,) = res["rows"]
     for k in ("model", "beta", "steps", "n_samples", "dtype", "test_accuracy", "kappa", "kappa_theorem1",
-              "kappa_first_order", "kappa_free", "kappa_vs_beta", "kappa_vs_m", "paper_kappa"):
+              "kappa_first_order", "kappa_free", "regimes", "kappa_vs_m", "paper_kappa"):
         assert k in row and _finite(row[k]), k
+    fields = ("beta", "beta_lambda_max", "flip_fraction", "delta_l2", "delta_linf", "kappa", "kappa_theorem1",
+              "kappa_first_order", "kappa_free", "kappa_free_first_order", "cos_delta_gx", "cos_delta_v1",
+              "cos_hat_gx", "cos_hat_v1")
+    for q in row["regimes"]:
+        assert all(k in q for k in fields), sorted(q)
+    assert row["regime_range"]["reached"], row["regime_range"]  # from flip ≤ 0.05 to ≥ 0.5, frozen and free
+    assert (out / "table1_regimes.png").stat().st_size > 1000
     assert row["dtype"] == "float64" and row["n_samples"] == table1.SCALES["tiny"]["n_samples"]
     assert 0 < row["kappa"] < 1 and 0 < row["kappa_first_order"]
     # the logit-space attack used by the grids is the network's A2 attack up to rounding
     assert row["logit_space_agreement"] < 1e-10
-    # the headline column is one of the grid's β and agrees with it (two different A2 attacks)
-    g = next(g for g in row["kappa_vs_beta"] if g["beta"] == row["beta"])
+    # the paper protocol's β is one of the regimes and agrees with it (two different A2 attacks)
+    g = next(g for g in row["regimes"] if g["beta"] == row["beta"])
     np.testing.assert_allclose(g["kappa"], row["kappa"], rtol=1e-6)
     assert [c["steps"] for c in row["kappa_vs_m"]] == list(table1.SCALES["tiny"]["m_grid"])
     assert "| 3-layer MLP |" in (out / "table1.md").read_text()
     assert json.loads((out / "config.json").read_text())["scale"] == "tiny"
     claims = json.loads((out / "claims.json").read_text())
-    assert [c["id"] for c in claims] == ["table1.kappa_small", "table1.beats_first_order"]
+    assert [c["id"] for c in claims] == ["table1.attack_regime_frozen", "table1.attack_regime_free",
+                                         "table1.kappa_small", "table1.beats_first_order"]
     assert res["verdict"] == {c["id"]: c["verdict"] for c in claims} and res["experiment"] == "table1"

@@ -79,9 +79,11 @@ def done_criterion(rows: Sequence[Mapping], *, key: str, base: str, bound: float
                 below_first_order=below_base)
 
 
-def table_claims(results: Mapping, *, name: str, key: str, label: str, theorem: str, paper: tuple) -> list:
+def table_claims(results: Mapping, *, name: str, key: str, label: str, theorem: str, paper: tuple,
+                 protocol_name: str | None = None) -> list:
     """Tables 1 and 2's claims: the error ``key`` (``κ`` or ``κ′``) is small over the networks
-    (against the paper's range ``paper = (lo, hi)``), and below its first-order baseline."""
+    (against the paper's range ``paper = (lo, hi)``), and below its first-order baseline.
+    ``protocol_name`` (e.g. ``"paper protocol"``) labels both claims and their protocol."""
     from jaxdyn.experiments.claims import claim, count_verdict, range_verdict
 
     rows = results["rows"]
@@ -91,14 +93,15 @@ def table_claims(results: Mapping, *, name: str, key: str, label: str, theorem: 
     rng = f"{fmt(min(ok))} … {fmt(max(ok))}" if ok else "—"
     bound = (results.get("done") or {}).get("bound", 1e-3)
     acc = ", ".join(f"{r.get('model')} {fmt(r.get('test_accuracy'), 3)}" for r in rows)
-    protocol = (f"β = {fmt(results.get('beta'))}, m = {results.get('steps')}, {results.get('n_samples')} fixed test "
+    tag = f"({protocol_name}) " if protocol_name else ""
+    protocol = (f"{protocol_name + ': ' if protocol_name else ''}β = {fmt(results.get('beta'))}, m = {results.get('steps')}, {results.get('n_samples')} fixed test "
                 f"digits, {results.get('dtype')}; networks (test acc.): {acc}")
     per = lambda k: ", ".join(f"{r.get('model')} {fmt(r.get(k))}" for r in rows)  # noqa: E731
     baselines = f"first-order {label} (curvature-free β g_x): {per(key + '_first_order')}"
     has_free = any(key + "_free" in r for r in rows)
     controls = f"{label} without A2 (free gating): {per(key + '_free')}" if has_free else ""
     out = [claim(
-        f"{name}.{key}_small", f"{theorem} fits the real effect on deep ReLU nets: {label} is small",
+        f"{name}.{key}_small", f"{tag}{theorem} fits the real effect on deep ReLU nets: {label} is small",
         paper=f"{label} = {fmt(lo)} … {fmt(hi)} over the 10 networks", protocol=protocol,
         measured=f"{label} = {rng} ({per(key)})", baselines=baselines, controls=controls,
         rule=f"holds: every {label} ≤ the paper's largest ({fmt(hi)}); holds partly: every one ≤ {fmt(bound)} "
@@ -109,7 +112,7 @@ def table_claims(results: Mapping, *, name: str, key: str, label: str, theorem: 
     if pairs:
         n_better = sum(a < b for _, a, b in pairs)
         out.append(claim(
-            f"{name}.beats_first_order", f"(extension) {theorem} beats the curvature-free first-order baseline",
+            f"{name}.beats_first_order", f"{tag}(extension) {theorem} beats the curvature-free first-order baseline",
             paper="not in the paper", protocol=protocol,
             measured=f"{label} below its first-order baseline for {n_better}/{len(pairs)} networks",
             baselines=baselines,
@@ -127,3 +130,34 @@ def table_results(cfg, rows: list, *, key: str, base: str, **more) -> dict:
     "done" criterion (:func:`done_criterion` of ``key`` against ``base``)."""
     return dict(dtype="float64", beta=cfg.beta, steps=cfg.steps, n_samples=cfg.n_samples, betas=list(cfg.betas),
                 rows=rows, done=done_criterion(rows, key=key, base=base), **more)
+
+
+# --- the attack regime (Table 1's regimes: κ against its baseline where the attack flips digits)
+
+
+def regime_point(regimes: Sequence[Mapping], *, flip_key: str, target: float):
+    """The row of a regime grid whose ``flip_key`` is nearest ``target`` (ties: the larger β, the
+    one in the attack regime), or
+    ``None`` when no row has one."""
+    rows = [r for r in regimes if r.get(flip_key) is not None]
+    return min(rows, key=lambda r: (abs(r[flip_key] - target), -r["beta"])) if rows else None
+
+
+def regime_verdict_pairs(rows: Sequence[Mapping], *, gating: str, target: float, factor: float) -> list:
+    """Per network ``(model, point, ok)`` for the attack-regime rule: at the regime row whose flip
+    fraction (``gating`` ``"frozen"``: ``flip_fraction``, ``"free"``: ``flip_fraction_free``) is
+    nearest ``target``, ``κ < first-order κ / factor``. A network without such a row, whose grid
+    did not reach ``regime_range["hi"]``, or with a missing number fails (``ok`` False)."""
+    sfx = "" if gating == "frozen" else "_free"
+    k, base = ("kappa", "kappa_first_order") if gating == "frozen" else ("kappa_free", "kappa_free_first_order")
+    out = []
+    for r in rows:
+        pt = regime_point(r.get("regimes") or [], flip_key="flip_fraction" + sfx, target=target)
+        hi = (r.get("regime_range") or {}).get("hi", target)
+        ok = (pt is not None and pt.get(k) is not None and pt.get(base) is not None
+              and max(q.get("flip_fraction" + sfx) or 0.0 for q in r["regimes"]) >= hi and pt[k] < pt[base] / factor)
+        out.append((r.get("model"), pt, bool(ok)))
+    return out
+
+
+__all__ += ["regime_point", "regime_verdict_pairs"]
