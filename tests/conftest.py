@@ -14,6 +14,11 @@ if hasattr(os, "sched_setaffinity") and os.environ.get("JAXDYN_NO_PIN") is None:
     except OSError:  # pragma: no cover
         pass
 
+# The data folder as an absolute path: the README's command gives it relative to the checkout, and
+# some tests run commands from another working directory.
+if os.environ.get("JAXDYN_DATA_DIR"):
+    os.environ["JAXDYN_DATA_DIR"] = os.path.abspath(os.environ["JAXDYN_DATA_DIR"])
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402

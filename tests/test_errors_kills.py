@@ -16,8 +16,9 @@ BETAS = "1e-4,3e-4,1e-3,3e-3,1e-2,3e-2,1e-1,3e-1,1"
 
 
 def _cmd(out, betas=BETAS):
+    # through the network and with enough steps that each β takes a moment (the kill lands mid-sweep)
     return [sys.executable, "-m", "jaxdyn", "kappa-sweep", "--scale", "tiny", "--betas", betas,
-            "--n-samples", "2", "--no-progress", "--out", str(out)]
+            "--n-samples", "2", "--steps", "3000", "--path", "network", "--no-progress", "--out", str(out)]
 
 
 def _env(cache):
