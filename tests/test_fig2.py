@@ -18,6 +18,7 @@ from tests.helpers import check_protocol, digits, zoo_net
 pytestmark = pytest.mark.timeout(300)
 
 
+@pytest.mark.slow  # default-suite time: the norm curves are tested against the C x C path in test_theory
 def test_fig2_theory_curves_match_the_cxc_path():
     """The eigenpair sums of fig2 for ``||g(β)||`` and ``||δ̂(β)||`` equal ``||Jᵀ e^{βH̄_zG} g_z||``
     and ``||δ̂||`` of :func:`jaxdyn.theory.theorem2` (one matrix exponential, no eigenpairs)."""

@@ -25,8 +25,9 @@ EXACT_RTOL = 1e-10
 
 # (model name, width): a dense first layer (two_layer, mlp3) and a conv first layer (cnn3, rescnn4)
 NETS = [("two_layer", 0.2), ("mlp3", 1 / 32), ("cnn3", 1 / 8), ("rescnn4", 1 / 8)]
-# the default run keeps one dense and one conv first layer of each kind; the rest are `slow`
-NETS_EXACT = [NETS[0], NETS[1], NETS[2], pytest.param(*NETS[3], marks=pytest.mark.slow)]
+# the default run keeps the dense first layers (the conv generalisation is tested against explicit
+# convolutions below, and by the property tests of jaxdyn.testing); the conv nets are `slow`
+NETS_EXACT = [NETS[0], NETS[1], pytest.param(*NETS[2], marks=pytest.mark.slow), pytest.param(*NETS[3], marks=pytest.mark.slow)]
 
 
 def _binary_net(name, width, seed=0):

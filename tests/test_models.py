@@ -88,7 +88,11 @@ def _numpy_init(model, seed=0):
     return {**variables, "params": params}
 
 
-@pytest.mark.parametrize("name", ZOO)
+# the large models compile for seconds each: `slow` (their architecture is the same code at any width)
+_BIG = ("vgg11", "resnet18", "resnet50")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _BIG else n for n in ZOO])
 def test_model(name):
     """Shapes, dtypes, gate recording and piecewise affinity (linearisation) of one model."""
     model = get_model(name, num_classes=10, width=TINY[name])

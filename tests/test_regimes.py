@@ -46,7 +46,7 @@ def _direct(f, xs, ys, beta, gating):
                 flip_fraction=np.mean(np.asarray(flips)[correct]))
 
 
-@pytest.mark.parametrize("gating", ["frozen", "free"])
+@pytest.mark.parametrize("gating", ["frozen", pytest.param("free", marks=pytest.mark.slow)])
 def test_rows_match_direct_computation(gating):
     f, xs, ys = _batch()
     betas = (0.5, 20.0)
@@ -97,6 +97,7 @@ def test_free_equals_frozen_without_gate_flips():
     assert r["cos_delta_gx"] > 1 - 1e-9  # C.3: δ* ∥ g_x at small β
 
 
+@pytest.mark.slow  # default-suite time: the grid extension runs in test_table1_command_tiny
 def test_flip_fraction_rises_and_grid_extends():
     f, xs, ys = _batch(n=8)
     ys = jnp.argmax(jax.vmap(f)(xs), axis=1).astype(jnp.int32)  # every example correct at β = 0

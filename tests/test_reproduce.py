@@ -38,6 +38,25 @@ def test_every_experiment_has_the_protocol():
             cfg.scale = "full"
 
 
+def test_reproduce_one_stage_tiny(tmp_path, data_dir):
+    """The default-suite version of the test below on one cheap stage: files, merged claims,
+    --figures-dir with links rewritten, reuse, and the report rebuilt from stored results."""
+    out, figs = tmp_path / "out", tmp_path / "figures"
+    res = reproduce.reproduce(scale="tiny", out=out, figures_dir=figs, only=["fig4"], progress=False)
+    assert res["stages"]["fig4"]["status"] == "ok" and not res["stages"]["fig4"]["cached"]
+    assert (out / "fig4" / "fig4.json").exists() and (figs / "fig4_dominance.png").exists()
+    merged = json.loads((out / "claims.json").read_text())
+    assert [c["id"] for c in merged] == [v["id"] for v in res["verdicts"]] and merged
+    assert all(c["verdict"] in claims.VERDICTS and c["stage"] == "fig4" for c in merged)
+    assert "](fig4/fig4_dominance.png)" in (out / "REPORT.md").read_text()
+    assert "](fig4_dominance.png)" in (figs / "REPORT.md").read_text()
+    again = reproduce.reproduce(scale="tiny", out=out, only=["fig4"], progress=False)
+    assert again["stages"]["fig4"]["cached"] and again["verdicts"] == res["verdicts"]
+    rep = reproduce.reproduce(scale="tiny", out=out, progress=False, report_only=True)
+    assert rep["verdicts"] == res["verdicts"] and rep["stages"]["table1"]["status"] == "missing"
+
+
+@pytest.mark.slow  # default-suite time: the four figure stages end to end (test_reproduce_one_stage_tiny by default)
 def test_reproduce_figures_tiny(tmp_path, data_dir):
     out, figs = tmp_path / "out", tmp_path / "figures"
     res = reproduce.reproduce(scale="tiny", out=out, figures_dir=figs, only=FIGURE_STAGES, progress=False)

@@ -122,6 +122,7 @@ _CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # default-suite time: a subprocess with 8 fake devices; one device is tested by default
 def test_eight_fake_cpu_devices_match_one_device():
     env = dict(os.environ)
     env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()

@@ -91,6 +91,7 @@ def _fresh(apply):  # a new f: the jitted cores trace again (monkeypatched code 
     return lambda v, x: apply(v, x)
 
 
+@pytest.mark.slow  # default-suite time: the mutation check shows the default tests catch a wrong δ̂
 def test_theorem2_paths_and_c3_fail_on_a_wrong_theorem2(monkeypatch):
     spec = _props.FEW[1]
     _, v = T.build(spec, 1)

@@ -74,6 +74,7 @@ def test_property_quadratic_loss_theorem1_exact_and_theorem2_gap_is_o_1_over_m(p
     T.assert_quadratic_loss_exact(p.apply, p.x, quad, beta=beta, params=p.variables, steps=(50, 500))
 
 
+@pytest.mark.slow  # default-suite time: the same property is test_property_quadratic_loss_theorem1_exact_...
 @pytest.mark.parametrize("C", [1, 4])
 def test_quadratic_loss_theorem1_exact_and_theorem2_is_the_flow(C):
     """The same at fixed β = 0.5 over m = 50, 500, 5000, with a gap large enough to mean something."""

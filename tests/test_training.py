@@ -52,6 +52,7 @@ def test_train_step_lowers_the_loss(data_dir, name, binary):
     assert mean_loss(state["params"]) < before
 
 
+@pytest.mark.slow  # default-suite time: batch-norm forward/backward is tested in test_models
 def test_batchnorm_model_trains(data_dir, batch):
     """Batch-norm models train with batch statistics and update their running statistics."""
     cfg = training.TrainConfig(model="resnet18", width=1 / 16)
