@@ -48,3 +48,14 @@ def test_long_sweep_warns_with_an_estimate(monkeypatch):
     monkeypatch.setattr(kappa_sweep, "LONG_WORK", 100)
     with pytest.warns(UserWarning, match=r"3 digits × 40 steps × 2 β will take about .* min"):
         kappa_sweep.sweep(net, v, xs, ys, betas=[1e-3, 1e-2], steps=40, path="logit", progress=True)
+
+
+def test_verdict_can_fail_kappa_sweep():
+    """The extension claim "Theorem 2 beats first order" fails when κ is above its baseline at
+    every β, and holds only partly when it is above at some."""
+    row = dict(model="mlp3", test_accuracy=0.97, n_samples=4, steps=40, gating="frozen", dtype="float64",
+               success_rate=0.5)
+    worse = [dict(row, beta=b, kappa=0.9, kappa_first_order=0.5) for b in (1e-2, 1.0)]
+    assert [c["verdict"] for c in kappa_sweep.claims({"rows": worse})] == ["does not hold"]
+    mixed = [dict(worse[0], kappa=0.1), worse[1]]
+    assert [c["verdict"] for c in kappa_sweep.claims({"rows": mixed})] == ["holds partly"]

@@ -138,10 +138,10 @@ def sweep(model, variables, xs, ys, *, betas, steps, gating="frozen", path="netw
     betas = list(betas)
     if progress and steps * len(xs) * len(betas) >= LONG_WORK:  # say how long before it starts
         probe = min(steps, 20)
-        args = (variables, xs, ys, jnp.asarray(betas[0], dtype))
-        jax.block_until_ready(compiled(probe)(*args))  # compile
+        probe_fn, args = compiled(probe), (variables, xs, ys, jnp.asarray(betas[0], dtype))
+        jax.block_until_ready(probe_fn(*args))  # compile once, then time the run alone
         t0 = time.perf_counter()
-        jax.block_until_ready(compiled(probe)(*args))
+        jax.block_until_ready(probe_fn(*args))
         est = (time.perf_counter() - t0) * steps / probe * len(betas)
         warnings.warn(f"kappa-sweep: {len(xs)} digits × {steps} steps × {len(betas)} β will take about "
                       f"{est / 60:.0f} min here (from {probe} timed steps); each finished β is kept, so an "
