@@ -99,6 +99,9 @@ def plan(args) -> list[dict]:
         if args.tiny:
             it["timeout_s"] = max(it["timeout_s"], 300)  # one shared CPU core: compile dominates
     if args.only:
+        unknown = sorted(set(args.only) - {it["name"] for it in items})
+        if unknown:
+            raise ValueError(f"--only: unknown items {unknown}; items: {', '.join(it['name'] for it in items)}")
         items = [it for it in items if it["name"] in args.only]
     return items
 
@@ -167,8 +170,9 @@ def _read(path) -> dict | None:
         return None
 
 
-_KEYS = ("speedup", "ratio", "per_s", "steps_per_s", "accuracy", "projected", "kappa", "met", "compile_s",
-         "time_s", "samples_per_s", "device_kind", "backend", "tfds")
+#: key patterns of the headline numbers, most important first (the summary table shows the first)
+_KEYS = ("speedup", "ratio", "per_s", "projected", "accuracy", "kappa", "met", "max_rel_diff", "device_kind",
+         "backend", "tfds", "startup_s", "epoch_end_s", "eval_time_s", "traces", "executables", "compile_s", "time_s", "median_s")
 
 
 def key_numbers(res, prefix: str = "", limit: int = 40) -> dict:
@@ -177,7 +181,7 @@ def key_numbers(res, prefix: str = "", limit: int = 40) -> dict:
     found: dict = {}
 
     def walk(node, path, depth):
-        if len(found) >= limit or depth > 4:
+        if depth > 7:
             return
         if isinstance(node, dict):
             for k, v in node.items():
@@ -185,15 +189,16 @@ def key_numbers(res, prefix: str = "", limit: int = 40) -> dict:
                 if isinstance(v, (dict, list)):
                     walk(v, p, depth + 1)
                 elif any(s in str(k) for s in _KEYS) and isinstance(v, (int, float, str, bool)) \
-                        and not str(k).endswith("runs_s") and len(found) < limit:
+                        and not str(k).endswith("runs_s"):
                     found[p] = v
         elif isinstance(node, list) and node and isinstance(node[0], dict) and len(node) <= 16:
             for i, v in enumerate(node):
-                walk(v, f"{path}[{v.get('model', i)}]", depth + 1)
+                walk(v, f"{path}[{v.get('model', v.get('batch', v.get('steps', i)))}]", depth + 1)
 
     if isinstance(res, dict):
         walk({k: v for k, v in res.items() if k not in ("machine", "config", "argv")}, prefix, 0)
-    return found
+    rank = {p: min(i for i, s in enumerate(_KEYS) if s in p.rsplit(".", 1)[-1]) for p in found}
+    return {p: found[p] for p in sorted(found, key=lambda p: rank[p])[:limit]}  # stable: file order within a rank
 
 
 # ----------------------------------------------------------------------------- summary
@@ -432,7 +437,10 @@ def main(argv=None) -> int:
         _experiment_item(args._experiment, args._scale, args.train_steps, work, Path(args._json))
         return 0
     args.work_dir = work
-    items = plan(args)
+    try:
+        items = plan(args)
+    except ValueError as e:
+        p.error(str(e))
     if args.dry_run:
         for it in items:
             print(f"{it['name']:24s} timeout {it['timeout_s']:4.0f} s  {it['skip'] or ' '.join(it['argv'][1:])}")

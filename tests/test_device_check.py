@@ -115,6 +115,8 @@ def test_bad_arguments_fail_early(tmp_path):
         dc.main(["--data-dir", str(tmp_path / "nope"), "--out", str(tmp_path)])
     with pytest.raises(SystemExit):
         dc.main(["--train-steps", "1", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        dc.main(["--only", "bench_nope", "--out", str(tmp_path), "--dry-run"])
     assert not any(tmp_path.iterdir())
 
 
