@@ -120,6 +120,7 @@ def run_items(items: list[dict], out: Path, *, budget_s: float, env: dict | None
     records = []
     for it in items:
         rec = dict(name=it["name"], argv=[str(a) for a in it["argv"]], json=it["json"], time_s=0.0)
+        Path(it["json"]).unlink(missing_ok=True)  # a JSON left by an earlier run must not pass for this one
         left = budget_s - (clock() - t0) - reserve_s
         if it.get("skip"):
             rec["status"] = it["skip"]

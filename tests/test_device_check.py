@@ -74,6 +74,7 @@ def test_runner_failure_timeout_and_budget_do_not_stop_the_others(tmp_path):
         _item(tmp_path, "cut", "import time; time.sleep(60)", timeout_s=100),  # cut to what is left
         _item(tmp_path, "late", write, min_s=50),
     ]
+    (out / "no_json.json").write_text("{}")  # left by an earlier run
     t0 = time.monotonic()
     recs = {r["name"]: r for r in dc.run_items(items, out, budget_s=5, reserve_s=0)}
     took = time.monotonic() - t0
