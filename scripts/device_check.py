@@ -147,6 +147,10 @@ def _run_one(it: dict, log: Path, timeout: float, env: dict | None) -> dict:
             os.killpg(proc.pid, signal.SIGKILL)  # the item and its children only
             proc.wait()
             rc = None
+        except BaseException:  # interrupted (Ctrl-C, SIGTERM): leave no orphan behind
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
     dt = time.monotonic() - t
     if rc is None:
         status = f"timeout after {timeout:.0f} s"
@@ -450,6 +454,7 @@ def main(argv=None) -> int:
     pypath = os.pathsep.join([str(REPO)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
     env = dict(os.environ, JAXDYN_CACHE_DIR=str(work / "cache"), MPLBACKEND="Agg", TQDM_DISABLE="1",
                PYTHONPATH=pypath)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a terminated check kills its running item
     t0 = time.monotonic()
     try:
         records = run_items(items, args.out, budget_s=args.budget_s, env=env)

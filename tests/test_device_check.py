@@ -122,6 +122,7 @@ def test_bad_arguments_fail_early(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3000)
 def test_tiny_run_end_to_end(tmp_path):
     """The whole ``--tiny`` check on the CPU (19 min wall, 3 min CPU on one core shared with other
     jobs, 2026-11-26): every item runs (or is
