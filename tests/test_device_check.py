@@ -1,0 +1,151 @@
+"""``scripts/device_check.py`` (issue 14): the plan, the runner's budget/timeout/failure handling and
+the summary (fast, no jax: the items are tiny Python one-liners), and the whole ``--tiny`` run on the
+CPU end to end (slow)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("device_check", REPO / "scripts" / "device_check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+dc = _module()
+
+
+def _args(tmp_path, *extra, data=True):
+    """The parsed arguments :func:`plan` reads."""
+    p = dc.argparse.Namespace(out=(tmp_path / "out").resolve(), tiny="--tiny" in extra,
+                              data_dir=tmp_path if data else None, work_dir=tmp_path / "work",
+                              train_steps=200, only=None)
+    return p
+
+
+def test_plan_covers_every_item_and_sizes(tmp_path):
+    names = [it["name"] for it in dc.plan(_args(tmp_path))]
+    assert names == ["env", *(b[0] for b in dc.BENCH_GPU), *(f"train_{k}" for k in dc.SLICES), "exp_table1_cnn3"]
+    gpu = {it["name"]: it for it in dc.plan(_args(tmp_path))}
+    tiny = {it["name"]: it for it in dc.plan(_args(tmp_path, "--tiny"))}
+    assert "--tiny" in tiny["bench_theorem2"]["argv"] and "--tiny" not in gpu["bench_theorem2"]["argv"]
+    assert "1024" in gpu["bench_theorem2"]["argv"]
+    assert "full" in gpu["train_table1_cnn3"]["argv"] and "tiny" in tiny["train_table1_cnn3"]["argv"]
+    present = (REPO / "scripts" / "bench_adv_training.py").exists()
+    assert gpu["bench_adv_training"]["skip"] == (None if present else "not present")
+    # every result lands in --out
+    assert all(str(it["json"]).startswith(str(tmp_path / "out")) for it in gpu.values())
+    # without MNIST the slices and the experiment are skipped (the benchmarks use random images)
+    nodata = {it["name"]: it for it in dc.plan(_args(tmp_path, data=False))}
+    assert nodata["train_table1_cnn3"]["skip"].startswith("skipped: no MNIST")
+    assert nodata["bench_theorem2"]["skip"] is None
+    # the GPU plan's timeouts alone would overrun 9 minutes: the budget has to cut them
+    assert sum(it["timeout_s"] for it in gpu.values()) > 540
+
+
+def _item(tmp_path, name, code, timeout_s=30, min_s=0):
+    js = tmp_path / "out" / f"{name}.json"
+    return dict(name=name, argv=[sys.executable, "-c", code.replace("JSON", repr(str(js)))],
+                timeout_s=timeout_s, min_s=min_s, json=str(js), skip=None)
+
+
+def test_runner_failure_timeout_and_budget_do_not_stop_the_others(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    write = "import json; json.dump({'models': {'mlp3': {'speedup': 2.5, 'runs_s': [1]}}}, open(JSON, 'w'))"
+    items = [
+        _item(tmp_path, "fails", "import sys; sys.exit(3)"),
+        _item(tmp_path, "hangs", "import time; time.sleep(60)", timeout_s=1.0),
+        _item(tmp_path, "no_json", "pass"),
+        _item(tmp_path, "ok", write),
+        dict(_item(tmp_path, "absent", "pass"), skip="not present"),
+        _item(tmp_path, "cut", "import time; time.sleep(60)", timeout_s=100),  # cut to what is left
+        _item(tmp_path, "late", write, min_s=50),
+    ]
+    (out / "no_json.json").write_text("{}")  # left by an earlier run
+    t0 = time.monotonic()
+    recs = {r["name"]: r for r in dc.run_items(items, out, budget_s=5, reserve_s=0)}
+    took = time.monotonic() - t0
+    assert recs["fails"]["status"].startswith("failed (exit 3)")
+    assert recs["hangs"]["status"].startswith("timeout after") and recs["hangs"]["time_s"] < 10
+    assert recs["no_json"]["status"] == "failed: no JSON written"
+    assert recs["ok"]["status"] == "ok" and recs["ok"]["key_numbers"] == {"models.mlp3.speedup": 2.5}
+    assert recs["absent"]["status"] == "not present"
+    assert recs["cut"]["status"].startswith("timeout after") and recs["cut"]["timeout_s"] < 5
+    assert recs["late"]["status"].startswith("skipped: budget spent")
+    assert took < 5 + 5  # never past the budget (plus process start-up slack)
+    assert (out / "logs" / "fails.log").exists()
+
+
+def test_summary_json_and_markdown(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "env.json").write_text(json.dumps(dict(device_kind="NVIDIA H100", devices=["cuda:0"], backend="gpu",
+                                                  versions={"jax": "x"}, tfds_imported=False)))
+    recs = [dict(name="bench_x", status="ok", time_s=1.0, key_numbers={"speedup": 3.0}),
+            dict(name="bench_y", status="timeout after 5 s", time_s=5.0, key_numbers={})]
+    args = dc.argparse.Namespace(tiny=False, budget_s=540.0, data_dir=None, train_steps=200)
+    s = dc.write_summary(out, recs, args, 6.0)
+    assert json.loads((out / "device_check.json").read_text())["device"] == "NVIDIA H100" == s["device"]
+    md = (out / "device_check.md").read_text()
+    assert "NVIDIA H100" in md and "| bench_x | ok | 1.0 | speedup = 3 |" in md and "timeout after 5 s" in md
+
+
+def test_key_numbers_skips_machine_and_raw_runs():
+    res = dict(machine=dict(speedup=1), config=dict(ratio=2),
+               rows=[dict(model="cnn3", kappa=0.1, runs_s=[1, 2])], steps_per_s=5.0, other=1)
+    assert dc.key_numbers(res) == {"rows[cnn3].kappa": 0.1, "steps_per_s": 5.0}
+
+
+def test_bad_arguments_fail_early(tmp_path):
+    with pytest.raises(SystemExit):
+        dc.main(["--budget-s", "0", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        dc.main(["--data-dir", str(tmp_path / "nope"), "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        dc.main(["--train-steps", "1", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        dc.main(["--only", "bench_nope", "--out", str(tmp_path), "--dry-run"])
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3000)
+def test_tiny_run_end_to_end(tmp_path):
+    """The whole ``--tiny`` check on the CPU (19 min wall, 3 min CPU on one core shared with other
+    jobs, 2026-11-26): every item runs (or is
+    absent), the slices time their steps and project the full run, nothing imports tfds, the
+    scratch is removed and nothing is written outside ``--out``."""
+    data = os.environ.get("JAXDYN_DATA_DIR")
+    if not data:
+        pytest.skip("needs MNIST in JAXDYN_DATA_DIR")
+    out = tmp_path / "dc"
+    before = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
+    subprocess.run([sys.executable, str(REPO / "scripts" / "device_check.py"), "--tiny", "--out", str(out),
+                    "--data-dir", data, "--budget-s", "2700"], cwd=tmp_path, check=True, timeout=2800)
+    s = json.loads((out / "device_check.json").read_text())
+    status = {r["name"]: r["status"] for r in s["items"]}
+    allowed = {"ok", "not present"}
+    assert set(status.values()) <= allowed, status
+    assert s["tfds_imported"] is False and s["device"]
+    for key in dc.SLICES:
+        t = json.loads((out / f"train_{key}.json").read_text())
+        assert t["steps_per_s"] > 0 and t["projected_full_train_s"] > 0 and t["tfds_imported"] is False
+        assert 0 <= t["test_accuracy"] <= 1
+    e = json.loads((out / "exp_table1_cnn3.json").read_text())
+    assert e["kappa"] is not None and e["claims"]
+    assert not (out / "_work").exists()
+    after = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
+    assert after == before
