@@ -137,17 +137,46 @@ def train_jaxdyn(model, cfg, tx, xtr, ytr, order, eps_s, alpha_s, seed, warmup):
     return train_step.variables_of(state), init, _summary(wall, cpu, warmup), compile_s, float(loss)
 
 
-def train_torch(tmodel, xtr_t, ytr_t, order, eps_s, alpha_s, inner, lr, seed, warmup, device):
-    """The same loop in PyTorch + torchattacks; returns ``(timing, last loss)``."""
+class TorchPGD:
+    """The loop of ``torchattacks.PGD.forward`` (3.5.1: random start, sign step, projection, clip to
+    [0, 1], mean cross-entropy), for a host that has torch but not torchattacks (the device
+    machine). Same attributes ``eps`` / ``alpha``; used only when torchattacks is missing, and
+    then the JSON says so (``torch_attack``)."""
+
+    def __init__(self, model, eps, alpha, steps, random_start=True):
+        self.model, self.eps, self.alpha, self.steps, self.random_start = model, eps, alpha, steps, random_start
+
+    def __call__(self, images, labels):
+        import torch
+        import torch.nn.functional as F
+
+        given_training = self.model.training
+        self.model.eval()
+        images = images.clone().detach()
+        adv = images.clone().detach()
+        if self.random_start:
+            adv = torch.clamp(adv + torch.empty_like(adv).uniform_(-self.eps, self.eps), 0, 1).detach()
+        for _ in range(self.steps):
+            adv.requires_grad = True
+            cost = F.cross_entropy(self.model(adv), labels)
+            grad = torch.autograd.grad(cost, adv, retain_graph=False, create_graph=False)[0]
+            adv = adv.detach() + self.alpha * grad.sign()
+            delta = torch.clamp(adv - images, min=-self.eps, max=self.eps)
+            adv = torch.clamp(images + delta, min=0, max=1).detach()
+        self.model.train(given_training)
+        return adv
+
+
+def train_torch(tmodel, xtr_t, ytr_t, order, eps_s, alpha_s, inner, lr, seed, warmup, device, pgd_cls):
+    """The same loop in PyTorch with ``pgd_cls`` (``torchattacks.PGD``); returns ``(timing, last loss)``."""
     import torch
     import torch.nn.functional as F
-    import torchattacks
 
     torch.manual_seed(seed + 10_000)
     T = len(order)
     opt = torch.optim.Adam(tmodel.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, T) / T)))
-    atk = torchattacks.PGD(tmodel, eps=float(eps_s[0]), alpha=float(alpha_s[0]), steps=inner, random_start=True)
+    atk = pgd_cls(tmodel, eps=float(eps_s[0]), alpha=float(alpha_s[0]), steps=inner, random_start=True)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     order_t = torch.from_numpy(order)
     wall, cpu = [], []
@@ -261,15 +290,22 @@ def main(argv=None):
         raise SystemExit(f"--warmup ({args.warmup}) must be below --steps ({args.steps})")
     specs = [parse_model(m) for m in args.models]
 
-    torch = None
-    versions, torch_note = {}, None
+    torch = pgd_cls = None
+    versions, torch_note, torch_attack = {}, None, None
     if not args.no_torch:
         try:
             import torch
-            import torchattacks
-            versions = dict(torch=torch.__version__, torchattacks=torchattacks.__version__)
+            versions = dict(torch=torch.__version__)
         except ImportError as e:
             torch, torch_note = None, f"PyTorch side skipped: the bench extra is not installed ({e})"
+        if torch is not None:
+            try:
+                import torchattacks
+                pgd_cls, torch_attack = torchattacks.PGD, "torchattacks.PGD"
+                versions["torchattacks"] = torchattacks.__version__
+            except ImportError:
+                pgd_cls, torch_attack = TorchPGD, "TorchPGD (copy of torchattacks.PGD's loop; torchattacks not installed)"
+                torch_note = "torchattacks is not installed: the PyTorch side uses the script's copy of its PGD loop"
     else:
         torch_note = "PyTorch side skipped (--no-torch)"
     device = None
@@ -285,7 +321,7 @@ def main(argv=None):
             raise SystemExit("--torch-device cuda but this PyTorch has no CUDA")
         versions["torch_threads"] = torch.get_num_threads()
         if jax.default_backend() != "cpu" and device == "cpu":
-            torch_note = (f"jaxdyn ran on {jax.default_backend()}, PyTorch on the CPU (no CUDA in this torch): "
+            torch_note = ((torch_note + "; ") if torch_note else "") + (f"jaxdyn ran on {jax.default_backend()}, PyTorch on the CPU (no CUDA in this torch): "
                           "the ratio is not like for like")
     if torch_note:
         print(f"[bench] {torch_note}")
@@ -299,7 +335,7 @@ def main(argv=None):
     results = dict(
         benchmark=f"PGD-linf adversarial training, eps={args.eps}, batch {args.batch}: jaxdyn train step vs "
                   "PyTorch + torchattacks",
-        machine=bc.machine_info(versions), torch_device=device, torch_note=torch_note,
+        machine=bc.machine_info(versions), torch_device=device, torch_note=torch_note, torch_attack=torch_attack,
         config=vars(args) | dict(n_train=n_train, data=[src_tr, src_te], optimizer=fig.get("optimizer", "adam"),
                                  lr=fig["lr"], schedule=fig["schedule"], eps_warmup=fig["eps_warmup"],
                                  alpha_rule="2.5 * eps / inner_steps", seeds=seeds,
@@ -342,7 +378,7 @@ def main(argv=None):
                     if not logit_err < 1e-4:
                         raise RuntimeError(f"{label}: PyTorch copy disagrees with the flax model (rel {logit_err:.1e})")
                     t_t, loss_t = train_torch(tmodel, xtr_t, ytr_t, order, eps_s, alpha_s, inner, cfg.lr, seed,
-                                              args.warmup, device)
+                                              args.warmup, device, pgd_cls)
                     ct, rt = ev(bc.from_torch(model, tmodel.cpu(), init))
                     acc["torch_clean"].append(ct)
                     acc["torch_robust"].append(rt)
