@@ -36,7 +36,7 @@ from jaxdyn.results import write_json_atomic  # noqa: E402
 
 __all__ = [
     "REPO", "parser", "enable_x64", "timed", "timed_cpu", "summarize", "primary_key", "t_", "compile_and_time", "time_compiled", "memory_stats", "machine_info", "load_digits",
-    "init_model", "write_results", "print_table", "rel_err_max", "fmt_s",
+    "init_model", "write_results", "print_table", "rel_err_max", "fmt_s", "to_torch", "from_torch", "nchw",
 ]
 
 
@@ -257,3 +257,104 @@ def finish(out, rows: list, results: dict, *, note: str = "(median)") -> dict:
     print_table(rows, list(rows[0]))
     write_results(out, results)
     return results
+
+
+# --- PyTorch copies of zoo models (the bench extra; imported lazily) ----------------------------
+
+def to_torch(model, variables):
+    """A ``torch.nn.Sequential`` computing the same logits as the flax ``model`` (NCHW input).
+
+    Supports :class:`jaxdyn.models.MLP` and :class:`jaxdyn.models.CNN` (the ``mlp*`` and ``cnn*``
+    zoo models).
+    """
+    import torch
+    from torch import nn
+
+    from jaxdyn import models
+
+    params = variables["params"]
+
+    def t(a):
+        return torch.from_numpy(np.array(a, np.float32))
+
+    layers = []
+    if isinstance(model, models.MLP):
+        names = ["first"] + [f"Dense_{i}" for i in range(len(model.features) - 1)] + ["head"]
+        layers.append(nn.Flatten())  # one channel: (c, h, w) and (h, w, c) orders coincide
+        for i, name in enumerate(names):
+            k = params[name]["kernel"]
+            lin = nn.Linear(k.shape[0], k.shape[1], bias=model.use_bias)
+            lin.weight.data = t(k).T.contiguous()
+            if model.use_bias:
+                lin.bias.data = t(params[name]["bias"])
+            layers.append(lin)
+            if i < len(names) - 1:
+                layers.append(nn.ReLU())
+    elif isinstance(model, models.CNN):
+        i = 0
+        hw, c = 28, 1
+        for stage in model.stages:
+            for ch in stage:
+                p = params[f"Conv_{i}"]
+                conv = nn.Conv2d(c, ch, 3, padding=1)  # flax SAME, stride 1
+                conv.weight.data = t(p["kernel"]).permute(3, 2, 0, 1).contiguous()
+                conv.bias.data = t(p["bias"])
+                layers += [conv, nn.ReLU()]
+                c, i = ch, i + 1
+            layers.append(nn.AvgPool2d(2))
+            hw //= 2
+        layers.append(nn.Flatten())
+        k = np.asarray(params["head"]["kernel"], np.float32)  # rows in (h, w, c) order
+        k = k.reshape(hw, hw, c, -1).transpose(2, 0, 1, 3).reshape(hw * hw * c, -1)
+        head = nn.Linear(k.shape[0], k.shape[1])
+        head.weight.data = torch.from_numpy(np.ascontiguousarray(k.T))
+        head.bias.data = t(params["head"]["bias"])
+        layers.append(head)
+    else:
+        raise ValueError(f"no PyTorch converter for {type(model).__name__} (supported: MLP, CNN)")
+    return nn.Sequential(*layers).eval()
+
+
+def nchw(x):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(x, np.float32).transpose(0, 3, 1, 2)))
+
+
+def from_torch(model, tmodel, variables):
+    """The inverse of :func:`to_torch`: ``variables`` (a template of the same model, e.g. the
+    initial weights) with every parameter replaced by the current one of ``tmodel`` (float32).
+    Used to evaluate a PyTorch-trained copy with jaxdyn's evaluation, so both sides of a
+    comparison are measured by the same code."""
+    from jaxdyn import models
+
+    mods = [m for m in tmodel if hasattr(m, "weight")]
+    params = variables["params"]
+    new = {}
+
+    def a(t):
+        return np.asarray(t.detach().cpu().numpy(), np.float32)
+
+    if isinstance(model, models.MLP):
+        names = ["first"] + [f"Dense_{i}" for i in range(len(model.features) - 1)] + ["head"]
+        for name, lin in zip(names, mods, strict=True):
+            new[name] = {"kernel": a(lin.weight).T.copy()}
+            if model.use_bias:
+                new[name]["bias"] = a(lin.bias)
+    elif isinstance(model, models.CNN):
+        convs, head = mods[:-1], mods[-1]
+        for i, conv in enumerate(convs):
+            new[f"Conv_{i}"] = {"kernel": a(conv.weight).transpose(2, 3, 1, 0).copy(), "bias": a(conv.bias)}
+        k_old = np.asarray(params["head"]["kernel"])
+        c = convs[-1].weight.shape[0]
+        hw = int(round((k_old.shape[0] // c) ** 0.5))
+        k = a(head.weight).T  # rows in (c, h, w) order
+        new["head"] = {"kernel": k.reshape(c, hw, hw, -1).transpose(1, 2, 0, 3).reshape(hw * hw * c, -1).copy(),
+                       "bias": a(head.bias)}
+    else:
+        raise ValueError(f"no PyTorch converter for {type(model).__name__} (supported: MLP, CNN)")
+    if set(new) != set(params):
+        raise ValueError(f"parameter names differ: {sorted(new)} vs {sorted(params)}")
+    out = dict(variables)
+    out["params"] = jax.tree.map(lambda old, n: jnp.asarray(n, old.dtype), dict(params), new)
+    return out

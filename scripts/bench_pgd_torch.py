@@ -31,64 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdyn import attacks, models, sharding
-
-
-def to_torch(model, variables):
-    """A ``torch.nn.Sequential`` computing the same logits as the flax ``model`` (NCHW input).
-
-    Supports :class:`jaxdyn.models.MLP` and :class:`jaxdyn.models.CNN` (the ``mlp*`` and ``cnn*``
-    zoo models).
-    """
-    import torch
-    from torch import nn
-
-    params = variables["params"]
-
-    def t(a):
-        return torch.from_numpy(np.array(a, np.float32))
-
-    layers = []
-    if isinstance(model, models.MLP):
-        names = ["first"] + [f"Dense_{i}" for i in range(len(model.features) - 1)] + ["head"]
-        layers.append(nn.Flatten())  # one channel: (c, h, w) and (h, w, c) orders coincide
-        for i, name in enumerate(names):
-            k = params[name]["kernel"]
-            lin = nn.Linear(k.shape[0], k.shape[1], bias=model.use_bias)
-            lin.weight.data = t(k).T.contiguous()
-            if model.use_bias:
-                lin.bias.data = t(params[name]["bias"])
-            layers.append(lin)
-            if i < len(names) - 1:
-                layers.append(nn.ReLU())
-    elif isinstance(model, models.CNN):
-        i = 0
-        hw, c = 28, 1
-        for stage in model.stages:
-            for ch in stage:
-                p = params[f"Conv_{i}"]
-                conv = nn.Conv2d(c, ch, 3, padding=1)  # flax SAME, stride 1
-                conv.weight.data = t(p["kernel"]).permute(3, 2, 0, 1).contiguous()
-                conv.bias.data = t(p["bias"])
-                layers += [conv, nn.ReLU()]
-                c, i = ch, i + 1
-            layers.append(nn.AvgPool2d(2))
-            hw //= 2
-        layers.append(nn.Flatten())
-        k = np.asarray(params["head"]["kernel"], np.float32)  # rows in (h, w, c) order
-        k = k.reshape(hw, hw, c, -1).transpose(2, 0, 1, 3).reshape(hw * hw * c, -1)
-        head = nn.Linear(k.shape[0], k.shape[1])
-        head.weight.data = torch.from_numpy(np.ascontiguousarray(k.T))
-        head.bias.data = t(params["head"]["bias"])
-        layers.append(head)
-    else:
-        raise ValueError(f"no PyTorch converter for {type(model).__name__} (supported: MLP, CNN)")
-    return nn.Sequential(*layers).eval()
-
-
-def nchw(x):
-    import torch
-
-    return torch.from_numpy(np.ascontiguousarray(np.asarray(x, np.float32).transpose(0, 3, 1, 2)))
+from _bench_common import nchw, to_torch  # noqa: F401 -- to_torch re-exported (tests use it from here)
 
 
 HAS_UNROLL = "unroll" in inspect.signature(attacks.pgd).parameters

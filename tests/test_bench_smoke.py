@@ -99,3 +99,72 @@ def test_torch_converter_cnn_layout():
     # the flatten order matters: a converter without the head permutation would not match
     k = np.asarray(v["params"]["head"]["kernel"])
     assert not np.allclose(k, k.reshape(7, 7, -1, 10).transpose(2, 0, 1, 3).reshape(k.shape))
+
+
+def test_bench_adv_training_jax_side_tiny(tmp_path):
+    """The jaxdyn side of benchmark 6 alone (runs without the bench extra)."""
+    res = _run("bench_adv_training", tmp_path, "--no-torch", "--models", "mlp3@0.125", "--repeats", "1",
+               "--no-profile")
+    r = res["runs"]["mlp3@0.125/pgd2"]
+    assert res["torch_note"] and "torch_images_per_s" not in r
+    assert r["jaxdyn_images_per_s"] > 0 and r["alpha"] == pytest.approx(2.5 * 0.3 / 2)
+    s = r["seeds"]["0"]["jaxdyn"]
+    assert 0 <= s["clean"] <= 1 and 0 <= s["robust"] <= 1 and np.isfinite(s["last_loss"])
+    assert len(s["timing"]["cpu_runs_s"]) == 4 - 1  # --tiny: 4 steps, the first one not timed
+
+
+@pytest.mark.slow  # ~40 s of CPU: two models, both sides, the profile
+def test_bench_adv_training_tiny(tmp_path):
+    pytest.importorskip("torch")
+    res = _run("bench_adv_training", tmp_path, "--repeats", "1")
+    for name in ("mlp3@0.125", "cnn3@0.125"):
+        r = res["runs"][f"{name}/pgd2"]
+        assert r["seeds"]["0"]["torch"]["init_logit_rel_diff"] < 1e-5  # same initial weights
+        assert r["torch_images_per_s"] > 0 and r["speedup"] > 0
+        assert r["clean"]["verdict"] in ("holds", "does not hold")
+        p = r["profile"]
+        assert p["attack_unrolled_vs_scan_max_abs_diff"] < 1e-5
+        assert all(bc > 0 for bc in (p["attack_train_step"]["cpu_median_s"], p["update_only"]["cpu_median_s"]))
+
+
+def test_adv_training_verdict_can_fail():
+    """Two sides' accuracies agree within noise, or do not: the verdict says which."""
+    agreement = _load("bench_adv_training").agreement
+    same = agreement([0.80, 0.82], [0.81, 0.79], 1000)
+    assert same["holds"] and same["verdict"] == "holds"
+    far = agreement([0.80, 0.81], [0.60, 0.61], 1000)
+    assert not far["holds"] and far["verdict"] == "does not hold"
+    # one seed per side: the binomial error alone is the noise
+    assert not agreement([0.9], [0.7], 500)["holds"] and agreement([0.9], [0.89], 500)["holds"]
+    with pytest.raises(ValueError):
+        agreement([], [0.5], 10)
+
+
+def test_torch_from_torch_roundtrip_and_pgd_copy():
+    """from_torch inverts to_torch; the script's PGD loop is torchattacks.PGD's (no random start)."""
+    torch = pytest.importorskip("torch")
+    import jax
+    import jax.numpy as jnp
+
+    from jaxdyn import models
+
+    bc = _load("_bench_common")
+    mod = _load("bench_adv_training")
+    for name in ("mlp3", "cnn3"):
+        model = models.get_model(name, width=0.25)
+        v = models.cast(models.init_variables(model, jax.random.key(5)), jnp.float32)
+        tm = bc.to_torch(model, v)
+        with torch.no_grad():
+            for p in tm.parameters():
+                p.mul_(1.5)  # trained weights differ from the template's
+        back = bc.from_torch(model, tm, v)
+        x = np.asarray(jax.random.uniform(jax.random.key(6), (3, 28, 28, 1)), np.float32)
+        with torch.no_grad():
+            zt = tm(bc.nchw(x)).numpy()
+        np.testing.assert_allclose(np.asarray(model.apply(back, jnp.asarray(x))), zt, rtol=1e-4, atol=1e-5)
+        assert not np.allclose(np.asarray(model.apply(v, jnp.asarray(x))), zt, rtol=1e-3)
+    torchattacks = pytest.importorskip("torchattacks")
+    xt, yt = bc.nchw(x), torch.tensor([1, 2, 3])
+    ref = torchattacks.PGD(tm, eps=0.3, alpha=0.1, steps=3, random_start=False)(xt, yt)
+    ours = mod.TorchPGD(tm, eps=0.3, alpha=0.1, steps=3, random_start=False)(xt, yt)
+    assert torch.equal(ref, ours)

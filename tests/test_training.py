@@ -95,6 +95,36 @@ def test_adversarial_examples_respect_threat_model(batch, adv, eps):
     assert float(jnp.mean(losses_at(x + d))) > float(jnp.mean(losses_at(x)))
 
 
+@pytest.mark.parametrize("name, norm, random_start", [("mlp3", "linf", True), ("cnn3", "linf", True),
+                                                     ("mlp3", "l2", True), ("mlp3", "linf", False)])
+def test_training_attack_is_the_engines_pgd(batch, name, norm, random_start):
+    """perturb_batch's lean PGD (training.step.pgd_delta) returns attacks.pgd's delta bit for bit
+    (same random start, same steps; the analysis outputs are what it drops)."""
+    from jaxdyn import attacks
+    from jaxdyn.models import logits_fn
+
+    x, y = (jnp.asarray(a[:6]) for a in batch)
+    model = get_model(name, width=1 / 8)
+    v = jax.jit(lambda k: init_variables(model, k))(jax.random.key(0, impl="unsafe_rbg"))
+    eps, alpha = (0.3, 0.075) if norm == "linf" else (2.0, 0.5)
+
+    @jax.jit
+    def both(v, x, y, key, eps, alpha):
+        lean = training.perturb_batch(model, v, x, y, key, adv=f"pgd-{norm}", eps=eps, steps=4, alpha=alpha,
+                                      random_start=random_start)
+        f = logits_fn(model, v)
+        ref = jax.vmap(lambda xi, yi, ki: attacks.pgd(f, xi, yi, eps=eps, alpha=alpha, steps=4, norm=norm,
+                                                      random_start=random_start, key=ki))(
+            x, y, jax.random.split(key, x.shape[0]))
+        return lean, ref
+
+    lean, ref = both(v, x, y, jax.random.key(1), jnp.float32(eps), jnp.float32(alpha))
+    assert np.all(np.asarray(lean) == np.asarray(ref)) and float(jnp.max(jnp.abs(lean))) > 0
+    # invalid input (a label outside the head) gives NaN, as the engine's
+    bad = both(v, x, y.at[0].set(10), jax.random.key(1), jnp.float32(eps), jnp.float32(alpha))[0]
+    assert np.all(np.isnan(np.asarray(bad[0]))) and np.all(np.isfinite(np.asarray(bad[1:])))
+
+
 def _leaves(tree):
     return [np.asarray(a) for a in jax.tree.leaves(tree)]
 

@@ -3,7 +3,8 @@
 * **Optimiser**: Adam (lr 1e-3) by default, or SGD with momentum 0.9 (``optimizer="sgd"``); the
   learning rate decays to 0 over the run on a cosine (``schedule="constant"`` to switch it off).
 * **Adversarial training** replaces each batch by ``x + stop_gradient(delta)`` where ``delta`` is
-  ``jaxdyn.attacks.pgd`` (random start, projection on the ε-ball, clip to [0, 1]) or, for
+  ``jaxdyn.attacks.pgd``'s perturbation (random start, projection on the ε-ball, clip to [0, 1];
+  computed by :func:`pgd_delta`, which skips the engine's analysis outputs) or, for
   ``adv="raw"``, the raw A1 attack ``jaxdyn.attacks.attack(norm="raw", beta=eps)`` (no
   projection, no clipping; ``eps`` is the total strength β). The attack sees the model as
   ``model.apply(variables, x)``, i.e. batch-norm in inference mode; the training forward pass then
@@ -24,7 +25,7 @@ from jaxdyn import attacks, losses
 from jaxdyn.models import init_variables, logits_fn
 from jaxdyn.training.config import ADV_CHOICES, TrainConfig
 
-__all__ = ["make_optimizer", "create_state", "perturb_batch", "make_train_step", "variables_of"]
+__all__ = ["make_optimizer", "create_state", "perturb_batch", "pgd_delta", "make_train_step", "variables_of"]
 
 
 def make_optimizer(cfg: TrainConfig, total_steps: Optional[int] = None) -> optax.GradientTransformation:
@@ -89,14 +90,38 @@ def perturb_batch(model, variables, x, y, key, *, adv: str, eps, steps: int, alp
         one = lambda x, y, k: attacks.attack(f, x, y, steps=steps, beta=eps, norm="raw", **extra).delta  # noqa: E731
     elif adv in ("pgd-linf", "pgd-l2"):
         norm = adv.split("-")[1]
-        extra = _unroll_kwargs(attacks.pgd)
 
         def one(x, y, k):
-            return attacks.pgd(f, x, y, eps=eps, alpha=alpha, steps=steps, norm=norm,
-                               random_start=random_start, key=k, **extra)
+            return pgd_delta(f, x, y, eps=eps, alpha=alpha, steps=steps, norm=norm,
+                             random_start=random_start, key=k)
     else:
         raise ValueError(f"adv must be one of {ADV_CHOICES}, got {adv!r}")
     return jax.lax.stop_gradient(jax.vmap(one)(x, y, keys))
+
+
+def pgd_delta(f, x, y, *, eps, alpha, steps: int, norm: str, random_start: bool, key):
+    """The perturbation of :func:`jaxdyn.attacks.pgd` (same steps, same random start, the same
+    ``delta`` bit for bit: tests/test_training.py), without what only the analysis needs: the
+    engine also carries ``H_z``, ``H̄_z``, the success step and the effective ℓ∞ component through
+    every step, ~7 % of an MLP's training attack (docs/performance.md, benchmark 6). Unrolled for
+    at most ``attacks.PGD_UNROLL_MAX_STEPS`` steps, as ``pgd``. Invalid input (non-finite ``x``,
+    a label outside the head) gives a NaN ``delta``, as the engine's."""
+    from jaxdyn import _checks
+
+    n_classes = _checks.check_call(f, x, y)
+    clip = (0.0, 1.0)
+    if random_start:
+        d0 = attacks._project(x, attacks.sample_ball(key, x, eps, norm), eps, norm, clip)
+    else:
+        d0 = jnp.zeros_like(x)
+
+    def body(d, _):
+        g = jax.grad(lambda d: losses.loss(f(x + d), y))(d)
+        return attacks._project(x, d + alpha * attacks._direction(g, norm), eps, norm, clip), None
+
+    unroll = True if steps <= attacks.PGD_UNROLL_MAX_STEPS else 1
+    d, _ = jax.lax.scan(body, d0, None, length=steps, unroll=unroll)
+    return jnp.where(_checks.valid(y, n_classes, x, d), d, jnp.nan)
 
 
 def _unroll_kwargs(fn) -> dict:
