@@ -358,3 +358,46 @@ def from_torch(model, tmodel, variables):
     out = dict(variables)
     out["params"] = jax.tree.map(lambda old, n: jnp.asarray(n, old.dtype), dict(params), new)
     return out
+
+
+class TorchPGD:
+    """The loop of ``torchattacks.PGD.forward`` (3.5.1: random start, sign step, projection, clip to
+    [0, 1], mean cross-entropy), for a host that has torch but not torchattacks (the device
+    machine). Same attributes ``eps`` / ``alpha``; used only when torchattacks is missing, and
+    then the JSON says so."""
+
+    def __init__(self, model, eps, alpha, steps, random_start=True):
+        self.model, self.eps, self.alpha, self.steps, self.random_start = model, eps, alpha, steps, random_start
+
+    def __call__(self, images, labels):
+        import torch
+        import torch.nn.functional as F
+
+        given_training = self.model.training
+        self.model.eval()
+        images = images.clone().detach()
+        adv = images.clone().detach()
+        if self.random_start:
+            adv = torch.clamp(adv + torch.empty_like(adv).uniform_(-self.eps, self.eps), 0, 1).detach()
+        for _ in range(self.steps):
+            adv.requires_grad = True
+            cost = F.cross_entropy(self.model(adv), labels)
+            grad = torch.autograd.grad(cost, adv, retain_graph=False, create_graph=False)[0]
+            adv = adv.detach() + self.alpha * grad.sign()
+            delta = torch.clamp(adv - images, min=-self.eps, max=self.eps)
+            adv = torch.clamp(images + delta, min=0, max=1).detach()
+        self.model.train(given_training)
+        return adv
+
+
+def full_fp32(torch=None) -> str:
+    """Make both libraries compute float32 matrix products in full float32 (no TF32) and return
+    the setting's name for the JSON. On recent NVIDIA GPUs both JAX and PyTorch (cuDNN) default to
+    TF32 for float32 products (about 1e-3 relative), so the flax and PyTorch copies of a model
+    would disagree by more than rounding and the two sides would not run the same arithmetic.
+    On CPU this changes nothing."""
+    jax.config.update("jax_default_matmul_precision", "highest")
+    if torch is not None:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    return "float32, full precision (TF32 off in JAX and PyTorch)"

@@ -137,36 +137,6 @@ def train_jaxdyn(model, cfg, tx, xtr, ytr, order, eps_s, alpha_s, seed, warmup):
     return train_step.variables_of(state), init, _summary(wall, cpu, warmup), compile_s, float(loss)
 
 
-class TorchPGD:
-    """The loop of ``torchattacks.PGD.forward`` (3.5.1: random start, sign step, projection, clip to
-    [0, 1], mean cross-entropy), for a host that has torch but not torchattacks (the device
-    machine). Same attributes ``eps`` / ``alpha``; used only when torchattacks is missing, and
-    then the JSON says so (``torch_attack``)."""
-
-    def __init__(self, model, eps, alpha, steps, random_start=True):
-        self.model, self.eps, self.alpha, self.steps, self.random_start = model, eps, alpha, steps, random_start
-
-    def __call__(self, images, labels):
-        import torch
-        import torch.nn.functional as F
-
-        given_training = self.model.training
-        self.model.eval()
-        images = images.clone().detach()
-        adv = images.clone().detach()
-        if self.random_start:
-            adv = torch.clamp(adv + torch.empty_like(adv).uniform_(-self.eps, self.eps), 0, 1).detach()
-        for _ in range(self.steps):
-            adv.requires_grad = True
-            cost = F.cross_entropy(self.model(adv), labels)
-            grad = torch.autograd.grad(cost, adv, retain_graph=False, create_graph=False)[0]
-            adv = adv.detach() + self.alpha * grad.sign()
-            delta = torch.clamp(adv - images, min=-self.eps, max=self.eps)
-            adv = torch.clamp(images + delta, min=0, max=1).detach()
-        self.model.train(given_training)
-        return adv
-
-
 def train_torch(tmodel, xtr_t, ytr_t, order, eps_s, alpha_s, inner, lr, seed, warmup, device, pgd_cls):
     """The same loop in PyTorch with ``pgd_cls`` (``torchattacks.PGD``); returns ``(timing, last loss)``."""
     import torch
@@ -304,7 +274,7 @@ def main(argv=None):
                 pgd_cls, torch_attack = torchattacks.PGD, "torchattacks.PGD"
                 versions["torchattacks"] = torchattacks.__version__
             except ImportError:
-                pgd_cls, torch_attack = TorchPGD, "TorchPGD (copy of torchattacks.PGD's loop; torchattacks not installed)"
+                pgd_cls, torch_attack = bc.TorchPGD, "TorchPGD (copy of torchattacks.PGD's loop; torchattacks not installed)"
                 torch_note = "torchattacks is not installed: the PyTorch side uses the script's copy of its PGD loop"
     else:
         torch_note = "PyTorch side skipped (--no-torch)"
@@ -323,6 +293,7 @@ def main(argv=None):
         if jax.default_backend() != "cpu" and device == "cpu":
             torch_note = ((torch_note + "; ") if torch_note else "") + (f"jaxdyn ran on {jax.default_backend()}, PyTorch on the CPU (no CUDA in this torch): "
                           "the ratio is not like for like")
+    precision = bc.full_fp32(torch)  # TF32 off on both sides: same arithmetic, logits comparable
     if torch_note:
         print(f"[bench] {torch_note}")
 
@@ -335,7 +306,7 @@ def main(argv=None):
     results = dict(
         benchmark=f"PGD-linf adversarial training, eps={args.eps}, batch {args.batch}: jaxdyn train step vs "
                   "PyTorch + torchattacks",
-        machine=bc.machine_info(versions), torch_device=device, torch_note=torch_note, torch_attack=torch_attack,
+        machine=bc.machine_info(versions), torch_device=device, precision=precision, torch_note=torch_note, torch_attack=torch_attack,
         config=vars(args) | dict(n_train=n_train, data=[src_tr, src_te], optimizer=fig.get("optimizer", "adam"),
                                  lr=fig["lr"], schedule=fig["schedule"], eps_warmup=fig["eps_warmup"],
                                  alpha_rule="2.5 * eps / inner_steps", seeds=seeds,

@@ -80,9 +80,14 @@ def main(argv=None):
         width = 0.125
     try:
         import torch
-        import torchattacks
     except ImportError as e:
         sys.exit(f"bench_pgd_torch needs the bench extra (pip install -e '.[bench]'): {e}")
+    try:
+        import torchattacks
+        pgd_cls, attack_name, ta_version = torchattacks.PGD, "torchattacks.PGD", torchattacks.__version__
+    except ImportError:  # the device host: torch without torchattacks; the JSON says so
+        pgd_cls, attack_name, ta_version = bc.TorchPGD, "TorchPGD (copy of torchattacks.PGD's loop)", None
+    precision = bc.full_fp32(torch)
     torch.set_num_threads(1)
     try:
         torch.set_num_interop_threads(1)
@@ -91,9 +96,9 @@ def main(argv=None):
     x, y, source = bc.load_digits(args.batch, seed=args.seed, dtype="float32")
     results = dict(
         benchmark=f"PGD-{args.steps} linf eps={args.eps} alpha={args.alpha}: jaxdyn vs torchattacks",
-        machine=bc.machine_info(dict(torch=torch.__version__, torchattacks=torchattacks.__version__,
+        machine=bc.machine_info(dict(torch=torch.__version__, torchattacks=ta_version,
                                      torch_threads=torch.get_num_threads())),
-        config=vars(args) | dict(width=width, data=source), models={})
+        config=vars(args) | dict(width=width, data=source), models={}, torch_attack=attack_name, precision=precision)
     rows = []
     for name in args.models:
         if args.weights == "trained":
@@ -128,7 +133,7 @@ def main(argv=None):
             return t, np.asarray(xa)
 
         def run_torch(random_start, eps, repeats):
-            atk = torchattacks.PGD(tmodel, eps=eps, alpha=args.alpha, steps=args.steps, random_start=random_start)
+            atk = pgd_cls(tmodel, eps=eps, alpha=args.alpha, steps=args.steps, random_start=random_start)
             torch.manual_seed(args.seed)
             t, xa = time_torch(lambda: atk(xt, yt), repeats)
             return t, xa.numpy().transpose(0, 2, 3, 1)

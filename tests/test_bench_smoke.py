@@ -149,7 +149,6 @@ def test_torch_from_torch_roundtrip_and_pgd_copy():
     from jaxdyn import models
 
     bc = _load("_bench_common")
-    mod = _load("bench_adv_training")
     for name in ("mlp3", "cnn3"):
         model = models.get_model(name, width=0.25)
         v = models.cast(models.init_variables(model, jax.random.key(5)), jnp.float32)
@@ -166,5 +165,5 @@ def test_torch_from_torch_roundtrip_and_pgd_copy():
     torchattacks = pytest.importorskip("torchattacks")
     xt, yt = bc.nchw(x), torch.tensor([1, 2, 3])
     ref = torchattacks.PGD(tm, eps=0.3, alpha=0.1, steps=3, random_start=False)(xt, yt)
-    ours = mod.TorchPGD(tm, eps=0.3, alpha=0.1, steps=3, random_start=False)(xt, yt)
+    ours = bc.TorchPGD(tm, eps=0.3, alpha=0.1, steps=3, random_start=False)(xt, yt)
     assert torch.equal(ref, ours)
