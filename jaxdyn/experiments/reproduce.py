@@ -85,7 +85,7 @@ def load_stage(stage: str, *, out: Path) -> dict:
     except (OSError, ValueError):
         return _missing(stage, f"no results in {stage_dir}")
     return {"stage": stage, "status": "ok", "error": None, "results": results, "claims": safe_claims(exp, results),
-            "cached": True, "runtime_s": run.get("runtime_s", 0.0), **outputs(stage_dir)}
+            "cached": True, "runtime_s": run.get("runtime_s", 0.0), "cpu_s": run.get("cpu_s"), **outputs(stage_dir)}
 
 
 def reproduce(*, scale: str = "quick", out: Path = Path("results/reproduce"), seed: int = 0, progress: bool = True,
@@ -137,7 +137,7 @@ def reproduce(*, scale: str = "quick", out: Path = Path("results/reproduce"), se
                                                             link=lambda stage, p: Path(p).name, report_only=report_only))
     verdicts = [dict(stage=c["stage"], id=c["id"], claim=c["claim"], verdict=c["verdict"]) for c in claims]
     return {"scale": scale, "seed": seed, "total_s": total, "report": str(out / "REPORT.md"),
-            "stages": {r["stage"]: {k: r.get(k) for k in ("status", "runtime_s", "cached", "error")} for r in records},
+            "stages": {r["stage"]: {k: r.get(k) for k in ("status", "runtime_s", "cpu_s", "cached", "error")} for r in records},
             "verdicts": verdicts}
 
 

@@ -123,7 +123,7 @@ def execute(exp: ModuleType, cfg, out, *, progress: bool = True, force: bool = F
         results = read_json(out / results_file(exp))
         rec = read_json(out / "run.json")
         record = dict(results=results, claims=safe_claims(exp, results), cached=True,
-                      runtime_s=rec.get("runtime_s", 0.0), **outputs(out))
+                      runtime_s=rec.get("runtime_s", 0.0), cpu_s=rec.get("cpu_s"), **outputs(out))
         _copy_outputs(record, figures_dir)
         return record
     if other and not (force or overwrite):
@@ -137,23 +137,23 @@ def execute(exp: ModuleType, cfg, out, *, progress: bool = True, force: bool = F
         print(f"[{exp.name}] resuming in {out}: {len(Pieces(out).done())} finished piece(s) kept")
     write_json_atomic(out / "run.json", dict(status="running", fingerprint=fp))
     write_json_atomic(out / "config.json", fp["config"])
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         body = exp.run(cfg, out, progress)
     except BaseException as e:  # the pieces stay; a rerun with the same config resumes from them
         write_json_atomic(out / "run.json", dict(status="failed", fingerprint=fp, error=f"{type(e).__name__}: {e}",
                                                  pieces=Pieces(out).done()))
         raise
-    runtime = time.perf_counter() - t0
+    runtime, cpu = time.perf_counter() - t0, time.process_time() - c0
     results = {"experiment": exp.name, "scale": cfg.scale, "seed": getattr(cfg, "seed", None),
                "config": fp["config"], **body}
     exp.plot(results, out)
     claims = safe_claims(exp, results)
     write_json_atomic(out / results_file(exp), {**results, "verdict": {c["id"]: c["verdict"] for c in claims}})
     write_json_atomic(out / "claims.json", claims)
-    write_json_atomic(out / "run.json", dict(status="ok", fingerprint=fp, runtime_s=runtime))
+    write_json_atomic(out / "run.json", dict(status="ok", fingerprint=fp, runtime_s=runtime, cpu_s=cpu))
     Pieces(out).clear()  # folded into the results
-    record = dict(results=results, claims=claims, cached=False, runtime_s=runtime, **outputs(out))
+    record = dict(results=results, claims=claims, cached=False, runtime_s=runtime, cpu_s=cpu, **outputs(out))
     _copy_outputs(record, figures_dir)
     return record
 
