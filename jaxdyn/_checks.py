@@ -38,6 +38,15 @@ def check_positive(name: str, v, *, allow_none: bool = False) -> None:
         raise ValueError(f"{name} must be finite and > 0, got {v}")
 
 
+def traced_steps(steps) -> bool:
+    """Whether ``steps`` is a JAX integer scalar (traced or not) rather than a Python int: the
+    functions that accept it run a ``while`` loop of that many steps (one compile for any ``m``)."""
+    import jax.numpy as jnp
+
+    return (hasattr(steps, "dtype") and not isinstance(steps, (np.ndarray, np.generic)) and jnp.ndim(steps) == 0
+            and jnp.issubdtype(steps.dtype, jnp.integer))
+
+
 def check_steps(steps) -> int:
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
         raise ValueError(f"steps must be a Python int (it fixes the scan length), got {steps!r}")

@@ -123,7 +123,7 @@ def _step_size(beta, alpha, steps):
         raise ValueError("give exactly one of beta (total strength, alpha = beta/steps) or alpha")
     if beta is not None:
         _checks.check_positive("beta", beta)
-        return beta / steps
+        return beta / (steps.astype(jnp.result_type(beta)) if _checks.traced_steps(steps) else steps)
     _checks.check_positive("alpha", alpha)
     return alpha
 
@@ -347,9 +347,13 @@ def logit_space_attack(
 
     Agrees with ``attack(..., gating="frozen")`` up to rounding, at ``O(C^2)`` per step instead
     of a forward and backward pass through the network. ``jacobian`` may pass a precomputed
-    ``J`` (``[C, n]``); ``loss_fn`` as in :func:`attack`. Returns an :class:`AttackResult`.
+    ``J`` (``[C, n]``); ``loss_fn`` as in :func:`attack`. ``steps`` may be a JAX integer scalar
+    (traced, without ``record``): a ``while`` loop of that many steps, one compile for every ``m``.
+    Returns an :class:`AttackResult`.
     """
-    steps = _checks.check_steps(steps)
+    if record and _checks.traced_steps(steps):
+        raise ValueError("record needs a static (Python int) steps")
+    steps = steps if _checks.traced_steps(steps) else _checks.check_steps(steps)
     _checks.check_choice("norm", norm, ("raw", "l2"))
     _checks.check_example(x, y)
     _checks.check_label(y, jax.eval_shape(f, x).shape[0] if loss_fn is loss else None)
@@ -383,9 +387,11 @@ def logit_space_attack(
     dt = z0.dtype
     init = (jnp.zeros(C, dt), jnp.zeros(C, dt), jnp.zeros((), dt), jnp.zeros((C, C), dt),
             jnp.zeros((), dt), jnp.array(-1, jnp.int32))
-    (u, coef, last_step, hsum, wsum, succ), traj = jax.lax.scan(body, init, jnp.arange(steps, dtype=jnp.int32))
+    (u, coef, last_step, hsum, wsum, succ), traj = (  # a while loop of a traced m, else a scan
+        (jax.lax.fori_loop(0, steps.astype(jnp.int32), lambda t, c: body(c, t)[0], init), None)
+        if _checks.traced_steps(steps) else jax.lax.scan(body, init, jnp.arange(steps, dtype=jnp.int32)))
     z, gz, gnorm = evaluate(u)
-    succ = jnp.where((succ < 0) & is_success(z, y), jnp.int32(steps), succ)
+    succ = jnp.where((succ < 0) & is_success(z, y), jnp.asarray(steps, jnp.int32), succ)
     hbar = _mean_hessian(hsum, wsum, hessian_z_(z0, y))
     delta = (J.T @ coef).reshape(x.shape)
     if record:

@@ -87,7 +87,7 @@ def compare(delta, hbar_z, J, g_z, beta, *, steps: int, flipped=False) -> dict:
       ``H̄_x = Jᵀ H̄_z J``, sign-free).
     """
     hat = theorem2(J, g_z, hbar_z, beta).delta
-    t1 = theorem1(J, g_z, hbar_z, beta / steps, steps).delta
+    t1 = theorem1(J, g_z, hbar_z, beta / jnp.asarray(steps, J.dtype), steps).delta
     gx = J.T @ g_z
     lam, V = structured_eigenpairs(J, hbar_z)
     v1 = V[:, 0]

@@ -110,19 +110,30 @@ def theorem2(J: jax.Array, g_z: jax.Array, hbar_z: jax.Array, beta) -> Predictio
 
 
 def theorem1(J: jax.Array, g_z: jax.Array, hbar_z: jax.Array, alpha, steps: int) -> Prediction:
-    """Theorem 1, Eq. (5), by the ``C x C`` path (``m = steps`` static, ``alpha`` traced).
+    """Theorem 1, Eq. (5), by the ``C x C`` path (``m = steps`` static, ``alpha`` traced; ``steps``
+    may also be a JAX integer scalar, traced: one compile for every ``m``, the same products).
 
     ``δ^(m) ≈ J^T Σ_{k<m} (I + α H̄_z G)^k α g_z`` and ``g ≈ J^T (I + α H̄_z G)^m g_z``: the
     residual ``ρ`` of Eq. (5) is the difference from the real m-step attack.
     """
-    steps = _checks.check_steps(steps)
+    power = _matrix_power_traced if _checks.traced_steps(steps) else jnp.linalg.matrix_power
+    steps = steps if _checks.traced_steps(steps) else _checks.check_steps(steps)
     _checks.check_positive("alpha", alpha)
     C = g_z.shape[0]
     P = jnp.eye(C, dtype=g_z.dtype) + alpha * (hbar_z @ (J @ J.T))
     top = jnp.concatenate([P, (alpha * g_z)[:, None]], axis=1)
     bottom = jnp.concatenate([jnp.zeros((1, C), P.dtype), jnp.ones((1, 1), P.dtype)], axis=1)
-    a, Pm = _corner(jnp.linalg.matrix_power(jnp.concatenate([top, bottom], axis=0), steps), C)
+    a, Pm = _corner(power(jnp.concatenate([top, bottom], axis=0), steps), C)
     return Prediction(J.T @ a, J.T @ (Pm @ g_z))
+
+
+def _matrix_power_traced(A, m):
+    """``A^m`` for a traced integer ``m`` (0 <= m < 2^31) by binary powering over its 31 bits."""
+    def body(i, c):
+        R, B = c
+        return jnp.where((m >> i) & 1, R @ B, R), B @ B
+
+    return jax.lax.fori_loop(0, 31, body, (jnp.eye(A.shape[0], dtype=A.dtype), A))[0]
 
 
 def theorem2_eig(g_x: jax.Array, hbar_x: jax.Array, beta) -> Prediction:

@@ -6,6 +6,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 import jaxdyn.testing as T
@@ -183,3 +184,27 @@ def test_calibrate_raw_alpha_hits_the_target_step():
     np.testing.assert_array_equal(s, cal["success_step"])
     s_half = succ(jnp.asarray(cal["alpha"] / 2))
     assert np.all((s_half > target) | (s_half < 0)), s_half
+
+
+def test_traced_steps_logit_space_attack_and_theorem1_match_static_steps():
+    """A traced m (one compile for any m, as Table 1's κ(m) grid uses) gives the static-m numbers:
+    the logit-space attack (δ, H̄_z, success step) and Theorem 1's C×C power; record refuses it."""
+    f, params = T.plain_mlp(0, num_classes=3)
+    x = jnp.linspace(0.0, 1.0, 36, dtype=jnp.float64).reshape(6, 6, 1)  # plain_mlp's default input shape
+    g = functools.partial(f, params)
+    J = gating.input_jacobian(g, x)
+    gz = jax.grad(lambda z: attacks.loss(z, 1))(g(x))
+
+    @jax.jit
+    def traced(m):
+        r = attacks.logit_space_attack(g, x, 1, steps=m, beta=2.0, jacobian=J)
+        return r.delta, r.hbar_z, r.success_step, theory.theorem1(J, gz, r.hbar_z, 0.01, m).delta
+
+    for m in (1, 7, 40):
+        r = attacks.logit_space_attack(g, x, 1, steps=m, beta=2.0, jacobian=J)
+        want = (r.delta, r.hbar_z, r.success_step, theory.theorem1(J, gz, r.hbar_z, 0.01, m).delta)
+        for a, b in zip(traced(jnp.int32(m)), want):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+    assert traced._cache_size() == 1
+    with pytest.raises(ValueError, match="record"):
+        attacks.logit_space_attack(g, x, 1, steps=jnp.int32(3), beta=1.0, record=True)

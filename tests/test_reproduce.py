@@ -54,6 +54,24 @@ def test_reproduce_one_stage_tiny(tmp_path, data_dir):
     assert again["stages"]["fig4"]["cached"] and again["verdicts"] == res["verdicts"]
     rep = reproduce.reproduce(scale="tiny", out=out, progress=False, report_only=True)
     assert rep["verdicts"] == res["verdicts"] and rep["stages"]["table1"]["status"] == "missing"
+    assert res["stages"]["fig4"]["cpu_s"] > 0 and rep["stages"]["fig4"]["cpu_s"] == res["stages"]["fig4"]["cpu_s"]
+    assert "| fig4 | reused |" in (out / "REPORT.md").read_text()
+
+
+def test_report_stage_times():
+    """The stage-time table: wall, CPU and training apart per stage, totals; missing stages shown."""
+    from jaxdyn.experiments import report
+
+    res = dict(rows=[dict(time_s=dict(train_or_load=60.0, experiment=5.0)),
+                     dict(nested=[dict(time_s=dict(train_or_load=30.0, compute=1.0))])])
+    assert report.train_seconds(res) == 90.0 and report.train_seconds({"rows": []}) is None
+    recs = [dict(stage="table1", status="ok", runtime_s=180.0, cpu_s=150.0, cached=False, results=res),
+            dict(stage="fig2", status="ok", runtime_s=60.0, cpu_s=None, cached=True, results={}),
+            dict(stage="fig3", status="failed", runtime_s=6.0)]
+    lines = report.stage_times(recs)
+    assert "| table1 | computed | 3.0 | 2.5 | 1.5 | 1.5 |" in lines
+    assert "| fig2 | reused | 1.0 | — | — | — |" in lines and "| fig3 | failed | 0.1 | — | — | — |" in lines
+    assert lines[-1] == "| **all** | | **4.0** | **—** | **1.5** | **2.5** |"
 
 
 @pytest.mark.slow  # default-suite time: the four figure stages end to end (test_reproduce_one_stage_tiny by default)

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 from jaxdyn.experiments import load
 from jaxdyn.experiments.claims import VERDICTS
 
-__all__ = ["render", "VERDICTS"]
+__all__ = ["render", "stage_times", "train_seconds", "VERDICTS"]
 
 
 def render(records: Sequence[dict], *, scale: str, seed: int, total_s: float,
@@ -52,6 +52,7 @@ def render(records: Sequence[dict], *, scale: str, seed: int, total_s: float,
         "| result | claim | verdict | measured (short) |",
         "|---|---|---|---|",
     ]
+    lines += ["", *stage_times(records)]
     sections = []
     for rec in records:
         stage = rec["stage"]
@@ -66,7 +67,7 @@ def render(records: Sequence[dict], *, scale: str, seed: int, total_s: float,
             lines.append(f"| {title} | {c['claim']} | **{c['verdict']}** | {_short(c['measured'])} |")
         body = [f"## {title}", "",
                 f"Stage `{stage}`: {'reused from a previous run' if rec.get('cached') else 'computed'} "
-                f"({rec.get('runtime_s', 0) / 60:.1f} min)."]
+                f"({(rec.get('runtime_s') or 0) / 60:.1f} min)."]
         for c in claims:
             body += ["", f"**{c['claim']}** — verdict: **{c['verdict']}** (`{c['id']}`)", "",
                      f"- paper: {c['paper']}", f"- protocol: {c['protocol']}", f"- measured: {c['measured']}"]
@@ -78,6 +79,58 @@ def render(records: Sequence[dict], *, scale: str, seed: int, total_s: float,
             body += ["", f"Table: [{Path(p).name}]({link(stage, p)})"]
         sections.append("\n".join(body) + "\n")
     return "\n".join(lines) + "\n\n" + "\n".join(sections)
+
+
+def train_seconds(results) -> float | None:
+    """The wall seconds a stage spent training or loading its networks: the sum of every
+    ``time_s["train_or_load"]`` in its results (each experiment records it per network); ``None``
+    when the results record none."""
+    found = []
+
+    def walk(v):
+        if isinstance(v, dict):
+            t = v.get("time_s")
+            if isinstance(t, dict) and isinstance(t.get("train_or_load"), (int, float)):
+                found.append(float(t["train_or_load"]))
+            for k, w in v.items():
+                if k != "time_s":
+                    walk(w)
+        elif isinstance(v, list):
+            for w in v:
+                walk(w)
+
+    walk(results)
+    return sum(found) if found else None
+
+
+def stage_times(records: Sequence[dict]) -> list[str]:
+    """The "Stage times" section: per stage its wall time, process CPU time (the fair clock when
+    the machine is shared) and, apart, the wall time spent training or loading networks (a
+    network is trained by the first stage that needs it; later stages load it from the cache)."""
+    m = lambda s: "—" if s is None else f"{s / 60:.1f}"  # noqa: E731
+    out = ["## Stage times", "",
+           "Minutes per stage, as measured by the run that made its results (`reused`: an earlier run). "
+           "Training: the wall time spent training (or loading from the model cache) the stage's networks; "
+           "a network is trained by the first stage that needs it.", "",
+           "| stage | run | wall | CPU | training (wall) | rest (wall) |", "|---|---|---|---|---|---|"]
+    tot = dict(wall=0.0, cpu=0.0, train=0.0)
+    cpu_known = True
+    for rec in records:
+        wall, cpu = rec.get("runtime_s"), rec.get("cpu_s")
+        if rec["status"] != "ok":
+            out.append(f"| {rec['stage']} | {rec['status']} | {m(wall)} | — | — | — |")
+            continue
+        tr = train_seconds(rec.get("results") or {})
+        rest = None if wall is None or tr is None else max(wall - tr, 0.0)
+        out.append(f"| {rec['stage']} | {'reused' if rec.get('cached') else 'computed'} | {m(wall)} | {m(cpu)} | "
+                   f"{m(tr)} | {m(rest)} |")
+        tot["wall"] += wall or 0.0
+        tot["train"] += tr or 0.0
+        cpu_known = cpu_known and cpu is not None
+        tot["cpu"] += cpu or 0.0
+    out.append(f"| **all** | | **{m(tot['wall'])}** | **{m(tot['cpu']) if cpu_known else '—'}** | "
+               f"**{m(tot['train'])}** | **{m(max(tot['wall'] - tot['train'], 0.0))}** |")
+    return out
 
 
 def _short(s: str, n: int = 160) -> str:

@@ -129,7 +129,10 @@ def make_network_attack_fn(model, steps: int):
 def make_logit_space_fn(steps: int, with_delta: bool = False):
     """Jitted ``(J, z, g_z, y, beta) -> per-digit numbers`` of the exact A2 attack in logit space
     (:func:`jaxdyn.regimes.frozen_example`): no pass through the network, so ``m`` can reach 10⁵
-    cheaply."""
+    cheaply. ``steps=None``: ``m`` is a last argument, a JAX integer (traced: one compile for any ``m``)."""
+    if steps is None:
+        return jax.jit(jax.vmap(lambda J, z, gz, y, b, m: R.frozen_example(J, z, gz, y, b, steps=m, with_delta=with_delta),
+                                in_axes=(0, 0, 0, 0, None, None)))
     return jax.jit(jax.vmap(lambda J, z, gz, y, b: R.frozen_example(J, z, gz, y, b, steps=steps, with_delta=with_delta),
                             in_axes=(0, 0, 0, 0, None)))
 
@@ -182,9 +185,9 @@ def table1_model(model_name: str, cfg: Config, *, progress: bool) -> dict:
     at_beta = next(r for r in regimes if r["beta"] == float(beta))
 
     # κ(m) at the documented β
-    conv = []
+    conv, grid_fn = [], make_logit_space_fn(None)  # m traced: one compile for the whole grid
     for m in cfg.m_grid:
-        s = paper_protocol(make_logit_space_fn(m)(J, z, gz, yj, b64(beta)), beta)
+        s = paper_protocol(grid_fn(J, z, gz, yj, b64(beta), jnp.asarray(m, jnp.int32)), beta)
         conv.append(dict(steps=int(m), kappa=s["kappa"], kappa_theorem1=s["kappa_theorem1"]))
     return dict(
         model=model_name, beta=beta, steps=steps, n_samples=int(len(x)), dtype="float64",
