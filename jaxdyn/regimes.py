@@ -34,6 +34,10 @@ The theory beats its baseline where ``kappa`` is well below ``kappa_first_order`
 the examples flip and up until at least ``flip_range[1]`` do, so the sweep spans the paper's
 small-β regime and the strengths at which an attack actually attacks.
 
+With ``ode``, each row also carries the gradient flow ``dδ/dt = g_{x+δ}`` (:mod:`jaxdyn.flow`,
+the ``m → ∞`` limit of the attack) as the reference: ``kappa_ode`` (δ̂ against it),
+``euler_gap`` (the ``m``-step attack against it); :func:`convergence` gives κ(m) against it.
+
 Costs: the frozen attack runs in logit space (:func:`jaxdyn.attacks.logit_space_attack`, one
 Jacobian per example, then ``O(C²)`` per step) and the theory on the ``C x C`` path; the free
 attack makes ``m`` forward and backward passes through ``f`` per example and β. Every function is
@@ -226,18 +230,14 @@ def _compiled(f: Callable, steps: int, chunk: int | None, gating: Sequence[str],
 
     def frozen(x, y, J, z, gz, beta):
         out = frozen_example(J, z, gz, y, beta, steps=steps, with_delta="frozen" in ode)
-        if "frozen" in ode:
-            out.update(ode_frozen_example(J, z, gz, y, beta, out.pop("delta"), **tol))
-        return out
+        return dict(out, **ode_frozen_example(J, z, gz, y, beta, out.pop("delta"), **tol)) if "frozen" in ode else out
 
     def free(x, y, J, z, gz, beta):
         return free_example(f, x, y, J, gz, beta, steps=steps, with_delta="free" in ode)
 
-    def ode_free(x, y, J, gz, dm, beta):
-        return ode_free_example(f, x, y, J, gz, beta, dm, **tol)
-
     fns = {g: batched(dict(frozen=frozen, free=free)[g]) for g in gating}
-    return prep, fns, batched(ode_free) if "free" in ode else None
+    ode_free = batched(lambda x, y, J, gz, dm, beta: ode_free_example(f, x, y, J, gz, beta, dm, **tol))
+    return prep, fns, ode_free if "free" in ode else None
 
 
 def sweep(f: Callable[[jax.Array], jax.Array], xs, ys, *, betas: Sequence[float], steps: int,
@@ -344,14 +344,16 @@ def sweep(f: Callable[[jax.Array], jax.Array], xs, ys, *, betas: Sequence[float]
 
 
 def convergence(f: Callable, xs, ys, *, beta: float, m_grid: Sequence[int], gating: str = "frozen",
-                chunk: int | None = None, ode_tol: dict | None = None) -> dict:
+                chunk: int | None = None, ode_tol: dict | None = None, summary_steps: int | None = None) -> dict:
     """κ(m): how the ``m``-step raw attack approaches the gradient flow (its ``m → ∞`` limit) at one β.
 
-    For each ``m`` of ``m_grid``: ``euler_gap`` = Σ‖δ*_m − δ_ode‖ / Σ‖δ_ode‖ (Euler's global
-    error, ``O(1/m)``) and ``kappa`` = Σ‖δ*_m − δ̂‖ / Σ‖δ*_m‖ (Theorem 2 with that attack's ``H̄_z``),
-    over the examples whose flow was solved; ``kappa`` tends to the flow's ``kappa_ode`` (returned
-    beside). ``gating``: ``"frozen"`` (logit space, cheap) or ``"free"`` (through ``f``; ``m``
-    passes per example and ``m``, one compile per ``m``). Other arguments as :func:`sweep`.
+    Solves the flow once, then for each ``m`` of ``m_grid``: ``euler_gap`` = Σ‖δ*_m − δ_ode‖ /
+    Σ‖δ_ode‖ (Euler's global error, ``O(1/m)``) and ``kappa`` = Σ‖δ*_m − δ̂‖ / Σ‖δ*_m‖ (Theorem 2
+    with that attack's ``H̄_z``), over the examples whose flow was solved; ``kappa`` tends to the
+    flow's ``kappa_ode`` (returned beside). ``gating``: ``"frozen"`` (logit space, cheap) or ``"free"``
+    (through ``f``: ``m`` passes per example and ``m``). ``summary_steps``: also return ``summary``, a
+    row's ODE fields (:func:`summarize_ode`) against that attack — what :func:`sweep` adds with
+    ``ode``, without solving the flow twice. Other arguments as :func:`sweep`.
     """
     if gating not in GATINGS:
         raise ValueError(f"gating must be one of {GATINGS}, got {gating!r}")
@@ -369,26 +371,29 @@ def convergence(f: Callable, xs, ys, *, beta: float, m_grid: Sequence[int], gati
             return _flow.logit_space_flow(lambda _: z, zero, y, beta=b, jacobian=J, **tol)
         return _flow.gradient_flow(f, x, y, beta=b, gating="free", **tol)
 
-    sol = jax.device_get(mapped(flow_one)(xs, ys, J, z))
-    ok = np.asarray(sol.status) == _flow.OK
-    d_ode = np.where(ok[:, None], np.asarray(sol.delta).reshape(len(ok), -1), 0.0)
-    hz = np.where(ok[:, None, None], np.asarray(sol.hbar_z), 0.0)
-    hat_ode = np.asarray(jax.vmap(lambda J, g, h: theorem2(J, g, h, b).delta)(J, gz, jnp.asarray(hz)))
-    n_ode = np.linalg.norm(d_ode, axis=1)[ok].sum()
-    out = dict(beta=float(beta), gating=gating, ode_solved=int(ok.sum()), n_examples=int(len(ok)),
-               kappa_ode=float(np.linalg.norm(d_ode - hat_ode, axis=1)[ok].sum() / n_ode) if n_ode > 0 else None,
-               ode_rtol=tol["rtol"], ode_atol=tol["atol"], rows=[])
-    for m in m_grid:
-        def one(x, y, J, z, gz, m=int(m)):
+    sol = mapped(flow_one)(xs, ys, J, z)
+    cmp = jax.jit(jax.vmap(lambda s, d, J, g: ode_compare(s, d, J, g, b)))
+    out = dict(beta=float(beta), gating=gating, n_examples=int(len(ys)), ode_rtol=tol["rtol"], ode_atol=tol["atol"],
+               ode_max_steps=tol["max_steps"], rows=[])
+    grid = [int(m) for m in m_grid]
+    for m in grid + ([int(summary_steps)] if summary_steps is not None and summary_steps not in grid else []):
+        def one(x, y, J, z, gz, m=m):
             if gating == "frozen":
                 r = logit_space_attack(lambda _: z, zero, y, steps=m, beta=b, jacobian=J)
             else:
                 r = attack(f, x, y, steps=m, beta=b, norm="raw", gating="free")
             return r.delta.ravel(), theorem2(J, gz, r.hbar_z, b).delta
 
-        d, hat = (np.asarray(a) for a in jax.device_get(mapped(one)(xs, ys, J, z, gz)))
-        den = np.linalg.norm(d, axis=1)[ok].sum()
-        gap = np.linalg.norm(d - d_ode, axis=1)[ok].sum() / n_ode if n_ode > 0 else float("nan")
-        kap = np.linalg.norm(d - hat, axis=1)[ok].sum() / den if den > 0 else float("nan")
-        out["rows"].append(dict(steps=int(m), euler_gap=_clean(float(gap)), kappa=_clean(float(kap))))
+        d, hat = mapped(one)(xs, ys, J, z, gz)
+        p = jax.device_get(cmp(sol, d, J, gz))
+        ok = np.asarray(p["ode_ok"]) > 0
+        d, hat = np.asarray(d)[ok], np.asarray(hat)[ok]
+        den = np.linalg.norm(d, axis=1).sum()
+        kap = float(np.linalg.norm(d - hat, axis=1).sum() / den) if den > 0 else float("nan")
+        s = summarize_ode(p)
+        out.update(kappa_ode=_clean(s["kappa_ode"]), ode_solved=s["ode_solved"], ode_steps=_clean(s["ode_steps"]))
+        if m in grid:
+            out["rows"].append(dict(steps=m, euler_gap=_clean(s["euler_gap"]), kappa=_clean(kap)))
+        if m == summary_steps:
+            out["summary"] = {k: _clean(v) for k, v in summarize_ode(p, "_free" if gating == "free" else "").items()}
     return out

@@ -71,8 +71,9 @@ class Config(C.TableAttackConfig):
     max_betas: int = _help("cap on the regime grid's size per network (reported if hit)")
     flip_target: float = _help("the attack regime's headline: the β whose flip fraction is nearest this")
     verdict_factor: float = _help("F: the attack-regime claims hold where κ < first-order κ / F")
-    ode_m_grid: tuple[int, ...] = _help("κ(m) against the gradient flow (ODE) at the attack-regime β, frozen and free")
+    ode_m_grid: tuple[int, ...] = _help("κ(m) against the gradient flow (ODE) at the attack-regime β (free: m <= steps)")
     ode_rtol: float = _help("relative tolerance of the ODE reference (Dormand–Prince 5(4), jaxdyn.flow)")
+    ode_max_steps: int = _help("the ODE solver's cap on attempted steps per digit (then it is reported unsolved)")
     ode_free: str = _help("where the free-gating ODE runs: 'attack' (the free attack-regime β), 'all' or 'none'")
     c3_margin: float = _help("C.3's rule: the winning cosine must lead by at least this")
 
@@ -83,14 +84,15 @@ _REGIME = dict(flip_range=(0.05, 0.5), regime_factor=3.0, flip_target=0.5, verdi
 #: of the regime grid (``beta`` is added to it).
 SCALES = {
     "tiny": dict(models=("mlp3", "cnn3"), n_samples=4, steps=20, beta=1e-3, betas=(1e-3, 1e-1, 1.0), m_grid=(10, 40),
-                 ode_m_grid=(10, 20), chunk=4, max_betas=6, seed=0, **_REGIME, **C.TABLE_TRAIN["tiny"]),
+                 ode_m_grid=(10, 20), ode_max_steps=300, chunk=4, max_betas=6, seed=0, **_REGIME, **C.TABLE_TRAIN["tiny"]),
     "quick": dict(models=MODELS, n_samples=16, steps=200, beta=1e-3, betas=(1e-3, 0.1, 1.0, 3.0),
                   m_grid=(25, 50, 100, 200, 400, 1600, 6400, 25600, 102400),
-                  ode_m_grid=(10, 30, 100, 300, 1000), chunk=16, max_betas=12, seed=0,
+                  ode_m_grid=(10, 30, 100, 300, 1000), ode_max_steps=1000, chunk=16, max_betas=12, seed=0,
                   **_REGIME, **C.TABLE_TRAIN["quick"]),
     "full": dict(models=MODELS, n_samples=1000, steps=1000, beta=1e-3, betas=(1e-4, 1e-3, 1e-2, 0.1, 0.3, 1.0, 3.0),
                  m_grid=(100, 1000, 10000, 100000, 1000000),
-                 ode_m_grid=(10, 30, 100, 300, 1000, 3000), chunk=250, max_betas=16, seed=0, **_REGIME,
+                 ode_m_grid=(10, 30, 100, 300, 1000, 3000), ode_max_steps=4096,
+                 chunk=250, max_betas=16, seed=0, **_REGIME,
                  **C.TABLE_TRAIN["full"]),
 }
 
@@ -100,7 +102,7 @@ def config(scale: str = "quick", **overrides) -> Config:
     cfg = C.make_config(Config, SCALES, scale, overrides)
     C.check_table_models(cfg.models, scale, what="Table 1")
     C.check_fields(cfg, positive=("beta", "betas", "verdict_factor", "ode_rtol"),
-                   counts=("n_samples", "steps", "m_grid", "ode_m_grid", "chunk", "max_betas"))
+                   counts=("n_samples", "steps", "m_grid", "ode_m_grid", "chunk", "max_betas", "ode_max_steps"))
     if cfg.ode_free not in ("attack", "all", "none") or not 0 <= cfg.c3_margin < 1:
         raise ValueError(f"ode_free must be 'attack', 'all' or 'none' and 0 <= c3_margin < 1, got {cfg.ode_free!r}, "
                          f"{cfg.c3_margin}")
@@ -185,21 +187,23 @@ def table1_model(model_name: str, cfg: Config, *, progress: bool) -> dict:
     agreement = float(np.max(np.linalg.norm(lsa["delta"] - head["delta"], axis=1) / head["norm"]))
 
     # the regimes: frozen (logit space) and free (through the network), β from the paper's to flips;
-    # the ODE reference: frozen at every β (logit space, cheap), free at the free attack regime's β
+    # the ODE reference: frozen at every β (logit space, cheap); free at the free attack regime's β,
+    # solved once by the κ(m) study there (its summary joins that row), or at every β ("all")
     f = logits_fn(model, variables)
-    head_beta = lambda rows, sfx: [p["beta"]] if (p := C.regime_point(  # noqa: E731
-        rows, flip_key="flip_fraction" + sfx, target=cfg.flip_target)) else []
-    tol = dict(rtol=cfg.ode_rtol)
+    tol = dict(rtol=cfg.ode_rtol, max_steps=cfg.ode_max_steps)
     regimes = R.sweep(f, x, y, betas=sorted(set(cfg.betas) | {beta}), steps=steps,
                       chunk=chunk, flip_range=tuple(cfg.flip_range), factor=cfg.regime_factor,
-                      max_betas=cfg.max_betas, ode=("frozen",) if cfg.ode_free == "none" else ("frozen", "free"),
-                      ode_free_betas=None if cfg.ode_free == "all" else lambda rows: head_beta(rows, "_free"),
+                      max_betas=cfg.max_betas, ode=("frozen", "free") if cfg.ode_free == "all" else ("frozen",),
                       ode_tol=tol)
     at_beta = next(r for r in regimes if r["beta"] == float(beta))
-    t_conv = time.perf_counter()
-    conv_ode = {g: R.convergence(f, x, y, beta=b, m_grid=cfg.ode_m_grid, gating=g, chunk=chunk, ode_tol=tol)
-                for g, sfx in (("frozen", ""), ("free", "_free")) if g == "frozen" or cfg.ode_free != "none"
-                for b in head_beta(regimes, sfx)}
+    t_conv, conv_ode = time.perf_counter(), {}
+    for g, sfx in (("frozen", ""), ("free", "_free")):
+        p = C.regime_point(regimes, flip_key="flip_fraction" + sfx, target=cfg.flip_target)
+        if p is not None and (g == "frozen" or cfg.ode_free != "none"):
+            grid = cfg.ode_m_grid if g == "frozen" else [m for m in cfg.ode_m_grid if m <= steps] or [steps]
+            conv_ode[g] = R.convergence(f, x, y, beta=p["beta"], m_grid=grid, gating=g, chunk=chunk,
+                                        ode_tol=tol, summary_steps=steps if g == "free" else None)
+            p.update(conv_ode[g].pop("summary", {}) if cfg.ode_free == "attack" else {})
     t_conv = time.perf_counter() - t_conv
 
     # κ(m) at the documented β
