@@ -287,7 +287,8 @@ def regime_claims(results: dict) -> list[dict]:
         sfx = "" if gating == "frozen" else "_free"
         pairs = attack_regime_pairs(rows, gating=gating, target=target, factor=F)
         pt = lambda p, key: fmt(None if p is None else p.get(key))  # noqa: E731
-        ref = lambda k: "vs ODE" if k.startswith("kappa_ode") else "vs m-step"  # noqa: E731
+        ref = lambda p, k: (f"vs ODE, {p.get('ode_solved' + sfx)}/{p.get('n_examples')} digits solved"  # noqa: E731
+                            if k.startswith("kappa_ode") else "vs m-step")
         where = "; ".join(f"{m} β={pt(p, 'beta')} (flips {pt(p, 'flip_fraction' + sfx)}, βλ₁ "
                           f"{pt(p, 'beta_lambda_max' + sfx)}, ‖δ*‖₂ {pt(p, 'delta_l2' + sfx)})" for m, p, *_ in pairs)
         capped = [r["model"] for r in rows if not (r.get("regime_range") or {}).get("reached", False)]
@@ -303,7 +304,7 @@ def regime_claims(results: dict) -> list[dict]:
                       f"{results.get('n_samples')} fixed test digits (flip fraction over the correctly classified, "
                       f"m-step attack), at the β nearest flip fraction {fmt(target)}: {where}; networks (test acc.): "
                       f"{_acc(rows)}" + (f"; grid cap hit before flip ≥ {fmt(hi)}: {', '.join(capped)}" if capped else "")),
-            measured="κ: " + ", ".join(f"{m} {pt(p, k)} ({ref(k)})" for m, p, _, k in pairs)
+            measured="κ: " + ", ".join(f"{m} {pt(p, k)} ({ref(p, k)})" for m, p, _, k in pairs)
                      + f"; κ < first-order κ / {fmt(F)} for {sum(ok for _, _, ok, _ in pairs)}/{len(pairs)} networks",
             baselines="first-order κ (δ = β g_x): " + ", ".join(
                 f"{m} {pt(p, k + '_first_order')}" for m, p, _, k in pairs),
