@@ -123,6 +123,7 @@ def test_bad_arguments():
         sweep(f, xs, ys, betas=(1.0,), steps=0)
 
 
+@pytest.mark.slow  # default-suite time: the ODE path runs by default in test_table1_command_tiny
 def test_ode_reference_fields_match_direct_computation():
     from jaxdyn import flow
     from jaxdyn.regimes import ODE_FIELDS, convergence
