@@ -19,11 +19,19 @@ the median ``βλ₁(H̄_x)``, ``flip_fraction``, median ``‖δ*‖₂``/``‖�
 order, the same with free gating, and conclusion C.3's cosines. The frozen attack runs in logit
 space (exact A2), the free one through the network; β is traced (one compile per network).
 
-Two protocols, two sets of claims (:func:`claims`):
+The ODE reference (:mod:`jaxdyn.flow`): the gradient flow ``dδ/dt = g_{x+δ}`` to ``t = β``, the
+``m → ∞`` limit of the attack, solved adaptively; frozen at every β (logit space), free once, at
+the free attack regime's β (``ode_max_steps`` bounds it: flows sliding along a ReLU kink are
+reported unsolved). Per row ``kappa_ode``, ``kappa_ode_free``, first order against it and
+``euler_gap``; ``kappa_vs_m_ode`` the m-step attack's convergence to it (``ode_m_grid``).
+
+Claims (:func:`claims`):
 
 * **attack regime** (the headline): at the β whose flip fraction is nearest ``flip_target``
   (0.5), frozen and free apart, Theorem 2 must beat the first-order baseline by the factor
-  ``verdict_factor`` (κ < first-order κ / F);
+  ``verdict_factor`` (κ < first-order κ / F), both against the ODE reference where solved;
+* **C.3** (:func:`c3_claims`): cos(δ*, g_x) leads |cos(δ*, v₁)| by ``c3_margin`` at the smallest β
+  and trails it by as much at the largest;
 * **paper protocol**: κ at the documented small β (``beta``, 1e-3) with the A2 attack through
   the network, against the paper's range — kept because it is what the paper did; at this β no
   digit flips and κ is mostly the Euler gap, so it cannot tell a good theory from a bad one.
