@@ -102,6 +102,10 @@ def test_verdict_can_fail_attack_regime_against_the_ode():
     ode.update(kappa_ode=0.01, kappa_ode_free=0.01)
     regimes = [_regime(1e-3, 0.0, 1e-6, 1e-3), dict(_regime(3.0, 0.5, 0.84, 0.92), **ode)]
     assert _verdicts([_net("mlp3", regimes)])["table1.attack_regime_frozen"] == "holds"
+    # a flow solved on a subset of the digits (the easy ones) does not decide: the m-step rows do
+    regimes[1].update(ode_solved_free=2)
+    v = _verdicts([_net("mlp3", regimes)])
+    assert v["table1.attack_regime_free"] == "does not hold" and v["table1.attack_regime_frozen"] == "holds"
 
 
 def _c3(beta, gx, v1, *, free=None):
