@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 _API: dict[str, str] = {
     **dict.fromkeys(("AttackResult", "attack", "logit_space_attack", "pgd"), "jaxdyn.attacks"),
     **dict.fromkeys(("binary_task", "load_mnist", "subset"), "jaxdyn.data"),
+    **dict.fromkeys(("FlowResult", "dopri5", "gradient_flow", "logit_space_flow"), "jaxdyn.flow"),
     **dict.fromkeys(("flip_fraction", "freeze", "input_jacobian"), "jaxdyn.gating"),
     **dict.fromkeys(("hbar_x_dense", "hvp", "input_hessian", "input_hessian_structured", "top_eigenpairs"),
                     "jaxdyn.hessian"),

@@ -34,6 +34,10 @@ The theory beats its baseline where ``kappa`` is well below ``kappa_first_order`
 the examples flip and up until at least ``flip_range[1]`` do, so the sweep spans the paper's
 small-β regime and the strengths at which an attack actually attacks.
 
+With ``ode``, each row also carries the gradient flow ``dδ/dt = g_{x+δ}`` (:mod:`jaxdyn.flow`,
+the ``m → ∞`` limit of the attack) as the reference: ``kappa_ode`` (δ̂ against it),
+``euler_gap`` (the ``m``-step attack against it); :func:`convergence` gives κ(m) against it.
+
 Costs: the frozen attack runs in logit space (:func:`jaxdyn.attacks.logit_space_attack`, one
 Jacobian per example, then ``O(C²)`` per step) and the theory on the ``C x C`` path; the free
 attack makes ``m`` forward and backward passes through ``f`` per example and β. Every function is
@@ -49,12 +53,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdyn import flow as _flow
 from jaxdyn.attacks import attack, logit_space_attack
 from jaxdyn.gating import GATINGS
 from jaxdyn.losses import is_success
 from jaxdyn.theory import prepare, structured_eigenpairs, theorem1, theorem2
 
-__all__ = ["sweep", "compare", "frozen_example", "free_example", "summarize", "ROW_FIELDS", "FREE_FIELDS", "C3_FIELDS"]
+__all__ = ["sweep", "compare", "frozen_example", "free_example", "summarize", "ode_compare", "ode_frozen_example",
+           "ode_free_example", "summarize_ode", "convergence", "ROW_FIELDS", "FREE_FIELDS", "C3_FIELDS", "ODE_FIELDS"]
 
 #: the fields of a row with frozen gating (A2); ``beta`` and these, always
 ROW_FIELDS = ("beta", "beta_lambda_max", "flip_fraction", "delta_l2", "delta_linf", "kappa", "kappa_theorem1",
@@ -65,6 +71,13 @@ C3_FIELDS = ("cos_delta_gx", "cos_delta_v1", "cos_hat_gx", "cos_hat_v1")
 #: and the ``_free`` version of every other per-attack field
 FREE_FIELDS = ("kappa_free", "kappa_free_first_order", "kappa_theorem1_free", "beta_lambda_max_free",
                "flip_fraction_free", "delta_l2_free", "delta_linf_free") + tuple(f + "_free" for f in C3_FIELDS)
+
+#: the ODE-reference fields of a row (frozen; ``kappa_ode_free``, ``kappa_ode_free_first_order`` and
+#: ``<field>_free`` for the rest with free gating), see :func:`summarize_ode`
+ODE_FIELDS = ("kappa_ode", "kappa_ode_first_order", "euler_gap", "cos_ode_gx", "cos_ode_v1", "ode_solved",
+              "ode_steps", "ode_rejected")
+#: the solver's default tolerances for the ODE reference (float64; δ's scale is set by rtol)
+ODE_TOL = dict(rtol=1e-6, atol=1e-9, max_steps=4096)
 
 
 def _cos(a, b):
@@ -99,6 +112,40 @@ def compare(delta, hbar_z, J, g_z, beta, *, steps: int, flipped=False) -> dict:
     )
 
 
+def ode_compare(sol, delta_m, J, g_z, beta) -> dict:
+    """One example's gradient-flow solution ``sol`` (:class:`jaxdyn.flow.FlowResult`, δ flattened
+    or not) against Theorem 2 with the flow's own ``H̄_z``, the first-order ``β g_x`` and the
+    ``m``-step attack's ``delta_m`` (``[n]``). Returns scalars: ``ode_ok`` (solved), ``ode_norm``
+    ``‖δ_ode‖``, ``ode_err_hat``/``ode_err_fo``/``ode_err_m`` (``‖δ_ode − ·‖`` for δ̂, ``β g_x``,
+    δ*_m), C.3's ``cos(δ_ode, g_x)`` and ``|cos(δ_ode, v₁)|`` (``v₁`` of ``Jᵀ H̄_z J``, the flow's
+    ``H̄_z``), ``ode_accepted``, ``ode_rejected``."""
+    ok = sol.status == _flow.OK
+    d = jnp.where(ok, sol.delta.ravel(), 0.0)
+    hz = jnp.where(ok, sol.hbar_z, jnp.zeros_like(sol.hbar_z))
+    hat = theorem2(J, g_z, hz, beta).delta
+    gx = J.T @ g_z
+    _, V = structured_eigenpairs(J, hz)
+    return dict(ode_ok=ok, ode_norm=jnp.linalg.norm(d), ode_err_hat=jnp.linalg.norm(d - hat),
+                ode_err_fo=jnp.linalg.norm(d - beta * gx), ode_err_m=jnp.linalg.norm(d - delta_m),
+                cos_ode_gx=_cos(d, gx), cos_ode_v1=jnp.abs(_cos(d, V[:, 0])), ode_accepted=sol.accepted,
+                ode_rejected=sol.rejected)
+
+
+def ode_frozen_example(J, z, g_z, y, beta, delta_m, **tol) -> dict:
+    """:func:`ode_compare` for the A2 gradient flow of one example, solved in logit space
+    (:func:`jaxdyn.flow.logit_space_flow`) from its clean ``J``, ``z``; ``tol``: the solver's
+    ``rtol``, ``atol``, ``max_steps``."""
+    sol = _flow.logit_space_flow(lambda _: z, jnp.zeros(J.shape[1], J.dtype), y, beta=beta, jacobian=J, **tol)
+    return ode_compare(sol, delta_m, J, g_z, beta)
+
+
+def ode_free_example(f: Callable, x, y, J, g_z, beta, delta_m, **tol) -> dict:
+    """:func:`ode_compare` for the gradient flow on the real network ``f`` (free gating,
+    :func:`jaxdyn.flow.gradient_flow`) of one example ``x``."""
+    sol = _flow.gradient_flow(f, x, y, beta=beta, gating="free", **tol)
+    return ode_compare(sol, delta_m, J, g_z, beta)
+
+
 def frozen_example(J, z, g_z, y, beta, *, steps: int, with_delta: bool = False) -> dict:
     """:func:`compare` for the exact A2 raw attack of one example, run in logit space from its
     clean ``J`` (``[C, n]``), logits ``z`` and ``g_z`` (:func:`jaxdyn.theory.prepare`); flipped:
@@ -109,12 +156,14 @@ def frozen_example(J, z, g_z, y, beta, *, steps: int, with_delta: bool = False) 
     return dict(out, delta=res.delta) if with_delta else out
 
 
-def free_example(f: Callable, x, y, J, g_z, beta, *, steps: int) -> dict:
+def free_example(f: Callable, x, y, J, g_z, beta, *, steps: int, with_delta: bool = False) -> dict:
     """:func:`compare` for the raw attack on the real network ``f`` (free gating,
     :func:`jaxdyn.attacks.attack`) of one example ``x``; δ̂ from ``J``, ``g_z`` at ``x`` and the
-    attack's own ``H̄_z``; flipped: ``f`` misclassifies ``x + δ*``."""
+    attack's own ``H̄_z``; flipped: ``f`` misclassifies ``x + δ*``. ``with_delta``: also ``delta``."""
     res = attack(f, x, y, steps=steps, beta=beta, norm="raw", gating="free")
-    return compare(res.delta.ravel(), res.hbar_z, J, g_z, beta, steps=steps, flipped=is_success(f(x + res.delta), y))
+    d = res.delta.ravel()
+    out = compare(d, res.hbar_z, J, g_z, beta, steps=steps, flipped=is_success(f(x + res.delta), y))
+    return dict(out, delta=d) if with_delta else out
 
 
 def _median(a) -> float:
@@ -143,13 +192,32 @@ def summarize(p: dict, correct, suffix: str = "") -> dict:
     return {**kap, **{k + suffix: v for k, v in out.items()}}
 
 
+def summarize_ode(p: dict, suffix: str = "") -> dict:
+    """The ODE-reference fields of one gating (:data:`ODE_FIELDS`) from per-example numbers of
+    :func:`ode_compare`, over the examples whose flow was solved (``ode_solved`` of them; the
+    others hit ``max_steps`` or failed, and count nowhere): ``kappa_ode`` = Σ‖δ_ode − δ̂‖ /
+    Σ‖δ_ode‖ (δ̂ with the flow's ``H̄_z``), ``kappa_ode_first_order`` (``β g_x``), ``euler_gap`` =
+    Σ‖δ*_m − δ_ode‖ / Σ‖δ_ode‖, medians of the C.3 cosines and of the solver's step counts. With
+    ``suffix="_free"``: ``kappa_ode_free``, ``kappa_ode_free_first_order``, ``<field>_free``."""
+    p = {k: np.asarray(v, np.float64) for k, v in p.items()}
+    ok = p["ode_ok"] > 0
+    den = float(np.sum(p["ode_norm"][ok]))
+    ratio = lambda e: float(np.sum(p[e][ok]) / den) if den > 0 else float("nan")  # noqa: E731
+    k = "kappa_ode" + suffix
+    return {k: ratio("ode_err_hat"), k + "_first_order": ratio("ode_err_fo"), "euler_gap" + suffix: ratio("ode_err_m"),
+            "cos_ode_gx" + suffix: _median(p["cos_ode_gx"][ok]), "cos_ode_v1" + suffix: _median(p["cos_ode_v1"][ok]),
+            "ode_solved" + suffix: int(ok.sum()), "ode_steps" + suffix: _median(p["ode_accepted"][ok]),
+            "ode_rejected" + suffix: _median(p["ode_rejected"][ok])}
+
+
 def _clean(v):
     return v if not isinstance(v, float) or math.isfinite(v) else None
 
 
-def _compiled(f: Callable, steps: int, chunk: int | None, gating: Sequence[str]):
-    """The jitted functions of a sweep: ``prep(xs, ys)`` and, per gating, ``fn(xs, ys, J, z, gz, beta)
-    -> per-example numbers`` (β traced; ``lax.map`` in chunks of ``chunk`` examples)."""
+def _compiled(f: Callable, steps: int, chunk: int | None, gating: Sequence[str], ode: Sequence[str], tol: dict):
+    """The jitted functions of a sweep: ``prep(xs, ys)``, per gating ``fn(xs, ys, J, z, gz, beta)
+    -> per-example numbers`` (with the frozen ODE reference, and the free attack's δ*, when asked)
+    and ``ode_free(xs, ys, J, gz, delta_m, beta)`` (β traced; ``lax.map`` in chunks of ``chunk``)."""
 
     def batched(one):
         def run(*args):
@@ -161,17 +229,22 @@ def _compiled(f: Callable, steps: int, chunk: int | None, gating: Sequence[str])
     prep = batched(lambda x, y, _: prepare(f, x, y))
 
     def frozen(x, y, J, z, gz, beta):
-        return frozen_example(J, z, gz, y, beta, steps=steps)
+        out = frozen_example(J, z, gz, y, beta, steps=steps, with_delta="frozen" in ode)
+        return dict(out, **ode_frozen_example(J, z, gz, y, beta, out.pop("delta"), **tol)) if "frozen" in ode else out
 
     def free(x, y, J, z, gz, beta):
-        return free_example(f, x, y, J, gz, beta, steps=steps)
+        return free_example(f, x, y, J, gz, beta, steps=steps, with_delta="free" in ode)
 
-    return prep, {g: batched(dict(frozen=frozen, free=free)[g]) for g in gating}
+    fns = {g: batched(dict(frozen=frozen, free=free)[g]) for g in gating}
+    ode_free = batched(lambda x, y, J, gz, dm, beta: ode_free_example(f, x, y, J, gz, beta, dm, **tol))
+    return prep, fns, ode_free if "free" in ode else None
 
 
 def sweep(f: Callable[[jax.Array], jax.Array], xs, ys, *, betas: Sequence[float], steps: int,
           gating: Sequence[str] = ("frozen", "free"), chunk: int | None = None,
-          flip_range: tuple[float, float] | None = None, factor: float = 3.0, max_betas: int = 16) -> list[dict]:
+          flip_range: tuple[float, float] | None = None, factor: float = 3.0, max_betas: int = 16,
+          ode: Sequence[str] | None = None, ode_free_betas: Callable[[list], Sequence[float]] | None = None,
+          ode_tol: dict | None = None) -> list[dict]:
     """The theory against the real attack over a grid of strengths β (see the module docstring).
 
     Args:
@@ -188,6 +261,13 @@ def sweep(f: Callable[[jax.Array], jax.Array], xs, ys, *, betas: Sequence[float]
         gating's flip fraction is ≤ ``lo``, above its largest until every one is ≥ ``hi``, with
         at most ``max_betas`` rows in all (whether the range was reached can be read from the
         first and last rows).
+      ode: the gatings whose gradient flow ``dδ/dt = g_{x+δ}`` (:mod:`jaxdyn.flow`, the
+        infinite-step limit) is solved as a reference (a subset of ``gating``; default: the
+        frozen one, cheap in logit space; the free one runs through ``f`` with an adaptive
+        number of passes — see ``docs/tables.md`` for its cost).
+      ode_free_betas: ``rows -> βs`` (called on the finished rows) to solve the free flow only
+        at those β (e.g. the attack regime's); ``None``: at every β.
+      ode_tol: the solver's ``rtol``, ``atol``, ``max_steps`` (default :data:`ODE_TOL`).
     Returns:
       One dict per β, ascending: ``beta`` and :data:`ROW_FIELDS` and :data:`C3_FIELDS` (frozen),
       :data:`FREE_FIELDS` (free), for the gatings asked; κ, ``kappa_theorem1`` (Theorem 1 at the
@@ -197,7 +277,9 @@ def sweep(f: Callable[[jax.Array], jax.Array], xs, ys, *, betas: Sequence[float]
       ``‖δ*‖₂``/``‖δ*‖∞``, ``flip_fraction`` the fraction of correctly classified examples
       misclassified at ``x + δ*`` (frozen: by the A2 network ``z + J δ*``; free: by ``f``), the
       C.3 cosines medians of ``cos(δ, g_x)`` and ``|cos(δ, v₁)|`` for δ* (``delta``) and δ̂
-      (``hat``); ``n_examples``, ``n_correct``, ``steps``. Non-finite numbers are ``None``.
+      (``hat``); ``n_examples``, ``n_correct``, ``steps``; with ``ode``, :data:`ODE_FIELDS`
+      (:func:`summarize_ode`; ``euler_gap`` is the m-step attack's distance to the flow) and
+      ``ode_rtol``/``ode_atol``/``ode_max_steps``. Non-finite numbers are ``None``.
     """
     gating = tuple(gating)
     if not gating or any(g not in GATINGS for g in gating):
@@ -209,19 +291,32 @@ def sweep(f: Callable[[jax.Array], jax.Array], xs, ys, *, betas: Sequence[float]
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     if flip_range is not None and not (0 <= flip_range[0] <= flip_range[1] <= 1 and factor > 1):
         raise ValueError(f"need 0 <= lo <= hi <= 1 and factor > 1, got flip_range={flip_range}, factor={factor}")
+    ode = tuple(g for g in gating if g == "frozen") if ode is None else tuple(ode)
+    if any(g not in gating for g in ode):
+        raise ValueError(f"ode must be a subset of gating {gating!r}, got {ode!r}")
+    tol = dict(ODE_TOL, **(ode_tol or {}))
+    if set(tol) != set(ODE_TOL):
+        raise ValueError(f"ode_tol takes {sorted(ODE_TOL)}, got {sorted(ode_tol)}")
     xs, ys = jnp.asarray(xs), jnp.asarray(ys)
-    prep, fns = _compiled(f, int(steps), chunk, gating)
+    prep, fns, ode_free = _compiled(f, int(steps), chunk, gating, ode, tol)
     J, z, gz = prep(xs, ys, jnp.zeros(()))
     correct = ~np.asarray(jax.vmap(is_success)(z, ys))
     dt = J.dtype
     rows: dict[float, dict] = {}
+    free_deltas: dict[float, np.ndarray] = {}  # the free attack's δ*, for the free flow's euler_gap
 
     def row(b: float) -> dict:
         if b not in rows:
             r = dict(beta=b, steps=int(steps), n_examples=int(len(ys)), n_correct=int(correct.sum()))
+            if ode:
+                r.update(ode_rtol=tol["rtol"], ode_atol=tol["atol"], ode_max_steps=tol["max_steps"])
             for g, fn in fns.items():
                 p = jax.device_get(fn(xs, ys, J, z, gz, jnp.asarray(b, dt)))
+                if g == "free" and "delta" in p:
+                    free_deltas[b] = p.pop("delta")
                 r.update(summarize(p, correct, "" if g == "frozen" else "_free"))
+                if g == "frozen" and "frozen" in ode:
+                    r.update(summarize_ode(p))
             rows[b] = {k: _clean(v) for k, v in r.items()}
         return rows[b]
 
@@ -237,4 +332,68 @@ def sweep(f: Callable[[jax.Array], jax.Array], xs, ys, *, betas: Sequence[float]
             row(min(rows) / factor)
         while len(rows) < max_betas and any(v < hi for v in flips(row(max(rows)))):
             row(max(rows) * factor)
+    if ode_free is not None:
+        at = sorted(rows) if ode_free_betas is None else ode_free_betas([rows[b] for b in sorted(rows)])
+        for b in at:
+            b = float(b)
+            if b not in rows:
+                raise ValueError(f"ode_free_betas returned β={b}, not a row of the grid")
+            p = jax.device_get(ode_free(xs, ys, J, gz, jnp.asarray(free_deltas[b]), jnp.asarray(b, dt)))
+            rows[b].update({k: _clean(v) for k, v in summarize_ode(p, "_free").items()})
     return [rows[b] for b in sorted(rows)]
+
+
+def convergence(f: Callable, xs, ys, *, beta: float, m_grid: Sequence[int], gating: str = "frozen",
+                chunk: int | None = None, ode_tol: dict | None = None, summary_steps: int | None = None) -> dict:
+    """κ(m): how the ``m``-step raw attack approaches the gradient flow (its ``m → ∞`` limit) at one β.
+
+    Solves the flow once, then for each ``m`` of ``m_grid``: ``euler_gap`` = Σ‖δ*_m − δ_ode‖ /
+    Σ‖δ_ode‖ (Euler's global error, ``O(1/m)``) and ``kappa`` = Σ‖δ*_m − δ̂‖ / Σ‖δ*_m‖ (Theorem 2
+    with that attack's ``H̄_z``), over the examples whose flow was solved; ``kappa`` tends to the
+    flow's ``kappa_ode`` (returned beside). ``gating``: ``"frozen"`` (logit space, cheap) or ``"free"``
+    (through ``f``: ``m`` passes per example and ``m``). ``summary_steps``: also return ``summary``, a
+    row's ODE fields (:func:`summarize_ode`) against that attack — what :func:`sweep` adds with
+    ``ode``, without solving the flow twice. Other arguments as :func:`sweep`.
+    """
+    if gating not in GATINGS:
+        raise ValueError(f"gating must be one of {GATINGS}, got {gating!r}")
+    if not (math.isfinite(beta) and beta > 0) or not m_grid or any(int(m) != m or m < 1 for m in m_grid):
+        raise ValueError(f"need beta > 0 and integer m >= 1, got beta={beta!r}, m_grid={m_grid!r}")
+    tol = dict(ODE_TOL, **(ode_tol or {}))
+    xs, ys = jnp.asarray(xs), jnp.asarray(ys)
+    mapped = lambda one: jax.jit(lambda *a: jax.lax.map(lambda t: one(*t), a, batch_size=chunk or 0))  # noqa: E731
+    J, z, gz = mapped(lambda x, y: prepare(f, x, y))(xs, ys)
+    b = jnp.asarray(beta, J.dtype)
+    zero = jnp.zeros(J.shape[2], J.dtype)
+
+    def flow_one(x, y, J, z):
+        if gating == "frozen":
+            return _flow.logit_space_flow(lambda _: z, zero, y, beta=b, jacobian=J, **tol)
+        return _flow.gradient_flow(f, x, y, beta=b, gating="free", **tol)
+
+    sol = mapped(flow_one)(xs, ys, J, z)
+    cmp = jax.jit(jax.vmap(lambda s, d, J, g: ode_compare(s, d, J, g, b)))
+    out = dict(beta=float(beta), gating=gating, n_examples=int(len(ys)), ode_rtol=tol["rtol"], ode_atol=tol["atol"],
+               ode_max_steps=tol["max_steps"], rows=[])
+    grid = [int(m) for m in m_grid]
+    for m in grid + ([int(summary_steps)] if summary_steps is not None and summary_steps not in grid else []):
+        def one(x, y, J, z, gz, m=m):
+            if gating == "frozen":
+                r = logit_space_attack(lambda _: z, zero, y, steps=m, beta=b, jacobian=J)
+            else:
+                r = attack(f, x, y, steps=m, beta=b, norm="raw", gating="free")
+            return r.delta.ravel(), theorem2(J, gz, r.hbar_z, b).delta
+
+        d, hat = mapped(one)(xs, ys, J, z, gz)
+        p = jax.device_get(cmp(sol, d, J, gz))
+        ok = np.asarray(p["ode_ok"]) > 0
+        d, hat = np.asarray(d)[ok], np.asarray(hat)[ok]
+        den = np.linalg.norm(d, axis=1).sum()
+        kap = float(np.linalg.norm(d - hat, axis=1).sum() / den) if den > 0 else float("nan")
+        s = summarize_ode(p)
+        out.update(kappa_ode=_clean(s["kappa_ode"]), ode_solved=s["ode_solved"], ode_steps=_clean(s["ode_steps"]))
+        if m in grid:
+            out["rows"].append(dict(steps=m, euler_gap=_clean(s["euler_gap"]), kappa=_clean(kap)))
+        if m == summary_steps:
+            out["summary"] = {k: _clean(v) for k, v in summarize_ode(p, "_free" if gating == "free" else "").items()}
+    return out

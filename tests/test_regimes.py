@@ -121,3 +121,38 @@ def test_bad_arguments():
         sweep(f, xs, ys, betas=(-1.0,), steps=3)
     with pytest.raises(ValueError, match="steps"):
         sweep(f, xs, ys, betas=(1.0,), steps=0)
+
+
+@pytest.mark.slow  # default-suite time: the ODE path runs by default in test_table1_command_tiny
+def test_ode_reference_fields_match_direct_computation():
+    from jaxdyn import flow
+    from jaxdyn.regimes import ODE_FIELDS, convergence
+
+    f, xs, ys = _batch(n=3)
+    beta, tol = 2.0, dict(rtol=1e-9, atol=1e-12, max_steps=4096)
+    (r,) = sweep(f, xs, ys, betas=(beta,), steps=STEPS, gating=("frozen",), ode_tol=tol)
+    assert set(ODE_FIELDS) <= set(r) and r["ode_solved"] == 3 and r["ode_rtol"] == 1e-9
+    ds, hats, ms, fo = [], [], [], []
+    for x, y in zip(xs, ys):
+        sol = flow.gradient_flow(f, x, y, beta=beta, gating="frozen", **tol)  # through the network
+        p = predict(f, x, y, sol.hbar_z, beta=beta)
+        ds.append(sol.delta), hats.append(p["delta_hat"]), fo.append(p["g_x"])
+        ms.append(attack(f, x, y, steps=STEPS, beta=beta, norm="raw", gating="frozen").delta)
+    ds, hats, ms, fo = map(jnp.stack, (ds, hats, ms, fo))
+    np.testing.assert_allclose(r["kappa_ode"], float(metrics.kappa(ds, hats)), rtol=1e-6)
+    np.testing.assert_allclose(r["kappa_ode_first_order"], float(metrics.kappa_first_order(ds, fo, beta)), rtol=1e-6)
+    gap = float(np.sum(metrics.per_sample_norm(ms - ds)) / np.sum(metrics.per_sample_norm(ds)))
+    np.testing.assert_allclose(r["euler_gap"], gap, rtol=1e-6)
+    # κ(m): the m-step attack's distance to the flow halves as m doubles (Euler, O(1/m))
+    c = convergence(f, xs, ys, beta=beta, m_grid=(40, 80), ode_tol=tol)
+    g = [q["euler_gap"] for q in c["rows"]]
+    assert 1.7 < g[0] / g[1] < 2.3, g
+    np.testing.assert_allclose(c["kappa_ode"], r["kappa_ode"], rtol=1e-6)
+
+
+def test_ode_bad_arguments():
+    f, xs, ys = _batch(n=2)
+    with pytest.raises(ValueError, match="ode must be a subset"):
+        sweep(f, xs, ys, betas=(1.0,), steps=3, gating=("frozen",), ode=("free",))
+    with pytest.raises(ValueError, match="ode_tol"):
+        sweep(f, xs, ys, betas=(1.0,), steps=3, ode_tol=dict(tol=1.0))
