@@ -30,11 +30,21 @@ from jaxdyn.losses import hessian_z
 from jaxdyn.metrics import paired_log_excess
 from jaxdyn.params import layer_paths
 
-__all__ = ["layer_inputs", "layer_outputs", "row_curvature", "measure_fn", "summarize", "verdict", "KINDS"]
+__all__ = ["layer_inputs", "layer_outputs", "row_curvature", "measure_fn", "summarize", "compare_networks", "verdict", "describe", "KINDS"]
 
 #: the perturbations whose factor is reported: the ℓ∞ PGD δ, a random direction of the same ℓ2
 #: norm, and the clean input itself (vanilla training's rows)
 KINDS = ("adv", "random", "clean")
+
+
+#: ``fig5.theorem6``'s statement and fixed fields (claims.json)
+STATEMENT = ("Theorem 6 measured directly: the curvature an adversarial example adds to each layer (δ̂_i² H_h per "
+             "row) is larger under adversarial training than vanilla, and than for a random perturbation of the same norm")
+CLAIM_TEXT = dict(
+    paper="Theorem 6 / C.8 (the paper does not measure it)",
+    baselines="T_j(δ) of the standardly trained network on the same digits (its own PGD δ); the clean rows' T_j "
+              "(vanilla training's own curvature of the same rows, in 'measured')",
+    controls="a Gaussian direction scaled to δ's ℓ2 norm, on the adversarially trained network")
 
 
 def _hits(context, index):
@@ -173,6 +183,27 @@ def summarize(standard: dict, adversarial: dict) -> dict:
     return out
 
 
+def compare_networks(model, v_std, v_adv, x_pool, y_pool, *, n: int, pgd_cfg: dict, seed: int = 0) -> dict:
+    """:func:`summarize` of :func:`measure_fn` on a standard (``v_std``) and an adversarially
+    trained (``v_adv``) network of one architecture, on the first ``n`` pool digits that both
+    classify correctly (10-class heads), with the digits' indices and the time taken."""
+    import time
+
+    t0 = time.perf_counter()
+    ok = np.ones(len(x_pool), bool)
+    for v in (v_std, v_adv):
+        z = np.asarray(jax.jit(model.apply)(v, jnp.asarray(x_pool, jax.tree.leaves(v)[0].dtype)))
+        ok &= z.argmax(-1) == np.asarray(y_pool)
+    idx = np.flatnonzero(ok)[:n]
+    if not len(idx):
+        raise ValueError("no pool digit is classified correctly by both networks")
+    fn = measure_fn(model, v_std, pgd_steps=pgd_cfg["steps"])
+    kw = dict(key=jax.random.key(seed + 7), eps=pgd_cfg["eps"], alpha=pgd_cfg["alpha"])
+    res = {r: fn(v, np.asarray(x_pool)[idx], np.asarray(y_pool)[idx], **kw) for r, v in (("standard", v_std),
+                                                                                       ("adversarial", v_adv))}
+    return dict(summarize(res["standard"], res["adversarial"]), digits=idx.tolist(), time_s=time.perf_counter() - t0)
+
+
 def verdict(summaries: dict) -> tuple[str, int, int, int]:
     """``(verdict, n_ok, n_deficit, n_layers)`` over networks and layers: a layer is ok when both
     ``at_vs_vanilla`` and ``adv_vs_random`` show a significant excess; a deficit when either shows a
@@ -187,3 +218,16 @@ def verdict(summaries: dict) -> tuple[str, int, int, int]:
     v = ("does not hold" if not n or n_def else "holds" if n_ok == n else
          "holds partly" if 2 * n_ok >= n else "does not hold")
     return v, n_ok, n_def, n
+
+
+def describe(s: dict, fmt) -> str:
+    """One network's summary in words (for ``claims.json``)."""
+    m, a, r = s["median"], s["at_vs_vanilla"], s["adv_vs_random"]
+    ls = lambda v: ", ".join(fmt(q) for q in v)  # noqa: E731
+    return (f"median T_j(δ) per layer, standard net {ls(m['standard_adv'])}, adversarially trained {ls(m['adversarial_adv'])}"
+            f" (random direction {ls(m['adversarial_random'])}, clean rows {ls(m['adversarial_clean'])}); median ratio "
+            f"AT/vanilla {ls(a['median_ratio'])} (excess in {sum(a['excess'])}, deficit in {sum(a['deficit'])} of "
+            f"{len(a['excess'])} layers), δ/random on AT {ls(r['median_ratio'])} (excess {sum(r['excess'])}, deficit "
+            f"{sum(r['deficit'])}); on the standard net δ/random {ls(s['adv_vs_random_standard']['median_ratio'])}; "
+            f"{s['n_digits']} digits, median ‖δ‖₂ {fmt(s['delta_l2_median']['standard'])} / "
+            f"{fmt(s['delta_l2_median']['adversarial'])}")
