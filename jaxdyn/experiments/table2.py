@@ -107,8 +107,8 @@ def _measure_all(z_of, W, x, y, beta, fro_delta, hbar, eta, norm_c):
     r = grad_z(f(x) + jnp.vdot(gt, dh), y)[0] / m.g_z
     phi_r = influence.phi_one_scalar(r=r, A=influence.influence_A(beta, hbar[0, 0], m.gx_norm2), phi_ori=m.phi_ori,
                                      g_z=m.g_z, hbar_z=hbar[0, 0], q=m.q, eta=eta)
-    return dict(phi_one_scalar=phi_r, 
-        hbar_z=hbar[0, 0], phi=m.phi, phi_ori=m.phi_ori, phi_adv=m.phi_adv, g_z=m.g_z,
+    return dict(
+        phi_one_scalar=phi_r, hbar_z=hbar[0, 0], phi=m.phi, phi_ori=m.phi_ori, phi_adv=m.phi_adv, g_z=m.g_z,
         gx_norm2=m.gx_norm2, q=m.q, dgw_norm=m.dgw_norm, phi_free=m_free.phi, phi_attack=m_star.phi,
         phi_norm=m_norm.phi, delta_hat_norm=jnp.linalg.norm(dh), delta_star=fro_delta.ravel(),
     )
@@ -177,7 +177,7 @@ def make_sweep_fn(model, path, steps: int, *, eta: float):
         z_of, W, _ = influence.first_layer_fn(model, variables, path=path)
         out = {g: influence.real_attack_phi(z_of, W, x, y, beta=beta, steps=steps, eta=eta, gating=g)
                for g in ("free", "frozen")}
-        for g, q in out.items():  # Eq. 11: an ℓ2 attack with the raw attack's ℓ2 norm as its budget
+        for g, q in out.items():  # Eq. 11: an ℓ2 attack, budget the raw δ*'s ℓ2 norm
             q["l2"] = eq11.l2_attack_phi(z_of, W, x, y, eps=q["delta_l2"], steps=steps, eta=eta, gating=g)
         return out
 
