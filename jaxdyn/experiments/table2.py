@@ -15,16 +15,16 @@ sigmoid head trained on MNIST digits 3 vs 5, and a fixed set of test digits of t
 4. ``φ̂`` from Eq. 9 with ``A = β H̄_z ||g̃_x||²`` and the measured ``φ^(ori)``, ``g_z``, ``q``;
 5. ``κ' = E|φ* - φ̂| / E|φ*|`` (:func:`jaxdyn.metrics.kappa_prime`), float64.
 
-Extra columns: the first-order baseline (Eq. 9 with ``e^A → 1 + A``), Eq. 10 (``g_W^(adv)``
-alone) and Eq. 11 (``δ̂^(norm) = C δ̂/||δ̂||`` with ``C = norm_c ||δ̂||``), ``φ*`` measured on the
-real network (gates free at ``x + δ̂``), ``φ*`` measured at the real attack's δ* instead of δ̂,
-``E[A]``, and κ'(β) over a grid (the grid uses the exact A2 attack in logit space for ``H̄_z``;
-the headline column runs the attack through the network and records the agreement).
+Extra columns: first order (Eq. 9 with ``e^A → 1 + A``), Eq. 10 (``g_W^(adv)`` alone), Eq. 11
+(paper protocol: ``C = norm_c ||δ̂||``; the real-attack rows: ``C`` the measured norm of a real ℓ2
+attack, :mod:`jaxdyn.eq11`), ``φ*`` on the real network (gates free at ``x + δ̂``) and at the real
+attack's δ*, ``E[A]``, and κ'(β) over a grid (the grid uses the exact A2 attack in logit space for
+``H̄_z``; the headline column runs the attack through the network and records the agreement).
 
 ``η`` only scales ``φ*`` and ``φ̂`` alike (κ' does not depend on it); it is recorded. As in the
 paper, the networks are adversarially trained (PGD-ℓ∞, ε = 0.3; at the quick scale with
-``jaxdyn.training``'s ``QUICK_ADV`` preset); ``adv="none"`` (``--adv none``) trains them normally instead, which
-gives ~100× larger ``A`` at the same β (adversarial training flattens ``g̃_x``).
+``jaxdyn.training``'s ``QUICK_ADV`` preset); ``adv="none"`` (``--adv none``) trains them normally instead:
+~100× larger ``A`` at the same β (adversarial training flattens ``g̃_x``).
 """
 
 from __future__ import annotations
