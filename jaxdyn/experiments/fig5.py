@@ -253,9 +253,9 @@ def plot(results: dict, out: Path) -> None:
             ax.bar(np.arange(L) + (i - 1.5) * 0.2, t6["median"][k], 0.2, label=k.replace("_", " net, "), color=f"C{i}")
             ax.set_yscale("log")
         if t6:
-            ax.set_title(f"Theorem 6: median T_j = tr Φ_Δa* H_h Φ_Δa ({t6['n_digits']} digits); AT > vanilla "
+            ax.set_title(f"Theorem 6: median T_j = tr Φ_Δa* H_h Φ_Δa, {t6['n_digits']} digits; AT > vanilla "
                          f"(p<0.05) in {sum(t6['at_vs_vanilla']['excess'])}/{L} layers", fontsize=7)
-            ax.set_xlabel("layer j")
+            ax.set(xlabel="layer j", xticks=np.arange(L), xticklabels=[str(j + 1) for j in range(L)])
             ax.legend(fontsize=6)
     C.save_figure(fig, Path(out) / "fig5_oscillation.png",
                   title=f"Fig. 5 ({data['scale']} scale): instability of weight gradients, controls and sharpness")
