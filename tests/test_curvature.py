@@ -18,7 +18,7 @@ pytestmark = pytest.mark.timeout(300)
 def test_dense_layers_match_theorem6_closed_form():
     """For a dense layer, T_j = Σ_i Δa_i² tr H_h = ||Δa_j||² tr H_{h_j}, with H_h here the exact
     Hessian of the loss in the layer's output (jax.hessian through the rest of the network)."""
-    model = get_model("mlp3", num_classes=10, width=1 / 16)
+    model = get_model("two_layer", num_classes=10, width=0.2)
     v = cast(init_variables(model, jax.random.key(0)), jnp.float64)
     paths = layer_paths(model, v)
     rng = np.random.default_rng(1)
