@@ -125,10 +125,39 @@ def _sharp(r):
     return {"lambda_standard_end": 1.0, "lambda_adversarial_end": r, "ratio_end": r, "mean_ratio_along": r}
 
 
-def _verdicts(std, sharp=None):
-    cs = fig5.claims(_results({"a": {"standard": std}}, {"a": _sharp(3.0)} if sharp is None else sharp))
-    assert [c["id"] for c in cs] == ["fig5.instability_vs_controls", "fig5.instability", "fig5.sharpness"]
-    return [c["verdict"] for c in cs]
+def _verdicts(std, sharp=None, theorem6=None):
+    res = _results({"a": {"standard": std}}, {"a": _sharp(3.0)} if sharp is None else sharp)
+    cs = fig5.claims(dict(res, theorem6=theorem6 or {}))
+    assert [c["id"] for c in cs] == ["fig5.instability_vs_controls", "fig5.instability", "fig5.sharpness",
+                                     "fig5.theorem6"]
+    return [c["verdict"] for c in cs[:3]] if theorem6 is None else cs[3]
+
+
+def _t6(at_over_vanilla, adv_over_random, n=12, seed=0):
+    """A Theorem-6 summary (jaxdyn.curvature.summarize) from per-digit factors with the given median
+    ratios per layer and log-normal scatter (σ 0.3)."""
+    from jaxdyn import curvature
+
+    rng = np.random.default_rng(seed)
+    L = len(at_over_vanilla)
+    adv = np.exp(rng.normal(0, 1, (n, L)))
+    noisy = lambda r: adv / np.asarray(r) * np.exp(rng.normal(0, 0.3, (n, L)))  # noqa: E731
+    one = lambda a, r: dict(adv=a, random=r, clean=a / 10, delta_l2=np.ones(n), layers=[f"l{j}" for j in range(L)])  # noqa: E731
+    return curvature.summarize(one(noisy(at_over_vanilla), noisy([1] * L)), one(adv, noisy(adv_over_random)))
+
+
+def test_fig5_theorem6_claim_holds():
+    c = _verdicts(_fake([3, 3], [3, 3], [3, 3]), theorem6={"a": _t6([3, 3], [3, 3])})
+    assert c["verdict"] == "holds" and "AT/vanilla" in c["measured"] and "(2/2)" in c["rule"]
+
+
+def test_verdict_can_fail_fig5_theorem6():
+    """AT's factor at the vanilla network's level, or at the random control's, or below either: fails."""
+    for at, rnd in (([1, 1], [3, 3]), ([3, 3], [1, 1]), ([3, 0.3], [3, 3]), ([3, 3], [3, 0.3])):
+        assert _verdicts(_fake([3, 3], [3, 3], [3, 3]), theorem6={"a": _t6(at, rnd)})["verdict"] == "does not hold"
+    assert _verdicts(_fake([3, 3], [3, 3], [3, 3]), theorem6={"a": _t6([3, 3, 1], [3, 3, 3], seed=2)})["verdict"] == \
+        "holds partly"
+    assert _verdicts(_fake([3, 3], [3, 3], [3, 3]), theorem6={"a": None})["verdict"] == "does not hold"
 
 
 def test_fig5_claims_hold():

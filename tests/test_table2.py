@@ -33,7 +33,8 @@ def _results(rows):
 def _real(A, kp, fo, nu, gating="free", **more):
     r = dict(beta=1.0, A_median=A, gating=gating, flip_fraction=0.5, kappa_prime=kp, kappa_prime_first_order=fo,
              kappa_prime_null=nu, sign_agreement=0.9, kappa_prime_eq10=kp, kappa_prime_eq10_first_order=fo,
-             kappa_prime_eq10_null=nu)
+             kappa_prime_eq10_null=nu, kappa_prime_eq11=kp, kappa_prime_eq11_first_order=fo, kappa_prime_eq11_null=nu,
+             sign_agreement_eq11=0.9, eq11_c_median=1.0)
     return dict(r, **more)
 
 
@@ -42,7 +43,8 @@ def _row(model, kp_paper, real):
                 kappa_prime_eq10_null=1e-4, one_scalar_rel_err=1e-14, protocols=dict(paper={}, real_attack=real))
 
 
-IDS = ["table2.paper_protocol", "table2.real_attack_free", "table2.real_attack_frozen", "table2.real_attack_eq10_free"]
+IDS = ["table2.paper_protocol", "table2.real_attack_free", "table2.real_attack_frozen", "table2.real_attack_eq10_free",
+       "table2.real_attack_eq11_free"]
 
 
 def test_claims_verdicts():
@@ -50,7 +52,7 @@ def test_claims_verdicts():
            [_real(0.3, 1e-2, 0.1, 1.0, g) for g in ("free", "frozen")]
     claims = table2.claims(_results([_row("mlp3", 1e-6, good)]))
     assert [c["id"] for c in claims] == IDS
-    assert [c["verdict"] for c in claims] == ["holds"] * 4
+    assert [c["verdict"] for c in claims] == ["holds"] * 5
     assert "A 0.3" in claims[1]["measured"]  # the verdict row is the one at A ≈ 0.3, not the A = 1e-3 row
     assert table2.verdict_row(good, "frozen")["A_median"] == 0.3
 
@@ -64,18 +66,30 @@ def test_verdict_can_fail_real_attack():
     # κ′ small at A = 1e-3 but not below the baselines by ×2 at A ≈ 0.3
     rows = [_real(1e-3, 1e-6, 1e-3, 1.0, g) for g in ("free", "frozen")] + \
            [_real(0.3, 0.06, 0.1, 1.0, g) for g in ("free", "frozen")]
-    assert [c["verdict"] for c in table2.claims(_results([_row("mlp3", 1e-6, rows)]))[1:]] == ["does not hold"] * 3
+    assert [c["verdict"] for c in table2.claims(_results([_row("mlp3", 1e-6, rows)]))[1:]] == ["does not hold"] * 4
     # worse than the null predictor
     rows = [_real(0.3, 0.6, 2.0, 1.0, g) for g in ("free", "frozen")]
-    assert [c["verdict"] for c in table2.claims(_results([_row("mlp3", 1e-6, rows)]))[1:]] == ["does not hold"] * 3
+    assert [c["verdict"] for c in table2.claims(_results([_row("mlp3", 1e-6, rows)]))[1:]] == ["does not hold"] * 4
     # the sweep never reaches A ≈ 0.3: no verdict row, fails
     rows = [_real(1e-2, 1e-6, 1e-3, 1.0, g) for g in ("free", "frozen")]
-    assert [c["verdict"] for c in table2.claims(_results([_row("mlp3", 1e-6, rows)]))[1:]] == ["does not hold"] * 3
+    assert [c["verdict"] for c in table2.claims(_results([_row("mlp3", 1e-6, rows)]))[1:]] == ["does not hold"] * 4
     # one network of two fails: partly
     good = [_real(0.3, 1e-2, 0.1, 1.0, g) for g in ("free", "frozen")]
     bad = [_real(0.3, 0.6, 2.0, 1.0, g) for g in ("free", "frozen")]
     res = _results([_row("mlp3", 1e-6, good), _row("cnn3", 1e-6, bad)])
-    assert [c["verdict"] for c in table2.claims(res)[1:]] == ["holds partly"] * 3
+    assert [c["verdict"] for c in table2.claims(res)[1:]] == ["holds partly"] * 4
+
+
+def test_verdict_can_fail_eq11():
+    """Eq. 11 against the real ℓ2 attack: κ′ of Eq. 11 no better than its first-order baseline (or
+    worse than the null φ̂ = 0) at A ≈ 0.3 is "does not hold", whatever Eqs. 9-10 do."""
+    good = [_real(0.3, 1e-2, 0.1, 1.0, g) for g in ("free", "frozen")]
+    for eq11 in (dict(kappa_prime_eq11=0.08, kappa_prime_eq11_first_order=0.1),
+                 dict(kappa_prime_eq11=0.9, kappa_prime_eq11_first_order=5.0, kappa_prime_eq11_null=1.0)):
+        rows = [dict(r, **eq11) for r in good]
+        c = table2.claims(_results([_row("mlp3", 1e-6, rows)]))
+        assert [x["verdict"] for x in c[1:]] == ["holds"] * 3 + ["does not hold"]
+        assert "C = ‖δ^(ℓ2)‖ 1" in c[4]["measured"] and "ℓ2 PGD" in c[4]["protocol"]
 
 
 def test_phi_star_is_measured_without_the_theory(monkeypatch):
@@ -137,4 +151,7 @@ def test_table2_command_tiny(tiny_env):
         for k in ("beta", "A_median", "kappa_prime", "kappa_prime_first_order", "kappa_prime_null",
                   "sign_agreement", "flip_fraction"):
             assert _finite(a[k]), k
-        assert a["kappa_prime_null"] == 1.0
+        assert a["kappa_prime_null"] == 1.0 and a["kappa_prime_eq11_null"] == 1.0
+        for k in ("kappa_prime_eq11", "kappa_prime_eq11_first_order", "sign_agreement_eq11"):
+            assert _finite(a[k]), k
+        assert 0 < a["eq11_c_median"] <= a["delta_l2"] * (1 + 1e-9) or a["gating"] == "free"

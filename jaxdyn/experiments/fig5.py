@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdyn import curvature
 from jaxdyn.attacks import pgd
 from jaxdyn.experiments import _common as C
 from jaxdyn.experiments.claims import claim, count_verdict
@@ -205,14 +206,15 @@ def summarize_sharpness(tracks: dict) -> dict:
 def plot(results: dict, out: Path) -> None:
     """``fig5_oscillation.png``: per model, bars of mean ``Δ^(ori)_j``, ``Δ^(adv)_j`` and of the two
     controls (clean digits matched in loss, a random perturbation of the same norm and loss) per
-    layer (standardly trained net, log scale), and ``λ_max`` along standard / adversarial training."""
+    layer (standardly trained net, log scale), ``λ_max`` along standard / adversarial training, and
+    Theorem 6's per-layer curvature factor (median, both networks, random control, clean rows)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     data, models = results, list(results["models"])
-    fig, axes = plt.subplots(2, len(models), figsize=(5.6 * len(models), 6.6), squeeze=False)
+    fig, axes = plt.subplots(3, len(models), figsize=(5.6 * len(models), 9.6), squeeze=False)
     for c, m in enumerate(models):
         d = data["models"][m]
         s = d["instability"]["standard"]
@@ -246,6 +248,15 @@ def plot(results: dict, out: Path) -> None:
         ax.set_xlabel("training step")
         ax.set_ylabel("λ_max of the loss Hessian")
         ax.legend(fontsize=6)
+        t6, ax = (data.get("theorem6") or {}).get(m), axes[2, c]
+        for i, k in enumerate(("standard_adv", "adversarial_adv", "adversarial_random", "adversarial_clean") if t6 else ()):
+            ax.bar(np.arange(L) + (i - 1.5) * 0.2, t6["median"][k], 0.2, label=k.replace("_", " net, "), color=f"C{i}")
+            ax.set_yscale("log")
+        if t6:
+            ax.set_title(f"Theorem 6: median T_j = tr Φ_Δa* H_h Φ_Δa, {t6['n_digits']} digits; AT > vanilla "
+                         f"(p<0.05) in {sum(t6['at_vs_vanilla']['excess'])}/{L} layers", fontsize=7)
+            ax.set(xlabel="layer j", xticks=np.arange(L), xticklabels=[str(j + 1) for j in range(L)])
+            ax.legend(fontsize=6)
     C.save_figure(fig, Path(out) / "fig5_oscillation.png",
                   title=f"Fig. 5 ({data['scale']} scale): instability of weight gradients, controls and sharpness")
 
@@ -265,7 +276,7 @@ def run(cfg: Config, out: Path, progress: bool = True) -> dict:
 
     def one(name):
         entry = {"instability": {}, "sharpness": {}, "train": {}}
-        inst_fn = None
+        inst_fn, nets = None, {}
         for run_, kw in (("standard", cfg.train), ("adversarial", cfg.adv_train)):
             tracker = SharpnessTracker(**cfg.track, pgd_cfg=cfg.pgd, seed=cfg.seed)
             t0 = time.perf_counter()
@@ -283,11 +294,15 @@ def run(cfg: Config, out: Path, progress: bool = True) -> dict:
                                               test_accuracy=info.get("test_accuracy"),
                                               **{k: np.asarray(res[k]).tolist() for k in _KEEP},
                                               time_s={"train_or_load": t1 - t0, "compute": time.perf_counter() - t1})
+            nets[run_] = variables
+        entry["theorem6"] = curvature.compare_networks(model, nets["standard"], nets["adversarial"], x_pool, y_pool,
+                                                       n=cfg.n_samples, pgd_cfg=cfg.pgd, seed=cfg.seed)
         return entry
 
     models = C.by_piece(one, cfg.models, out=out, progress=progress, desc="fig5 models")
     return dict(dtype="float64", dtype_sharpness="float32", normalizer=cfg.normalizer, models=models,
                 match_tol=MATCH_TOL, controls={m: d["instability"]["standard"].get("controls") for m, d in models.items()},
+                theorem6={m: d.get("theorem6") for m, d in models.items()},
                 sharpness_summary=summarize_sharpness({m: d["sharpness"] for m, d in models.items()}))
 
 
@@ -344,6 +359,8 @@ def claims(results: dict) -> list[dict]:
     vc = ("does not hold" if not n_layers or n_deficit else "holds" if n_excess == n_layers else
           "holds partly" if 2 * n_excess >= n_layers else "does not hold")
     ups = [s["ratio_end"] > 1 for s in ss.values()]
+    t6 = {m: t for m, t in (results.get("theorem6") or {}).items() if t}
+    v6, n6_ok, n6_def, n6 = curvature.verdict(t6)
     return [
         claim("fig5.instability_vs_controls",
               "C.8 (Fig. 5): adversarial examples make the weight gradient more unstable than inputs of the same "
@@ -370,4 +387,13 @@ def claims(results: dict) -> list[dict]:
               measured="; ".join(sharp) or "not measured", baselines="λ_max along standard training",
               rule="holds: end-of-training λ_max (each run's own training loss) larger for adversarial training on "
                    "every network; holds partly: on some", verdict=count_verdict(ups)),
+        claim("fig5.theorem6", curvature.STATEMENT, **curvature.CLAIM_TEXT,
+              protocol=f"T_j = tr Φ_Δa^* H_h Φ_Δa per layer (jaxdyn.curvature; Σ_i Δa_i² tr H_h for a dense layer), "
+                       f"H_h at the clean digit, δ as above; the first {cfg['n_samples']} pool digits both networks "
+                       f"classify correctly; {results['dtype']}",
+              measured="; ".join(f"{m}: {curvature.describe(t, fmt)}" for m, t in t6.items()) or "not measured",
+              rule=f"per layer, paired one-sided Wilcoxon signed-rank tests of log T_j over digits (excess: p < 0.05 "
+                   f"and median ratio > 1): AT net's T_j(δ) against the vanilla net's and against the random control; "
+                   f"holds: both in every layer ({n6_ok}/{n6}); holds partly: in at least half and no significant "
+                   f"deficit in either ({n6_def} layers have one); else does not hold", verdict=v6),
     ]

@@ -15,16 +15,16 @@ sigmoid head trained on MNIST digits 3 vs 5, and a fixed set of test digits of t
 4. ``φ̂`` from Eq. 9 with ``A = β H̄_z ||g̃_x||²`` and the measured ``φ^(ori)``, ``g_z``, ``q``;
 5. ``κ' = E|φ* - φ̂| / E|φ*|`` (:func:`jaxdyn.metrics.kappa_prime`), float64.
 
-Extra columns: the first-order baseline (Eq. 9 with ``e^A → 1 + A``), Eq. 10 (``g_W^(adv)``
-alone) and Eq. 11 (``δ̂^(norm) = C δ̂/||δ̂||`` with ``C = norm_c ||δ̂||``), ``φ*`` measured on the
-real network (gates free at ``x + δ̂``), ``φ*`` measured at the real attack's δ* instead of δ̂,
-``E[A]``, and κ'(β) over a grid (the grid uses the exact A2 attack in logit space for ``H̄_z``;
-the headline column runs the attack through the network and records the agreement).
+Extra columns: first order (Eq. 9 with ``e^A → 1 + A``), Eq. 10 (``g_W^(adv)`` alone), Eq. 11
+(paper protocol: ``C = norm_c ||δ̂||``; the real-attack rows: ``C`` the measured norm of a real ℓ2
+attack, :mod:`jaxdyn.eq11`), ``φ*`` on the real network (gates free at ``x + δ̂``) and at the real
+attack's δ*, ``E[A]``, and κ'(β) over a grid (the grid uses the exact A2 attack in logit space for
+``H̄_z``; the headline column runs the attack through the network and records the agreement).
 
 ``η`` only scales ``φ*`` and ``φ̂`` alike (κ' does not depend on it); it is recorded. As in the
 paper, the networks are adversarially trained (PGD-ℓ∞, ε = 0.3; at the quick scale with
-``jaxdyn.training``'s ``QUICK_ADV`` preset); ``adv="none"`` (``--adv none``) trains them normally instead, which
-gives ~100× larger ``A`` at the same β (adversarial training flattens ``g̃_x``).
+``jaxdyn.training``'s ``QUICK_ADV`` preset); ``adv="none"`` (``--adv none``) trains them normally instead:
+~100× larger ``A`` at the same β (adversarial training flattens ``g̃_x``).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn import influence
+from jaxdyn import eq11, influence
 from jaxdyn.attacks import attack, logit_space_attack
 from jaxdyn.losses import grad_z
 from jaxdyn.matching import flip_rate, real_attack_kappa
@@ -107,8 +107,8 @@ def _measure_all(z_of, W, x, y, beta, fro_delta, hbar, eta, norm_c):
     r = grad_z(f(x) + jnp.vdot(gt, dh), y)[0] / m.g_z
     phi_r = influence.phi_one_scalar(r=r, A=influence.influence_A(beta, hbar[0, 0], m.gx_norm2), phi_ori=m.phi_ori,
                                      g_z=m.g_z, hbar_z=hbar[0, 0], q=m.q, eta=eta)
-    return dict(phi_one_scalar=phi_r, 
-        hbar_z=hbar[0, 0], phi=m.phi, phi_ori=m.phi_ori, phi_adv=m.phi_adv, g_z=m.g_z,
+    return dict(
+        phi_one_scalar=phi_r, hbar_z=hbar[0, 0], phi=m.phi, phi_ori=m.phi_ori, phi_adv=m.phi_adv, g_z=m.g_z,
         gx_norm2=m.gx_norm2, q=m.q, dgw_norm=m.dgw_norm, phi_free=m_free.phi, phi_attack=m_star.phi,
         phi_norm=m_norm.phi, delta_hat_norm=jnp.linalg.norm(dh), delta_star=fro_delta.ravel(),
     )
@@ -169,12 +169,17 @@ def summarize(out: dict, beta: float, *, eta: float, norm_c: float) -> dict:
 def make_sweep_fn(model, path, steps: int, *, eta: float):
     """Jitted ``(variables, x, y, beta) -> {gating: per-sample dict}``: the real-attack protocol's
     measurement (:func:`jaxdyn.influence.real_attack_phi`, free and frozen gating, β traced: one
-    compile per network); the theory is applied afterwards (:func:`jaxdyn.matching.real_attack_kappa`)."""
+    compile per network), with Eq. 11's ℓ2 attack under ``"l2"`` (:func:`jaxdyn.eq11.l2_attack_phi`, budget
+    the raw attack's ``||δ*||₂``); the theory is applied afterwards (:func:`jaxdyn.matching.real_attack_kappa`,
+    :func:`jaxdyn.eq11.eq11_kappa`)."""
 
     def one(variables, x, y, beta):
         z_of, W, _ = influence.first_layer_fn(model, variables, path=path)
-        return {g: influence.real_attack_phi(z_of, W, x, y, beta=beta, steps=steps, eta=eta, gating=g)
-                for g in ("free", "frozen")}
+        out = {g: influence.real_attack_phi(z_of, W, x, y, beta=beta, steps=steps, eta=eta, gating=g)
+               for g in ("free", "frozen")}
+        for g, q in out.items():  # Eq. 11: an ℓ2 attack, budget the raw δ*'s ℓ2 norm
+            q["l2"] = eq11.l2_attack_phi(z_of, W, x, y, eps=q["delta_l2"], steps=steps, eta=eta, gating=g)
+        return out
 
     return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, None)))
 
@@ -197,7 +202,7 @@ def real_attack_sweep(model, variables, path, x, y, cfg: Config) -> list[dict]:
             rows.append(dict(beta=beta, A_target=a_t, gating=gating, steps=cfg.sweep_steps,
                              A_median=float(np.median(q["A"])), flip_fraction=flip_rate(q["success_step"]),
                              delta_l2=float(np.median(q["delta_l2"])), delta_linf=float(np.median(q["delta_linf"])),
-                             **real_attack_kappa(q, eta=cfg.eta)))
+                             **real_attack_kappa(q, eta=cfg.eta), **eq11.eq11_kappa(q["l2"], beta=beta, eta=cfg.eta)))
     return rows
 
 
@@ -304,20 +309,24 @@ def claims(results: dict) -> list[dict]:
         verdict=range_verdict([r.get("kappa_prime") for r in rows], hi, 1e-3))]
     for cid, eq, key, gating in (("real_attack_free", "Theorem 3 (Eq. 9)", "kappa_prime", "free"),
                                  ("real_attack_frozen", "Theorem 3 (Eq. 9)", "kappa_prime", "frozen"),
-                                 ("real_attack_eq10_free", "Theorem 4 (Eq. 10)", "kappa_prime_eq10", "free")):
+                                 ("real_attack_eq10_free", "Theorem 4 (Eq. 10)", "kappa_prime_eq10", "free"),
+                                 ("real_attack_eq11_free", "Theorem 5 (Eq. 11)", "kappa_prime_eq11", "free")):
         sel = [(r["model"], verdict_row((r.get("protocols") or {}).get("real_attack") or [], gating)) for r in rows]
         got = lambda row, k: fmt(row[k]) if row else "—"  # noqa: E731
         desc = "; ".join(f"{m} (β {got(w, 'beta')}, A {got(w, 'A_median')}, flips {got(w, 'flip_fraction')}): "
                          f"{got(w, key)} vs first order {got(w, key + '_first_order')}, null {got(w, key + '_null')}"
                          + (f", sign agreement {got(w, 'sign_agreement')}" if key == "kappa_prime" else "")
-                         for m, w in sel)
-        null = "φ̂ = 0" if key == "kappa_prime" else "φ̂ = φ_ori (no adversarial effect)"
+                         + (f", C = ‖δ^(ℓ2)‖ {got(w, 'eq11_c_median')}, sign agreement {got(w, 'sign_agreement_eq11')}"
+                            if key == "kappa_prime_eq11" else "") for m, w in sel)
+        null = "φ̂ = φ_ori (no adversarial effect)" if key == "kappa_prime_eq10" else "φ̂ = 0"
+        l2 = ("; Eq. 11: φ* at an ℓ2 PGD attack (2.5ε/m steps) with ε = that δ*'s ‖·‖₂ per digit, C = its measured "
+              "norm, e^A → 1 + A with Theorem 2's ‖δ̂‖ as first order") if key == "kappa_prime_eq11" else ""
         out.append(claim(
             f"{name}.{cid}", f"{eq} predicts φ* of a real attack at A ≈ {A_VERDICT:g} ({gating} gating)",
             paper="not in the paper (the paper measures φ* at δ̂ under A2)",
             protocol=f"raw attack δ*, m = {results.get('sweep_steps')}, {gating} gating, g_W^(adv) at x + δ*; "
                      f"φ̂ from clean-input g_z, g̃_x, q, φ_ori and the attack's H̄_z; β = A_target / median "
-                     f"H_z‖g̃_x‖² per network, the row with median A nearest {A_VERDICT:g}; {setting}",
+                     f"H_z‖g̃_x‖² per network, the row with median A nearest {A_VERDICT:g}{l2}; {setting}",
             measured=f"κ′ per network: {desc}",
             baselines=f"first order (e^A → 1 + A) and null ({null}), computed the same way (in 'measured')",
             rule=f"holds: on every network κ′ ≤ baseline / {FACTOR:g} for both baselines at the row with median A "
@@ -337,7 +346,7 @@ def markdown(res: dict) -> str:
     fmt, rows = C.fmt_sci, res["rows"]
     b, m, n = res["beta"], res["steps"], res["n_samples"]
     head = ["network", "first layer", "test acc.", "κ′ (Eq. 9)", "paper κ′", "κ′ first-order (e^A→1+A)",
-            "κ′ Eq. 10", "κ′ Eq. 11", "κ′ free gating", "κ′ at δ*", "E[A]", "φ*<0"]
+            "κ′ Eq. 10", "κ′ Eq. 11 (C = norm_c‖δ̂‖)", "κ′ free gating", "κ′ at δ*", "E[A]", "φ*<0"]
     body = [[C.TABLE_LABELS.get(r["model"], r["model"]), r["first_layer_kind"], f"{r['test_accuracy']:.3f}",
              fmt(r["kappa_prime"]), fmt(r["paper_kappa_prime"]), fmt(r["kappa_prime_first_order"]),
              fmt(r["kappa_prime_eq10"]), fmt(r["kappa_prime_eq11"]), fmt(r["kappa_prime_free"]),
@@ -348,10 +357,12 @@ def markdown(res: dict) -> str:
                                        for g in r["kappa_prime_vs_beta"]] for r in rows])
     real = C.md_table(
         ["network", "gating", "β", "median A", "flips", "κ′ Eq. 9", "first order", "null (φ̂=0)", "sign agr.",
-         "κ′ Eq. 10", "first order", "null (φ̂=φ_ori)"],
+         "κ′ Eq. 10", "first order", "null (φ̂=φ_ori)", "κ′ Eq. 11 (ℓ2, C)", "first order", "null", "sign agr."],
         [[r["model"], a["gating"], fmt(a["beta"]), fmt(a["A_median"]), fmt(a["flip_fraction"]), fmt(a["kappa_prime"]),
           fmt(a["kappa_prime_first_order"]), fmt(a["kappa_prime_null"]), f"{a['sign_agreement']:.2f}",
-          fmt(a["kappa_prime_eq10"]), fmt(a["kappa_prime_eq10_first_order"]), fmt(a["kappa_prime_eq10_null"])]
+          fmt(a["kappa_prime_eq10"]), fmt(a["kappa_prime_eq10_first_order"]), fmt(a["kappa_prime_eq10_null"]),
+          f"{fmt(a.get('kappa_prime_eq11'))} ({fmt(a.get('eq11_c_median'))})", fmt(a.get("kappa_prime_eq11_first_order")),
+          fmt(a.get("kappa_prime_eq11_null")), fmt(a.get("sign_agreement_eq11"))]
          for r in rows for a in (r.get("protocols") or {}).get("real_attack", [])])
     v = res["done"]
     adv = rows[0]["adv"] if rows else None
@@ -377,7 +388,8 @@ first-order baseline: **{v['all_below_first_order']}**.
 
 φ* at the real raw attack δ* (m = {res.get('sweep_steps')}, free and frozen gating, g_W^(adv) at x + δ*);
 φ̂ from the clean-input g_z, g̃_x, q, φ_ori and the attack's H̄_z; β = A_target / median H_z‖g̃_x‖²
-per network; flips: fraction of the correctly classified digits the attack flips. Verdict row:
+per network; flips: fraction of the correctly classified digits the attack flips; Eq. 11: φ* at an ℓ2
+PGD attack whose budget is the raw δ*'s ℓ2 norm, C = its measured norm (median in brackets). Verdict row:
 median A nearest {A_VERDICT:g}; κ′ must be below both baselines by ×{FACTOR:g}.
 
 {real}
