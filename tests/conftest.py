@@ -19,6 +19,21 @@ if hasattr(os, "sched_setaffinity") and os.environ.get("JAXDYN_NO_PIN") is None:
 if os.environ.get("JAXDYN_DATA_DIR"):
     os.environ["JAXDYN_DATA_DIR"] = os.path.abspath(os.environ["JAXDYN_DATA_DIR"])
 
+# One XLA compilation cache for the whole session (a fresh folder, removed at the end; exported, so
+# the commands that tests start in subprocesses share it): tests build the same jitted functions
+# again and again (each command run, each hypothesis example, each eager attack builds new closures
+# of identical programs) and a hit skips the backend compile, most of the suite's time on one core.
+# Only XLA's compile is cached: tracing still happens, so the tests that count traces are unchanged.
+# JAXDYN_TEST_XLA_CACHE=0 turns it off (e.g. to time compilations).
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+_XLA_CACHE = None
+if os.environ.get("JAXDYN_TEST_XLA_CACHE", "1") != "0" and not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    _XLA_CACHE = tempfile.mkdtemp(prefix="jaxdyn-tests-xla-")
+    os.environ.update(JAX_COMPILATION_CACHE_DIR=_XLA_CACHE, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
@@ -58,3 +73,8 @@ def tiny_env(data_dir, tmp_path_factory):
     mp.setenv("MPLBACKEND", "Agg")
     yield tmp_path_factory.mktemp("out")
     mp.undo()
+
+
+def pytest_unconfigure(config):
+    if _XLA_CACHE is not None:
+        shutil.rmtree(_XLA_CACHE, ignore_errors=True)
