@@ -52,12 +52,14 @@ BENCH_GPU = [
     ("bench_theorem2", ["--batch", "1024", "--ref-batch", "64", "--chunk", "16", "--repeats", "3"], 70),
     ("bench_logit_attack", ["--batch", "256", "--steps", "1000", "--repeats", "3"], 50),
     # PyTorch runs on the host CPU with one thread in this script: batch and repeats as on the CPU
-    ("bench_pgd_torch", ["--batch", "256", "--steps", "40", "--weights", "random", "--repeats", "3"], 50),
+    ("bench_pgd_torch", ["--batch", "128", "--steps", "40", "--weights", "random", "--repeats", "3"], 120),
     ("bench_hessian", ["--batches", "1", "16", "256", "1024", "--autodiff-max-batch", "64",
                        "--mem-limit-gb", "40", "--budget-s", "4", "--repeats", "3"], 70),
     ("bench_compile", ["--batch", "256", "--betas", "0.5", "1", "2", "4", "--budget-s", "4", "--repeats", "3"], 60),
-    ("bench_adv_training", ["--steps", "20", "--batch", "128", "--models", "mlp3", "cnn3",
-                            "--inner-steps", "7", "10", "--repeats", "3"], 80),
+    # the configuration measured on the H200 (docs/performance.md): ~90 s there
+    ("bench_adv_training", ["--steps", "40", "--warmup", "4", "--batch", "128", "--models", "mlp3", "cnn3", "cnn3@2",
+                            "--inner-steps", "7", "10", "--repeats", "1", "--n-test", "2000", "--n-robust", "200",
+                            "--eval-steps", "20", "--no-profile"], 150),
 ]
 
 #: one network of each table/figure preset: key -> (preset, model, binary, adv)
