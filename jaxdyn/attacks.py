@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdyn import _checks
-from jaxdyn.gating import GATINGS, freeze, input_jacobian
+from jaxdyn.gating import GATINGS, freeze, input_jacobian, logit_frame
 from jaxdyn.losses import hessian_z, is_success, loss
 
 __all__ = ["AttackResult", "attack", "pgd", "logit_space_attack", "calibrate_raw_alpha", "sample_ball"]
@@ -358,10 +358,7 @@ def logit_space_attack(
     _checks.check_example(x, y)
     _checks.check_label(y, jax.eval_shape(f, x).shape[0] if loss_fn is loss else None)
     a_step = _step_size(beta, alpha, steps)
-    z0 = f(x)
-    J = input_jacobian(f, x) if jacobian is None else jacobian
-    G = J @ J.T
-    C = z0.shape[0]
+    z0, J, G, C = logit_frame(f, x, jacobian)
     hessian_z_ = _hessian_for(loss_fn)
 
     def _gnorm(G, c):  # ||J^T c|| from the Gram matrix

@@ -41,7 +41,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from jaxdyn import _checks
-from jaxdyn.gating import GATINGS, freeze, input_jacobian
+from jaxdyn.gating import GATINGS, freeze, logit_frame
 from jaxdyn.losses import hessian_z, loss
 
 __all__ = ["ODESolution", "FlowResult", "dopri5", "gradient_flow", "logit_space_flow", "STATUS", "OK", "MAX_STEPS",
@@ -246,10 +246,7 @@ def logit_space_flow(f: Callable[[jax.Array], jax.Array], x: jax.Array, y, *, be
     _checks.check_label(y, n_classes)
     _checks.check_positive("beta", beta)
     max_steps = _check_tolerances(rtol, atol, max_steps)
-    z0 = f(x)
-    J = input_jacobian(f, x) if jacobian is None else jacobian
-    G = J @ J.T
-    C = z0.shape[0]
+    z0, J, G, C = logit_frame(f, x, jacobian)
     hz_fn = _hessian_for(loss_fn)
     state0, unravel = ravel_pytree((jnp.zeros(C, z0.dtype), jnp.zeros((C, C), z0.dtype), jnp.zeros((), z0.dtype)))
 

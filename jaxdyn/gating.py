@@ -51,6 +51,16 @@ def input_jacobian(f: LogitsFn, x: jax.Array) -> jax.Array:
     return rows.reshape(z.shape[0], -1)
 
 
+def logit_frame(f: LogitsFn, x: jax.Array, jacobian: jax.Array | None = None):
+    """What a frozen-gating (A2) computation in logit space needs at ``x``: the clean logits
+    ``z0 [C]``, the input Jacobian ``J [C, n]`` (``jacobian`` if given), its Gram matrix
+    ``G = J Jᵀ [C, C]`` and ``C``. Under A2 the network is ``z0 + J δ`` around ``x``, so an attack
+    or a gradient flow moves only ``u = J δ`` (C numbers) and ``‖Jᵀ c‖² = cᵀ G c``."""
+    z0 = f(x)
+    J = input_jacobian(f, x) if jacobian is None else jacobian
+    return z0, J, J @ J.T, z0.shape[0]
+
+
 def gate_pattern(apply_fn: Callable, variables, x: jax.Array) -> jax.Array:
     """All ReLU gate states of one example as a flat boolean vector.
 
