@@ -75,10 +75,12 @@ def plot_regimes(results: dict, path: Path) -> None:
                 if pts:
                     axes[row, j].plot(*zip(*pts), ls, color=c, marker=".", label=r["model"] if ls == "-" else None)
     for j, g in enumerate(("frozen gating (A2)", "free gating (real network)")):
-        axes[0, j].set(xscale="log", yscale="log", title=f"κ (solid; vs ODE dotted), first order (dashed), {g}",
-                       ylabel="κ")
-        axes[1, j].set(xscale="log", ylim=(0, 1.02), xlabel="median βλ₁(H̄_x)",
-                       title=f"C.3: |cos(δ*, v₁)| (solid), cos(δ*, g_x) (dashed), {g}", ylabel="cosine")
+        top = max([1e3] + [ln.get_ydata().max() for ln in axes[0, j].get_lines() if len(ln.get_ydata())])
+        axes[0, j].set(xscale="log", yscale="log", ylabel="κ", ylim=(None, min(top, 1e3) * 2))
+        axes[0, j].set_title(f"{g}: κ (solid; vs ODE dotted), first order (dashed)"
+                             + ("\nκ above 10³ is off the axis (see table1.md)" if top > 1e3 else ""), fontsize=9)
+        axes[1, j].set(xscale="log", ylim=(0, 1.02), xlabel="median βλ₁(H̄_x)", ylabel="cosine")
+        axes[1, j].set_title(f"{g}, C.3: |cos(δ*, v₁)| (solid), cos(δ*, g_x) (dashed)", fontsize=9)
     axes[0, 0].legend(fontsize=7, ncol=2)
     C.save_figure(fig, path, title=f"Table 1 regimes: m = {results['steps']}, {results['n_samples']} digits, "
                                    f"{results['dtype']}")
