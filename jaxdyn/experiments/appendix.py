@@ -5,8 +5,8 @@ follows the same curve as the raw gradient flow, so δ̂ of Theorem 2 should poi
 perturbation, and ``C δ̂/||δ̂||`` like the effective component of an ℓ∞-PGD perturbation
 (``Σ_t α (σ_tᵀ sign g_t) σ_t``, ``σ_t = g_t/||g_t||``; Sec. 3.2). For each attack:
 
-* the attack is :func:`jaxdyn.attacks.attack` with ``norm="l2"`` / ``"linf"``, ``steps`` few
-  steps of size ``α = ε/steps`` from ``x`` (no random start; the ε-ball projection is then never
+* the attack is :func:`jaxdyn.attacks.attack` with ``norm="l2"`` / ``"linf"`` (run as
+  :func:`jaxdyn.pgd_variants.variant_attack`: one compile for all), ``steps`` few steps of size ``α = ε/steps`` from ``x`` (no random start; the ε-ball projection is then never
   active, so the attack is the normalised ascent the theory describes) — variants with clipping
   to [0, 1] and with Madry's ``α = 2.5 ε/steps`` (projection active) are reported beside it;
 * δ̂ is Theorem 2 with ``H̄_z`` averaged over that attack's own trajectory (SPEC's weights
