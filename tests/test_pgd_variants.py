@@ -18,7 +18,7 @@ def _close(a, b):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-15)
 
 
-@pytest.mark.parametrize("gating", ["frozen", "free"])
+@pytest.mark.parametrize("gating", [pytest.param("frozen", marks=pytest.mark.slow), "free"])  # frozen: slow suite
 def test_traced_variant_attack_equals_static_attack(gating):
     _, _, f = small_net(3, 4)
     run = jax.jit(lambda x, y, v: pgd_variants.variant_attack(f, x, y, v, steps=6, gating=gating))
