@@ -18,6 +18,7 @@ from jaxdyn.attacks import attack
 from jaxdyn.gating import flip_fraction, input_jacobian
 from jaxdyn.metrics import cosine
 from jaxdyn.models import logits_fn
+from jaxdyn.pgd_variants import variant_attack
 from jaxdyn.theory import match_beta, predict, prepare, structured_eigenpairs, theorem2
 
 __all__ = ["real_attack_kappa", "flip_rate", "ATTACK_FLIPS", "attack_row", "appendix_j", "make_pgd_fn", "make_raw_free_fn", "make_fig1_fn"]
@@ -54,16 +55,18 @@ def appendix_j(model, variables, f, x, delta, J, hbar_z) -> dict:
                 eig_rel_change=jnp.abs(lam1 - lam0) / lam0, lam0=lam0)
 
 
-def make_pgd_fn(model, *, steps: int, norm: str, clip, gating: str):
-    """Jitted ``(variables, x, y, eps, alpha) -> dict``: one Appendix-D attack and its comparison
-    with Theorem 2 (``δ̂`` with the attack's ``H̄_z``, β matched to the attack's norm) and with the
+def make_pgd_fn(model, *, steps: int, gating: str):
+    """Jitted ``(variables, x, y, v) -> dict``: one Appendix-D attack (``v``:
+    :func:`jaxdyn.pgd_variants.variant`, traced: one compile per ``gating`` for every norm, ε, α
+    and clip) and its comparison with Theorem 2 (``δ̂`` with the attack's ``H̄_z``, β matched to the
+    attack's norm; the target is ``δ`` for ℓ2, the effective component for ℓ∞) and with the
     ``g_x``-only baseline ``1 - cos(g_x, ·)``, plus the Appendix-J gate flips and λ₁ change at its
-    endpoint. ``eps``/``alpha`` traced (one compile per ``norm, clip, gating``)."""
+    endpoint."""
 
-    def one(variables, x, y, eps, alpha):
+    def one(variables, x, y, v):
         f = logits_fn(model, variables)
-        res = attack(f, x, y, steps=steps, alpha=alpha, norm=norm, eps=eps, clip=clip, gating=gating)
-        target = res.delta if norm == "l2" else res.delta_effective
+        res = variant_attack(f, x, y, v, steps=steps, gating=gating)
+        target = jnp.where(v["l2"], res.delta, res.delta_effective)
         J, _, gz = prepare(f, x, y)
         beta = match_beta(J, gz, res.hbar_z, jnp.linalg.norm(target))
         dh = theorem2(J, gz, res.hbar_z, beta).delta.reshape(x.shape)
@@ -73,7 +76,7 @@ def make_pgd_fn(model, *, steps: int, norm: str, clip, gating: str):
             beta=beta, beta_lambda1=beta * j.pop("lam0"), **j, delta=res.delta, target=target, delta_hat=dh,
             success_step=res.success_step)
 
-    return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, None, None)))
+    return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, None)))
 
 
 def make_raw_free_fn(model, *, steps: int):

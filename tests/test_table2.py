@@ -155,3 +155,26 @@ def test_table2_command_tiny(tiny_env):
         for k in ("kappa_prime_eq11", "kappa_prime_eq11_first_order", "sign_agreement_eq11"):
             assert _finite(a[k]), k
         assert 0 < a["eq11_c_median"] <= a["delta_l2"] * (1 + 1e-9) or a["gating"] == "free"
+
+
+@pytest.mark.slow
+def test_batch_fn_one_compile_for_headline_and_grid():
+    """The headline (network attack) and the β grid (logit-space attack) share one compiled function;
+    ``network_attack`` picks the attack (A2: both give the same δ* to float64 rounding)."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxdyn import influence
+    from tests.test_influence import _binary_net, _image
+
+    model, variables = _binary_net("mlp3", 1 / 32, seed=3)
+    path = influence.first_layer_path(model, variables)
+    x = jnp.stack([_image(s) for s in range(2)])
+    z_of, W, _ = influence.first_layer_fn(model, variables, path=path)
+    y = jnp.sign(jax.vmap(lambda t: z_of(W, t)[0])(x))
+    fn = table2.make_batch_fn(model, path, 5, eta=0.1, norm_c=0.5)
+    net, logit = (fn(variables, x, y, jnp.asarray(0.1), jnp.asarray(na)) for na in (True, False))
+    np.testing.assert_array_equal(logit["delta_star"], logit["delta_logit_space"])
+    np.testing.assert_allclose(net["delta_star"], net["delta_logit_space"], rtol=1e-9, atol=1e-14)
+    assert np.any(net["delta_star"] != logit["delta_star"])  # the network attack did run
+    assert fn._cache_size() == 1

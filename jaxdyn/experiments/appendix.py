@@ -5,8 +5,8 @@ follows the same curve as the raw gradient flow, so δ̂ of Theorem 2 should poi
 perturbation, and ``C δ̂/||δ̂||`` like the effective component of an ℓ∞-PGD perturbation
 (``Σ_t α (σ_tᵀ sign g_t) σ_t``, ``σ_t = g_t/||g_t||``; Sec. 3.2). For each attack:
 
-* the attack is :func:`jaxdyn.attacks.attack` with ``norm="l2"`` / ``"linf"``, ``steps`` few
-  steps of size ``α = ε/steps`` from ``x`` (no random start; the ε-ball projection is then never
+* the attack is :func:`jaxdyn.attacks.attack` with ``norm="l2"`` / ``"linf"`` (run as
+  :func:`jaxdyn.pgd_variants.variant_attack`: one compile for all), ``steps`` few steps of size ``α = ε/steps`` from ``x`` (no random start; the ε-ball projection is then never
   active, so the attack is the normalised ascent the theory describes) — variants with clipping
   to [0, 1] and with Madry's ``α = 2.5 ε/steps`` (projection active) are reported beside it;
 * δ̂ is Theorem 2 with ``H̄_z`` averaged over that attack's own trajectory (SPEC's weights
@@ -42,6 +42,7 @@ import numpy as np
 from jaxdyn.experiments import _common as C
 from jaxdyn.experiments.claims import claim, count_verdict, range_verdict
 from jaxdyn.matching import ATTACK_FLIPS, attack_row, flip_rate, make_fig1_fn, make_pgd_fn, make_raw_free_fn
+from jaxdyn.pgd_variants import variant
 
 name = "appendix"
 title = "Appendix D/J and Figure 1"
@@ -113,11 +114,10 @@ def appendix_model(model_name: str, cfg: Config, *, progress: bool) -> dict:
         alpha = (1.0 if rule == "ball" else 2.5) * eps / S
         row = dict(attack=label, norm=norm, eps=eps, alpha=alpha, steps=S, clip=clip)
         for gating in ("frozen", "free"):
-            key = (norm, clip, gating)  # eps and alpha are traced: one compile per key
-            if key not in fns:
-                fns[key] = make_pgd_fn(model, steps=S, norm=norm, clip=clip, gating=gating)
-            fn, e64, a64 = fns[key], jnp.asarray(eps, jnp.float64), jnp.asarray(alpha, jnp.float64)
-            out = C.chunked(lambda xb, yb: fn(variables, xb, yb, e64, a64), x, y, chunk=cfg.chunk)
+            if gating not in fns:  # norm, eps, alpha and clip are traced: one compile per gating
+                fns[gating] = make_pgd_fn(model, steps=S, gating=gating)
+            fn, v = fns[gating], variant(norm, eps, alpha, clip)
+            out = C.chunked(lambda xb, yb: fn(variables, xb, yb, v), x, y, chunk=cfg.chunk)
             mean = {k: float(np.mean(out[k])) for k in ("one_minus_cos", "one_minus_cos_first_order", "flip_fraction",
                                                          "eig_rel_change", "beta", "beta_lambda1")}
             mean["mean_beta"], mean["mean_beta_lambda1"] = mean.pop("beta"), mean.pop("beta_lambda1")
@@ -132,12 +132,11 @@ def appendix_model(model_name: str, cfg: Config, *, progress: bool) -> dict:
     eps_rows = []
     for norm, grid in (("l2", cfg.eps_l2), ("linf", cfg.eps_linf)):
         for gating in ("frozen", "free"):
-            key = (norm, None, gating)
-            if key not in fns:
-                fns[key] = make_pgd_fn(model, steps=S, norm=norm, clip=None, gating=gating)
+            if gating not in fns:
+                fns[gating] = make_pgd_fn(model, steps=S, gating=gating)
             for eps in grid:
-                e64, a64 = jnp.asarray(eps, jnp.float64), jnp.asarray(eps / S, jnp.float64)
-                out = C.chunked(lambda xb, yb: fns[key](variables, xb, yb, e64, a64), x, y, chunk=cfg.chunk)
+                v = variant(norm, eps, eps / S)
+                out = C.chunked(lambda xb, yb: fns[gating](variables, xb, yb, v), x, y, chunk=cfg.chunk)
                 eps_rows.append(dict(norm=norm, eps=eps, gating=gating, steps=S, **{
                     k: float(np.mean(out[k])) for k in ("one_minus_cos", "one_minus_cos_first_order", "flip_fraction")},
                     label_flips=flip_rate(out["success_step"])))

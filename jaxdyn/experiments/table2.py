@@ -114,24 +114,24 @@ def _measure_all(z_of, W, x, y, beta, fro_delta, hbar, eta, norm_c):
     )
 
 
-def make_batch_fn(model, path, steps: int, *, eta: float, norm_c: float, network_attack: bool):
-    """Jitted ``(variables, x [B,28,28,1], y [B], beta) -> dict of per-sample arrays`` (all the
-    measured quantities of the module docstring). ``network_attack``: run the A2 attack through
-    the network (:func:`jaxdyn.attacks.attack`, the headline) or in logit space (exact, cheap: the
-    β grid); the headline also returns the logit-space δ* to check the agreement."""
+def make_batch_fn(model, path, steps: int, *, eta: float, norm_c: float):
+    """Jitted ``(variables, x [B,28,28,1], y [B], beta, network_attack) -> dict of per-sample
+    arrays`` (all the measured quantities of the module docstring). ``network_attack`` (a traced
+    bool, ``lax.cond``: one compile for both): run the A2 attack through the network
+    (:func:`jaxdyn.attacks.attack`, the headline) or in logit space (exact, cheap: the β grid);
+    ``delta_logit_space`` is the logit-space δ* (to check the agreement with the headline)."""
 
-    def one(variables, x, y, beta):
+    def one(variables, x, y, beta, network_attack):
         z_of, W, _ = influence.first_layer_fn(model, variables, path=path)
         f = lambda xx: z_of(W, xx)  # noqa: E731
         lsa = logit_space_attack(f, x, y, steps=steps, beta=beta)
-        fro = attack(f, x, y, steps=steps, beta=beta, gating="frozen") if network_attack else lsa
+        fro = jax.lax.cond(network_attack, lambda: attack(f, x, y, steps=steps, beta=beta, gating="frozen"), lambda: lsa)
         out = _measure_all(z_of, W, x, y, beta, fro.delta, fro.hbar_z, eta, norm_c)
         out["success"] = fro.success_step >= 0
-        if network_attack:
-            out["delta_logit_space"] = lsa.delta.ravel()
+        out["delta_logit_space"] = lsa.delta.ravel()
         return out
 
-    return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, None)))
+    return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, None, None)))
 
 
 def summarize(out: dict, beta: float, *, eta: float, norm_c: float) -> dict:
@@ -218,11 +218,11 @@ def table2_model(model_name: str, cfg: Config, *, progress: bool) -> dict:
     x, y = C.fixed_digits(cfg.n_samples, seed=cfg.seed, binary=BINARY)
     kw = dict(eta=cfg.eta, norm_c=cfg.norm_c)
 
-    fns = {na: make_batch_fn(model, path, steps, network_attack=na, **kw) for na in (True, False)}  # one compile each
+    fn = make_batch_fn(model, path, steps, **kw)  # one compile for the headline and the β grid
 
     def batches(network_attack, b):
-        fn = fns[network_attack]
-        return C.chunked(lambda xb, yb: fn(variables, xb, yb, jnp.asarray(b, jnp.float64)), x, y, chunk=cfg.chunk)
+        b, na = jnp.asarray(b, jnp.float64), jnp.asarray(network_attack)
+        return C.chunked(lambda xb, yb: fn(variables, xb, yb, b, na), x, y, chunk=cfg.chunk)
 
     head_out = batches(True, beta)
     head = summarize(head_out, beta, **kw)
