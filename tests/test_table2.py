@@ -141,6 +141,7 @@ def test_table2_command_tiny(tiny_env):
     assert row["logit_space_agreement"] < 1e-10
     assert 0 < row["kappa_prime"] < 1
     assert "κ′ (Eq. 9)" in (out / "table2.md").read_text()
+    assert (out / "table2_real_attack.png").stat().st_size > 0  # κ′ against A, frozen and free
     assert json.loads((out / "config.json").read_text())["models"] == ["cnn3"]
     claims = json.loads((out / "claims.json").read_text())
     assert [c["id"] for c in claims] == [c["id"] for c in rec["claims"]] == IDS

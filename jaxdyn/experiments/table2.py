@@ -42,7 +42,7 @@ from jaxdyn import eq11, influence
 from jaxdyn.attacks import attack, logit_space_attack
 from jaxdyn.losses import grad_z
 from jaxdyn.matching import flip_rate, real_attack_kappa
-from jaxdyn.experiments import _common as C
+from jaxdyn.experiments import _common as C, _table2_output
 from jaxdyn.metrics import kappa_prime, per_sample_norm
 from jaxdyn.results import write_text_atomic
 from jaxdyn.theory import predict
@@ -254,9 +254,6 @@ def run(cfg: Config, out: Path, progress: bool = True) -> dict:
                            norm_c=cfg.norm_c, binary=list(BINARY))
 
 
-# --- output ------------------------------------------------------------------------------
-
-
 #: the real-attack verdict's strength: per network, the sweep row whose median A is nearest to it
 #: (log scale; a row outside [A_VERDICT/3, 3 A_VERDICT] counts as a failure)
 A_VERDICT = 0.3
@@ -337,8 +334,9 @@ def claims(results: dict) -> list[dict]:
 
 
 def plot(results: dict, out: Path) -> None:
-    """``table2.md`` from the results."""
+    """``table2.md`` and ``table2_real_attack.png`` (κ′ against A)."""
     write_text_atomic(Path(out) / "table2.md", markdown(results))
+    _table2_output.plot_real_attack(results, Path(out) / "table2_real_attack.png")
 
 
 def markdown(res: dict) -> str:
