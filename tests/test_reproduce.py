@@ -74,6 +74,17 @@ def test_report_stage_times():
     assert lines[-1] == "| **all** | | **4.0** | **—** | **1.5** | **2.5** |"
 
 
+def test_report_summary_rows_follow_their_header():
+    """Every claim row sits inside the Summary table; the stage-time table comes after it."""
+    from jaxdyn.experiments import report
+
+    c = dict(id="table1.x", claim="a claim", paper="p", protocol="q", measured="m", rule="r", verdict="holds")
+    recs = [dict(stage="table1", status="ok", runtime_s=60.0, cpu_s=50.0, cached=False, results={}, claims=[c])]
+    text = report.render(recs, scale="tiny", seed=0, total_s=60.0)
+    summary = text[text.index("## Summary"):text.index("## Stage times")].strip().splitlines()
+    assert summary[-1].startswith("| ") and "a claim" in summary[-1] and summary[-2] == "|---|---|---|---|"
+
+
 @pytest.mark.slow  # default-suite time: the four figure stages end to end (test_reproduce_one_stage_tiny by default)
 def test_reproduce_figures_tiny(tmp_path, data_dir):
     out, figs = tmp_path / "out", tmp_path / "figures"

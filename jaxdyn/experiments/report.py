@@ -52,7 +52,6 @@ def render(records: Sequence[dict], *, scale: str, seed: int, total_s: float,
         "| result | claim | verdict | measured (short) |",
         "|---|---|---|---|",
     ]
-    lines += ["", *stage_times(records)]
     sections = []
     for rec in records:
         stage = rec["stage"]
@@ -78,6 +77,7 @@ def render(records: Sequence[dict], *, scale: str, seed: int, total_s: float,
         for p in rec.get("md", []):
             body += ["", f"Table: [{Path(p).name}]({link(stage, p)})"]
         sections.append("\n".join(body) + "\n")
+    lines += ["", *stage_times(records)]  # after the summary's rows, not inside its table
     return "\n".join(lines) + "\n\n" + "\n".join(sections)
 
 
