@@ -41,8 +41,9 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from jaxdyn import _checks
+from jaxdyn.attacks import _hessian_for
 from jaxdyn.gating import GATINGS, freeze, logit_frame
-from jaxdyn.losses import hessian_z, loss
+from jaxdyn.losses import loss
 
 __all__ = ["ODESolution", "FlowResult", "dopri5", "gradient_flow", "logit_space_flow", "STATUS", "OK", "MAX_STEPS",
            "FAILED", "INVALID"]
@@ -178,10 +179,6 @@ class FlowResult(NamedTuple):
     rejected: jax.Array
     status: jax.Array
     t: jax.Array
-
-
-def _hessian_for(loss_fn):
-    return hessian_z if loss_fn is loss else jax.hessian(loss_fn)
 
 
 def _finish(sol: ODESolution, unravel, to_delta, y, C, n_classes, *inputs) -> FlowResult:

@@ -29,6 +29,7 @@ from jaxdyn.attacks import pgd
 from jaxdyn.losses import loss
 from jaxdyn.metrics import paired_log_excess, weight_gradient_instability
 from jaxdyn.params import layer_paths
+from jaxdyn.stats import finite_median as _median
 
 __all__ = ["random_loss_matched", "match_by_loss", "measure_fn", "instability", "summarize_instability",
            "MATCH_TOL", "CONTROLS"]
@@ -165,12 +166,6 @@ def instability(model, variables, x, y, pool_x, pool_y, *, eta, pgd_cfg: dict, k
     "matched_loss", "random_perturbation"}`` (``[N, L]``) and per-digit diagnostics (``[N]``)."""
     fn = measure_fn(model, variables, pgd_steps=pgd_cfg["steps"], normalizer=normalizer)
     return fn(variables, x, y, pool_x, pool_y, eta=eta, pgd_cfg=pgd_cfg, key=key, chunk=chunk)
-
-
-def _median(a):
-    a = np.asarray(a, np.float64)
-    a = a[np.isfinite(a)]
-    return float(np.median(a)) if a.size else float("nan")
 
 
 def summarize_instability(res: dict) -> dict:

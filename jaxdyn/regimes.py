@@ -57,6 +57,7 @@ from jaxdyn import flow as _flow
 from jaxdyn.attacks import attack, logit_space_attack
 from jaxdyn.gating import GATINGS
 from jaxdyn.losses import is_success
+from jaxdyn.stats import finite_median as _median
 from jaxdyn.theory import prepare, structured_eigenpairs, theorem1, theorem2
 
 __all__ = ["sweep", "compare", "frozen_example", "free_example", "summarize", "ode_compare", "ode_frozen_example",
@@ -164,12 +165,6 @@ def free_example(f: Callable, x, y, J, g_z, beta, *, steps: int, with_delta: boo
     d = res.delta.ravel()
     out = compare(d, res.hbar_z, J, g_z, beta, steps=steps, flipped=is_success(f(x + res.delta), y))
     return dict(out, delta=d) if with_delta else out
-
-
-def _median(a) -> float:
-    a = np.asarray(a, np.float64)
-    a = a[np.isfinite(a)]
-    return float(np.median(a)) if a.size else float("nan")
 
 
 def summarize(p: dict, correct, suffix: str = "") -> dict:

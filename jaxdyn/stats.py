@@ -11,10 +11,17 @@ import math
 
 import numpy as np
 
-__all__ = ["partial_spearman", "cos_to_mean", "gaussian_rows", "spearman_rows", "norm_only_null",
+__all__ = ["finite_median", "partial_spearman", "cos_to_mean", "gaussian_rows", "spearman_rows", "norm_only_null",
            "null_summary", "paired"]
 
 _NAN = float("nan")
+
+
+def finite_median(a) -> float:
+    """The median of the finite entries of ``a`` (NaN when there are none), as a float."""
+    a = np.asarray(a, np.float64)
+    a = a[np.isfinite(a)]
+    return float(np.median(a)) if a.size else float("nan")
 
 
 def _ranks(a):
