@@ -58,6 +58,24 @@ def test_reproduce_one_stage_tiny(tmp_path, data_dir):
     assert "| fig4 | reused |" in (out / "REPORT.md").read_text()
 
 
+def test_table_models_resolve_and_fail_early(tmp_path):
+    """``--table-models``: 'all' is the ten networks, a comma list is kept; a bad name fails before
+    any stage runs or anything is written; the quick scale's tables run one network per family."""
+    from jaxdyn.experiments._common import QUICK_TABLE_MODELS, TABLE_MODELS
+
+    assert reproduce.resolve_table_models("all") == TABLE_MODELS
+    assert reproduce.resolve_table_models(" mlp3, cnn4 ") == ("mlp3", "cnn4")
+    assert reproduce.resolve_table_models(None) is None
+    with pytest.raises(ValueError, match="at least one"):
+        reproduce.resolve_table_models(" , ")
+    for st in reproduce.TABLE_STAGES:
+        assert load(st).config("quick").models == QUICK_TABLE_MODELS and load(st).config("full").models == TABLE_MODELS
+    with pytest.raises(ValueError, match="vgg11"):
+        reproduce.reproduce(scale="quick", out=tmp_path / "out", only=["table1"], table_models="mlp3,vgg11",
+                            progress=False)
+    assert not (tmp_path / "out").exists()
+
+
 def test_report_stage_times():
     """The stage-time table: wall, CPU and training apart per stage, totals; missing stages shown."""
     from jaxdyn.experiments import report

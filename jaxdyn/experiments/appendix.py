@@ -85,7 +85,7 @@ _BASE = dict(models=C.TABLE_MODELS, pgd_steps=10, variants=tuple(v[0] for v in P
 SCALES = {
     "tiny": dict(_BASE, models=("mlp3", "cnn3"), n_samples=4, pgd_steps=5, variants=tuple(FIG1_VARIANTS.values()),
                  raw_steps=20, raw_betas=(1e-3, 1e-1), chunk=4, eps_l2=(0.01, 2.0), eps_linf=(0.3,), n_fig=2, fig_steps=20, **C.TABLE_TRAIN["tiny"]),
-    "quick": dict(_BASE, n_samples=16, raw_steps=50, chunk=16, fig_steps=200, **C.TABLE_TRAIN["quick"]),
+    "quick": dict(_BASE, models=C.QUICK_TABLE_MODELS, n_samples=16, raw_steps=50, chunk=16, fig_steps=200, **C.TABLE_TRAIN["quick"]),
     "full": dict(_BASE, n_samples=1000, raw_steps=1000, chunk=250, fig_steps=1000, **C.TABLE_TRAIN["full"]),
 }
 FIG1_MODEL = "mlp3"

@@ -49,8 +49,26 @@ def _missing(stage: str, why: str) -> dict:
             "md": [], "claims": []}
 
 
+#: the stages that take ``table_models`` (the networks of Tables 1-2 and the appendix)
+TABLE_STAGES = ("table1", "table2", "appendix")
+
+
+def resolve_table_models(spec: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """``"all"`` -> the ten networks, a comma list or sequence -> those (checked by each stage's
+    config), ``None`` -> the scale's preset (the quick scale runs one network per family)."""
+    from jaxdyn.experiments._common import TABLE_MODELS
+
+    if spec is None:
+        return None
+    names = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else list(spec)
+    names = [n for n in names if n]
+    if not names:
+        raise ValueError("table_models: name at least one network, or 'all'")
+    return tuple(TABLE_MODELS) if names == ["all"] else tuple(names)
+
+
 def run_stage(stage: str, *, scale: str, out: Path, seed: int, progress: bool, force: bool,
-              fingerprint: dict | None = None) -> dict:
+              fingerprint: dict | None = None, models: Sequence[str] | None = None) -> dict:
     """Run (or reuse) one stage; returns its record. Never raises for a failing stage: the error
     and traceback are recorded (``<stage>/error.txt``) so that the other stages and the report
     still run. ``fingerprint``: taken when the run started, so that a source file edited while a
@@ -61,7 +79,7 @@ def run_stage(stage: str, *, scale: str, out: Path, seed: int, progress: bool, f
     exp = load(stage)
     t0 = time.perf_counter()
     try:
-        cfg = exp.config(scale, seed=seed)
+        cfg = exp.config(scale, seed=seed, **({} if models is None else dict(models=tuple(models))))
         rec = execute(exp, cfg, stage_dir, progress=progress, force=force, overwrite=True,
                       fingerprint=fingerprint or _fingerprint(exp))
     except Exception as e:  # noqa: BLE001 — recorded in the report; the other stages still run
@@ -90,10 +108,11 @@ def load_stage(stage: str, *, out: Path) -> dict:
 
 def reproduce(*, scale: str = "quick", out: Path = Path("results/reproduce"), seed: int = 0, progress: bool = True,
               force: bool = False, figures_dir: Path | None = None, only: Sequence[str] | None = None,
-              report_only: bool = False) -> dict:
+              report_only: bool = False, table_models: str | Sequence[str] | None = None) -> dict:
     """Run every stage (or ``only`` some), write ``claims.json`` and ``REPORT.md`` into ``out`` and,
     with ``figures_dir``, copy the PNGs, Markdown tables and the report there (links rewritten).
     ``report_only``: run nothing, rebuild the report from the stages' stored results.
+    ``table_models``: the networks of :data:`TABLE_STAGES` (:func:`resolve_table_models`; default: the scale's).
 
     Returns ``{"scale", "seed", "total_s", "report", "stages": {stage: {status, runtime_s, cached,
     error}}, "verdicts": [{stage, id, claim, verdict}]}``.
@@ -110,6 +129,10 @@ def reproduce(*, scale: str = "quick", out: Path = Path("results/reproduce"), se
     unknown = [s for s in stages if s not in REPRODUCE]
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; choose from {list(REPRODUCE)}")
+    models = resolve_table_models(table_models)
+    if models is not None and not report_only:  # bad names fail here, before any stage runs
+        for st in (s for s in stages if s in TABLE_STAGES):
+            load(st).config(scale, seed=seed, models=models)
     out = check_writable(out)
     t0 = time.perf_counter()
     fps = {} if report_only else {st: _fingerprint(load(st)) for st in stages}
@@ -119,7 +142,7 @@ def reproduce(*, scale: str = "quick", out: Path = Path("results/reproduce"), se
         bar.set_postfix(stage=stage)
         records.append(load_stage(stage, out=out) if report_only else
                        run_stage(stage, scale=scale, out=out, seed=seed, progress=progress, force=force,
-                                 fingerprint=fps[stage]))
+                                 fingerprint=fps[stage], models=models if stage in TABLE_STAGES else None))
     if report_only:  # the wall time of the run that made the results
         t0 -= sum(r.get("runtime_s") or 0.0 for r in records)
     total = time.perf_counter() - t0
@@ -155,13 +178,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--report-only", action="store_true",
                         help="run nothing: rebuild REPORT.md (and --figures-dir) from the stored stage results")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--table-models", default=None,
+                        help="networks of Tables 1-2 and the appendix: 'all' (the ten) or a comma list "
+                             "(default: the scale's; --quick runs mlp3,cnn3,rescnn3)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run(args) -> dict:
     only = None if args.only is None else [s.strip() for s in args.only.split(",") if s.strip()]
     res = reproduce(scale=args.scale, out=args.out, seed=args.seed, progress=not args.no_progress,
-                    force=args.force, figures_dir=args.figures_dir, only=only, report_only=args.report_only)
+                    force=args.force, figures_dir=args.figures_dir, only=only, report_only=args.report_only,
+                    table_models=args.table_models)
     failed = [s for s, r in res["stages"].items() if r["status"] != "ok"]
     print(f"REPORT: {res['report']} ({res['total_s'] / 60:.1f} min)")
     for v in res["verdicts"]:

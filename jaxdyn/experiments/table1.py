@@ -93,7 +93,7 @@ _REGIME = dict(flip_range=(0.05, 0.5), regime_factor=3.0, flip_target=0.5, verdi
 SCALES = {
     "tiny": dict(models=("mlp3", "cnn3"), n_samples=4, steps=20, beta=1e-3, betas=(1e-3, 1e-1, 1.0), m_grid=(10, 40),
                  ode_m_grid=(10, 20), ode_max_steps=50, chunk=4, max_betas=6, seed=0, **_REGIME, **C.TABLE_TRAIN["tiny"]),
-    "quick": dict(models=MODELS, n_samples=16, steps=200, beta=1e-3, betas=(1e-3, 0.1, 1.0, 3.0),
+    "quick": dict(models=C.QUICK_TABLE_MODELS, n_samples=16, steps=200, beta=1e-3, betas=(1e-3, 0.1, 1.0, 3.0),
                   m_grid=(25, 50, 100, 200, 400, 1600, 6400, 25600, 102400),
                   ode_m_grid=(10, 30, 100, 300, 1000), ode_max_steps=100, chunk=16, max_betas=12, seed=0,
                   **_REGIME, **C.TABLE_TRAIN["quick"]),

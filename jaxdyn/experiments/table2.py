@@ -78,7 +78,7 @@ SCALES = {
     "tiny": dict(_BASE, models=("mlp3", "cnn3"), n_samples=4, steps=20, betas=(1e-3, 1e-1), adv="none", chunk=4,
                  A_targets=(1e-2, 0.3), sweep_steps=10,
                  **C.TABLE_TRAIN["tiny"]),
-    "quick": dict(_BASE, n_samples=16, chunk=16, **C.TABLE_TRAIN["quick"]),
+    "quick": dict(_BASE, models=C.QUICK_TABLE_MODELS, n_samples=16, chunk=16, **C.TABLE_TRAIN["quick"]),
     "full": dict(_BASE, n_samples=1000, steps=1000, chunk=250, **C.TABLE_TRAIN["full"]),
 }
 

@@ -18,6 +18,10 @@ TABLE_MODELS = ("mlp3", "mlp4", "mlp5", "cnn3", "cnn4", "cnn5", "rescnn3", "resc
 TABLE_LABELS = dict(zip(TABLE_MODELS, ("3-layer MLP", "4-layer MLP", "5-layer MLP", "3-layer CNN", "4-layer CNN",
                                        "5-layer CNN", "3-layer ResCNN", "4-layer ResCNN", "5-layer ResCNN",
                                        "10-layer ResCNN")))
+#: the quick scale's networks for Tables 1-2 and the appendix: the shallowest of each family (MLP,
+#: CNN, ResCNN), chosen by cost (before results) so that ``reproduce --quick`` fits 20 minutes on
+#: one core; ``--table-models all`` (or each table's ``--models``) runs the ten at quick width
+QUICK_TABLE_MODELS = ("mlp3", "cnn3", "rescnn3")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +125,7 @@ def table_claims(results: Mapping, *, name: str, key: str, label: str, theorem: 
     return out
 
 
-__all__ = ["table_results", "TABLE_MODELS", "TABLE_LABELS", "TableConfig", "TableAttackConfig", "check_table_models",
+__all__ = ["table_results", "TABLE_MODELS", "QUICK_TABLE_MODELS", "TABLE_LABELS", "TableConfig", "TableAttackConfig", "check_table_models",
             "check_fields", "over_models", "done_criterion", "table_claims"]
 
 
