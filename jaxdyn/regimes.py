@@ -371,15 +371,20 @@ def convergence(f: Callable, xs, ys, *, beta: float, m_grid: Sequence[int], gati
     out = dict(beta=float(beta), gating=gating, n_examples=int(len(ys)), ode_rtol=tol["rtol"], ode_atol=tol["atol"],
                ode_max_steps=tol["max_steps"], rows=[])
     grid = [int(m) for m in m_grid]
-    for m in grid + ([int(summary_steps)] if summary_steps is not None and summary_steps not in grid else []):
-        def one(x, y, J, z, gz, m=m):
-            if gating == "frozen":
-                r = logit_space_attack(lambda _: z, zero, y, steps=m, beta=b, jacobian=J)
-            else:
-                r = attack(f, x, y, steps=m, beta=b, norm="raw", gating="free")
-            return r.delta.ravel(), theorem2(J, gz, r.hbar_z, b).delta
 
-        d, hat = mapped(one)(xs, ys, J, z, gz)
+    def one(x, y, J, z, gz, m):
+        if gating == "frozen":  # m traced: one compile for the whole grid (logit space)
+            r = logit_space_attack(lambda _: z, zero, y, steps=m, beta=b, jacobian=J)
+        else:  # through the network: a scan of static length per m
+            r = attack(f, x, y, steps=int(m), beta=b, norm="raw", gating="free")
+        return r.delta.ravel(), theorem2(J, gz, r.hbar_z, b).delta
+
+    frozen_fn = mapped(lambda x, y, J, z, gz, m: one(x, y, J, z, gz, m[0])) if gating == "frozen" else None
+    for m in grid + ([int(summary_steps)] if summary_steps is not None and summary_steps not in grid else []):
+        if frozen_fn is not None:
+            d, hat = frozen_fn(xs, ys, J, z, gz, jnp.full((len(ys), 1), m, jnp.int32))
+        else:
+            d, hat = mapped(lambda x, y, J, z, gz, m=m: one(x, y, J, z, gz, m))(xs, ys, J, z, gz)
         p = jax.device_get(cmp(sol, d, J, gz))
         ok = np.asarray(p["ode_ok"]) > 0
         d, hat = np.asarray(d)[ok], np.asarray(hat)[ok]
