@@ -1,0 +1,158 @@
+"""The projection of ``reproduce --full`` on one device from a device-check folder (issue 14).
+
+Reads the ``train_<slice>.json`` and ``exp_<stage>_<model>.json`` files that
+``scripts/device_check.py`` wrote into ``--out`` and projects each part of the full run:
+
+* training: each slice's ``projected_full_train_s`` (one network of its preset at full scale)
+  × the networks the full run trains with that preset (from the experiments' ``SCALES["full"]``;
+  a network trained for two stages counts once);
+* each stage's measurement: the piece's ``projected_full_scale_measure_s`` (its measured time ×
+  digits × networks, with the rule in the JSON's ``scaling``).
+
+Every network is assumed to cost what the measured one does, unless ``--weight part=factor`` gives
+the factor to use instead of the network count (e.g. measured CPU ratios: ``--weight
+train_table1_cnn3=13.8 table1=16``). Writes ``projection.md`` and ``projection.json`` into the folder
+and prints the table; ``device_check.py`` calls it at the end of a run.
+
+    python scripts/_projection.py results/device_check [--weight table1=16 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+#: training preset of each slice -> the (stage, "train" or "adv_train") whose full-scale networks it trains
+SLICE_NETWORKS = {
+    "table1_cnn3": (("table1", None), ("appendix", None)),  # 10-class table networks (shared)
+    "table2_cnn3_adv": (("table2", None),),  # binary, PGD-ℓ∞
+    "fig2_fig5_alexnet": (("fig2", None), ("fig5", None)),  # standard training (shared)
+    "fig3_fig4_vgg11_adv": (("fig3", None), ("fig4", None)),  # binary PGD-ℓ∞ (shared)
+    "fig5_alexnet_adv": (("fig5", None),),  # 10-class PGD-ℓ∞
+}
+STAGES = ("table1", "table2", "appendix", "fig5", "fig2", "fig3", "fig4")
+
+
+def full_networks() -> dict:
+    """``{slice: [network, ...]}``: the distinct networks the full run trains with each slice's preset."""
+    from jaxdyn.experiments import load
+
+    return {key: sorted({m for stage, _ in uses for m in load(stage).SCALES["full"]["models"]})
+            for key, uses in SLICE_NETWORKS.items()}
+
+
+def _read(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def project(folder, weights: dict | None = None, networks: dict | None = None) -> dict:
+    """The projection rows and total of device-check folder ``folder`` (see the module docstring)."""
+    folder, weights = Path(folder), dict(weights or {})
+    networks = full_networks() if networks is None else networks
+    summary = _read(folder / "device_check.json") or {}
+    rows = []
+    for key, nets in networks.items():
+        js = _read(folder / f"train_{key}.json")
+        per = js.get("projected_full_train_s") if js else None
+        factor = weights.get(f"train_{key}", len(nets))
+        rows.append(dict(part=f"train_{key}", kind="training", measured=js is not None and per is not None,
+                         network=js.get("model") if js else key.split("_")[-1], per_network_s=per,
+                         factor=factor, factor_source="--weight" if f"train_{key}" in weights else "networks",
+                         networks=nets, basis=(f"{js['steps_done']} steps at {js['steps_per_s']:.4g} steps/s → "
+                                               f"{js['full_steps']} steps + start-up + evaluations")
+                         if js and js.get("steps_per_s") else "not measured",
+                         projected_s=per * factor if per is not None else None, device=js.get("device") if js else None))
+    for stage in STAGES:
+        found = sorted(folder.glob(f"exp_{stage}_*.json"))
+        js = _read(found[0]) if found else None
+        per = js.get("projected_per_network_s") if js else None
+        if js and per is None and js.get("projected_full_scale_measure_s") is not None:  # the first run's format
+            per = js["projected_full_scale_measure_s"]
+        nets = js.get("networks_full_scale") if js and js.get("networks_full_scale") else []
+        factor = weights.get(stage, len(nets) if nets else 1)
+        rows.append(dict(part=stage, kind="measurement", measured=per is not None,
+                         network=js.get("model") if js else None, per_network_s=per, factor=factor,
+                         factor_source="--weight" if stage in weights else "networks", networks=nets,
+                         basis=(f"{js['experiment_time_s']:.4g} s on {js['n_samples']} of {js['n_samples_full_scale']} "
+                                f"digits" + (f" + tracker {js['tracker_s']:.3g} s" if js.get("tracker_s") else ""))
+                         if js and js.get("experiment_time_s") is not None else "not measured",
+                         scaling=js.get("scaling") if js else None,
+                         projected_s=per * factor if per is not None else None, device=js.get("device") if js else None))
+    done = [r for r in rows if r["projected_s"] is not None]
+    total = sum(r["projected_s"] for r in done)
+    return dict(folder=str(folder), device=summary.get("device") or next((r["device"] for r in done if r["device"]), None),
+                date=summary.get("date"), tiny=summary.get("tiny"), rows=rows, total_s=total, total_h=total / 3600,
+                missing=[r["part"] for r in rows if r["projected_s"] is None],
+                ignores=("compilation counted once per measured piece and scaled with the digits (an overestimate); "
+                         "every network costs as the measured one unless --weight says otherwise; the stages' "
+                         "plots, claims and the report (seconds); fixed costs of networks other than the "
+                         "measured one"))
+
+
+def _f(v, nd=4):
+    return "–" if v is None else f"{v:.{nd}g}"
+
+
+def markdown(p: dict) -> str:
+    lines = [f"Projection of `reproduce --full` on one **{p['device']}** from the device check of {p['date']} "
+             f"({'tiny CPU smoke run: the numbers mean nothing' if p['tiny'] else 'full-scale settings'}), "
+             f"`scripts/_projection.py {p['folder']}`:", "",
+             "| part | measured network | basis | per network (s) | × networks | projected (min) |",
+             "|---|---|---|---|---|---|"]
+    for r in p["rows"]:
+        nets = f"{_f(r['factor'], 3)}" + (" (weight)" if r["factor_source"] == "--weight" else
+                                           f" ({', '.join(r['networks'])})" if r["networks"] else "")
+        proj = _f(r["projected_s"] / 60, 3) if r["projected_s"] is not None else "**not measured**"
+        lines.append(f"| {r['part']} | {r['network'] or '–'} | {r['basis']} | {_f(r['per_network_s'])} | {nets} | {proj} |")
+    lines += ["", f"**Total: {p['total_s'] / 60:.0f} min = {p['total_h']:.2f} h** on one {p['device']}"
+              + (f"; not measured (left out of the total): {', '.join(p['missing'])}" if p["missing"] else "") + ".",
+              "", f"Ignored: {p['ignores']}."]
+    return "\n".join(lines) + "\n"
+
+
+def write(folder, weights: dict | None = None) -> dict:
+    """Write ``projection.json`` and ``projection.md`` into ``folder``; returns the projection."""
+    p = project(folder, weights)
+    for name, text in (("projection.json", json.dumps(p, indent=2, default=str)), ("projection.md", markdown(p))):
+        tmp = Path(folder) / (name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, Path(folder) / name)
+    return p
+
+
+def _weight(s: str):
+    k, _, v = s.partition("=")
+    try:
+        return k, float(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--weight wants part=factor, got {s!r}") from None
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="scripts/_projection.py", description=__doc__.split("\n\n")[0])
+    ap.add_argument("folder", type=Path, help="the device check's --out folder")
+    ap.add_argument("--weight", type=_weight, nargs="*", default=[],
+                    help="part=factor: use factor (Σ network costs in units of the measured one) for that part")
+    a = ap.parse_args(argv)
+    if not a.folder.is_dir():
+        ap.error(f"{a.folder} is not a folder")
+    weights = dict(a.weight)
+    unknown = sorted(set(weights) - {f"train_{k}" for k in SLICE_NETWORKS} - set(STAGES))
+    if unknown:
+        ap.error(f"--weight: unknown parts {unknown}")
+    print(markdown(write(a.folder, weights)), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
