@@ -108,8 +108,8 @@ def plan(args) -> list[dict]:
     for it in items:
         it.setdefault("skip", None)
         it.setdefault("json", str(out / f"{it['name']}.json"))
-        if args.tiny:
-            it["timeout_s"] = max(it["timeout_s"], 300)  # one shared CPU core: compile dominates
+        if args.tiny:  # one shared CPU core: compile dominates (an experiment piece trains and runs a stage)
+            it["timeout_s"] = max(it["timeout_s"], 900 if it["name"].startswith("exp_") else 300)
     if args.only:
         unknown = sorted(set(args.only) - {it["name"] for it in items})
         if unknown:
