@@ -117,6 +117,7 @@ def project(folder, weights: dict | None = None, networks: dict | None = None, m
                          factor_source="--weight" if stage in weights else "networks", networks=nets,
                          basis=(f"{js['experiment_time_s']:.4g} s on {js.get('n_samples', '?')} of "
                                 f"{js.get('n_samples_full_scale', '?')} digits"
+                                + (f" (compile {js['compile_s']:.3g} s, once)" if js.get("compile_s") is not None else "")
                                 + (f" + tracker {js['tracker_s']:.3g} s" if js.get("tracker_s") else ""))
                          if js and js.get("experiment_time_s") is not None else "not measured",
                          scaling=js.get("scaling") if js else None, source=js.get("_from") if js else None,
@@ -128,10 +129,9 @@ def project(folder, weights: dict | None = None, networks: dict | None = None, m
                 devices=devices, date=summary.get("date"), tiny=summary.get("tiny"), rows=rows, total_s=total,
                 total_h=total / 3600,
                 missing=[r["part"] for r in rows if r["projected_s"] is None],
-                ignores=("compilation counted once per measured piece and scaled with the digits (an overestimate); "
-                         "every network costs as the measured one unless --weight says otherwise; the stages' "
-                         "plots, claims and the report (seconds); fixed costs of networks other than the "
-                         "measured one"))
+                ignores=("every network costs as the measured one unless --weight says otherwise (compilation "
+                         "included); fixed per-network work other than compilation is scaled with the digits (an "
+                         "overestimate); the stages' plots, claims and the report (seconds)"))
 
 
 def _f(v, nd=4):
