@@ -396,7 +396,7 @@ EXP_PIECES = {
     "table1": (("table1_cnn3",), 250, 120),
     "table2": (("table2_cnn3_adv",), 250, 90),
     "appendix": (("table1_cnn3",), 250, 90),
-    "fig5": (("fig2_fig5_alexnet", "fig5_alexnet_adv"), 32, 120),
+    "fig5": (("fig2_fig5_alexnet", "fig5_alexnet_adv"), 32, 150),  # two trainings with the tracker
     "fig2": (("fig2_fig5_alexnet",), 25, 90),
     "fig3": (("fig3_fig4_vgg11_adv",), 100, 90),
     "fig4": (("fig3_fig4_vgg11_adv",), 100, 90),

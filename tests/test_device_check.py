@@ -205,3 +205,21 @@ def test_tiny_run_end_to_end(tmp_path):
     assert not (out / "_work").exists()
     after = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
     assert after == before
+
+
+def test_experiment_pieces_resolve_at_full_scale():
+    """Every piece's overrides are fields of its stage's ``Config`` and pass its checks, at the full
+    scale: one network, whole chunks of digits, a brief training without robust evaluation."""
+    if not os.environ.get("JAXDYN_DATA_DIR"):
+        pytest.skip("needs MNIST in JAXDYN_DATA_DIR (the slices' step counts)")
+    for stage, (keys, n, _) in dc.EXP_PIECES.items():
+        mod, cfg, f = dc.experiment_config(stage, "full", 200)
+        assert cfg.scale == "full" and cfg.models == (dc.SLICES[keys[0]][1],) and cfg.n_samples == n
+        chunk = getattr(cfg, "chunk", None)
+        assert chunk is None or n % chunk == 0, (stage, n, chunk)  # whole chunks
+        assert f["n_samples_full_scale"] == mod.SCALES["full"]["n_samples"] > n
+        train = cfg.train_overrides if "train_overrides" in mod.SCALES["full"] else cfg.train
+        assert train["epochs"] == 1 and train["n_eval_robust"] == 0 and train["n_train"] < 60_000
+        for k, v in mod.SCALES["full"].items():  # nothing else differs from the full scale
+            if k not in ("models", "n_samples", "train", "train_overrides", "adv_train"):
+                assert getattr(cfg, k) == v, (stage, k)
