@@ -4,7 +4,9 @@ The same architecture and weights on both sides: the flax parameters of a zoo mo
 ``cnn3``) are converted to a PyTorch ``nn.Sequential`` (conv kernels HWIO -> OIHW, and the dense
 layer after the convs re-ordered from NHWC to NCHW flattening); the logits of both are compared
 before anything is timed. Both run in float32 in the same process, PyTorch with one thread
-(``torch.set_num_threads(1)``), so under ``taskset -c 0`` both get the same single core.
+(``torch.set_num_threads(1)``), so under ``taskset -c 0`` both get the same single core. Where this
+PyTorch has CUDA (``--torch-device auto``, the default), the PyTorch side runs on the GPU
+(synchronised before each clock read), as jaxdyn does there; ``torch_device`` in the JSON says which.
 
 * **jaxdyn**: ``jit(vmap(attacks.pgd))`` (per-example attack as one ``lax.scan``; ε, α traced).
 * **torchattacks**: ``torchattacks.PGD(model, eps, alpha, steps, random_start)`` on NCHW tensors.
@@ -14,7 +16,9 @@ adversarial images; the script reports the adversarial accuracy of each side, th
 digits whose adversarial prediction agrees and the largest pixel difference. With random start
 (the timed setting) the two differ only by their random numbers. Target: ≥ 1.0× on CPU.
 
-Needs the ``bench`` extra: ``pip install -e '.[bench]'`` (torch, torchattacks).
+Needs the ``bench`` extra: ``pip install -e '.[bench]'`` (torch, torchattacks). Without
+torchattacks (the device host) it uses ``_bench_common.TorchPGD``, a copy of its loop, and the JSON
+says so (``torch_attack``).
 
     taskset -c 0 python scripts/bench_pgd_torch.py
 """
@@ -48,7 +52,8 @@ def pgd_fn(model, steps, random_start, unroll=1):
 
 
 def time_torch(fn, repeats):
-    """Warm-up call (excluded), then ``repeats`` timed calls; same fields as the jax timings."""
+    """Warm-up call (excluded), then ``repeats`` timed calls; same fields as the jax timings. ``fn``
+    must wait for its result (on CUDA: ``torch.cuda.synchronize``)."""
     first, _, out = bc.timed_cpu(fn)
     runs, cpus = [], []
     for _ in range(max(1, repeats)):
@@ -73,6 +78,8 @@ def main(argv=None):
                    help="a second, smaller ε for the agreement check (non-trivial adversarial accuracy)")
     p.add_argument("--weights", choices=["trained", "random"], default="trained",
                    help="trained: jaxdyn.training.load_or_train(quick_config) (cached, trained if missing); random: init")
+    p.add_argument("--torch-device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where PyTorch runs (auto: CUDA when this PyTorch has it, else the CPU)")
     args = p.parse_args(argv)
     width = 1.0
     if args.tiny:
@@ -93,12 +100,23 @@ def main(argv=None):
         torch.set_num_interop_threads(1)
     except RuntimeError:  # already set in this process
         pass
+    has_cuda = torch.cuda.is_available()
+    device = args.torch_device if args.torch_device != "auto" else ("cuda" if has_cuda else "cpu")
+    if device == "cuda" and not has_cuda:
+        sys.exit("--torch-device cuda but this PyTorch has no CUDA")
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    torch_note = None
+    if jax.default_backend() != "cpu" and device == "cpu":
+        torch_note = (f"jaxdyn ran on {jax.default_backend()}, PyTorch on the CPU with one thread: the ratio is not "
+                      "like for like")
+        print(f"[bench] {torch_note}")
     x, y, source = bc.load_digits(args.batch, seed=args.seed, dtype="float32")
     results = dict(
         benchmark=f"PGD-{args.steps} linf eps={args.eps} alpha={args.alpha}: jaxdyn vs torchattacks",
         machine=bc.machine_info(dict(torch=torch.__version__, torchattacks=ta_version,
                                      torch_threads=torch.get_num_threads())),
-        config=vars(args) | dict(width=width, data=source), models={}, torch_attack=attack_name, precision=precision)
+        config=vars(args) | dict(width=width, data=source), models={}, torch_attack=attack_name, precision=precision,
+        torch_device=device, torch_note=torch_note)
     rows = []
     for name in args.models:
         if args.weights == "trained":
@@ -111,11 +129,11 @@ def main(argv=None):
                          test_accuracy=tinfo.get("test_accuracy"), robust_accuracy=tinfo.get("robust_accuracy"))
         else:
             model, variables, minfo = bc.init_model(name, dtype=jnp.float32, seed=args.seed, width=width)
-        tmodel = to_torch(model, variables)
+        tmodel = to_torch(model, variables).to(device)
         # -- same function on both sides, before timing anything
         z_jax = np.asarray(model.apply(variables, jnp.asarray(x)))
         with torch.no_grad():
-            z_torch = tmodel(nchw(x)).numpy()
+            z_torch = tmodel(nchw(x).to(device)).cpu().numpy()
         logit_err = float(np.max(np.abs(z_jax - z_torch)) / max(np.max(np.abs(z_jax)), 1e-30))
         if not logit_err < 1e-4:  # float32, different summation orders: ~1e-6 expected
             raise RuntimeError(f"{name}: PyTorch copy disagrees with the flax model (rel {logit_err:.1e})")
@@ -123,7 +141,7 @@ def main(argv=None):
         print(f"[{name}] {minfo['params']} params, batch {args.batch}, clean accuracy {clean_acc:.3f}, "
               f"logits agree to {logit_err:.1e}")
 
-        xt, yt = nchw(x), torch.from_numpy(np.asarray(y, np.int64))
+        xt, yt = nchw(x).to(device), torch.from_numpy(np.asarray(y, np.int64)).to(device)
         keys = jax.random.split(jax.random.key(args.seed), args.batch)
         def run_jax(random_start, unroll, eps, repeats):
             g = sharding.shard_batch(pgd_fn(model, args.steps, random_start, unroll),
@@ -135,13 +153,18 @@ def main(argv=None):
         def run_torch(random_start, eps, repeats):
             atk = pgd_cls(tmodel, eps=eps, alpha=args.alpha, steps=args.steps, random_start=random_start)
             torch.manual_seed(args.seed)
-            t, xa = time_torch(lambda: atk(xt, yt), repeats)
-            return t, xa.numpy().transpose(0, 2, 3, 1)
+            def call():
+                out = atk(xt, yt)
+                sync()
+                return out
+
+            t, xa = time_torch(call, repeats)
+            return t, xa.cpu().numpy().transpose(0, 2, 3, 1)
 
         def predict_both(xa_j, xa_t):
             pj = np.argmax(np.asarray(model.apply(variables, jnp.asarray(xa_j))), -1)
             with torch.no_grad():
-                pt = tmodel(nchw(xa_t)).numpy().argmax(-1)
+                pt = tmodel(nchw(xa_t).to(device)).cpu().numpy().argmax(-1)
             return pj, pt
 
         # -- timed: PGD with random start, as used in practice

@@ -12,8 +12,16 @@ as a subprocess with its own timeout, one after the other:
    ``--train-steps`` batches and one epoch), then evaluated exactly as the full run does (clean
    accuracy on the test set, PGD-40 robust accuracy on ``n_eval_robust`` digits); steps/s after
    compilation is extrapolated to the preset's full step count (:data:`SLICES`);
-4. one experiment piece at full scale: Table 1 on the table slice's cnn3, full-scale settings
-   (β, m, β grid, m grid up to 10⁶, regimes) on one chunk of 250 digits (the full scale measures 4).
+4. one timed piece of every ``reproduce`` stage (:data:`EXP_PIECES`, items ``exp_<stage>_<model>``):
+   the stage's real ``run`` (``runner.execute``) at the full scale's settings, on one network (the
+   SLICES model of its preset, trained for ``--train-steps`` batches in the scratch cache, no robust
+   evaluation) and a cut digit count (whole chunks: Table 1 on 250 of 1000 digits, as before); each
+   records ``projected_full_scale_measure_s`` = measured time × digits × networks of the full stage,
+   with its scaling rule and what it ignores (compilation paid once, ...) in the JSON.
+
+At the end :mod:`_projection` (``scripts/_projection.py``) turns the folder into the projection of
+``reproduce --full`` on this device (``projection.md``, ``projection.json``): training per preset
+and each stage's measurement, in hours.
 
 Each item writes its JSON into ``--out`` (``<item>.json``, its log in ``logs/``), then the
 summary ``device_check.json`` and ``device_check.md`` (device, nvidia-smi, versions, each
@@ -51,7 +59,7 @@ if str(REPO) not in sys.path:  # the item bodies import jaxdyn from this checkou
 BENCH_GPU = [
     ("bench_theorem2", ["--batch", "1024", "--ref-batch", "64", "--chunk", "16", "--repeats", "3"], 70),
     ("bench_logit_attack", ["--batch", "256", "--steps", "1000", "--repeats", "3"], 50),
-    # PyTorch runs on the host CPU with one thread in this script: batch and repeats as on the CPU
+    # PyTorch on CUDA when it has it (else the host CPU, one thread); torchattacks or its copy TorchPGD
     ("bench_pgd_torch", ["--batch", "128", "--steps", "40", "--weights", "random", "--repeats", "3"], 120),
     ("bench_hessian", ["--batches", "1", "16", "256", "1024", "--autodiff-max-batch", "64",
                        "--mem-limit-gb", "40", "--budget-s", "4", "--repeats", "3"], 70),
@@ -70,7 +78,7 @@ SLICES = {
     "fig3_fig4_vgg11_adv": ("fig3-adv", "vgg11", None, None),  # Figs. 3-4 (binary, PGD-ℓ∞)
     "fig5_alexnet_adv": ("fig5-adv", "alexnet", None, None),  # Fig. 5 adversarial
 }
-TRAIN_TIMEOUT_S, TRAIN_CAP_S, EXP_TIMEOUT_S = 50, 8.0, 90
+TRAIN_TIMEOUT_S, TRAIN_CAP_S = 50, 8.0
 TINY_WIDTH = 1 / 16
 
 
@@ -92,14 +100,16 @@ def plan(args) -> list[dict]:
         items.append(dict(name=f"train_{key}", timeout_s=TRAIN_TIMEOUT_S, min_s=20, skip=no_data, argv=[
             py, str(HERE), "--_train", key, "--_scale", scale, "--train-steps", str(args.train_steps),
             "--_json", str(out / f"train_{key}.json"), "--work-dir", str(args.work_dir)]))
-    items.append(dict(name="exp_table1_cnn3", timeout_s=EXP_TIMEOUT_S, min_s=30, skip=no_data, argv=[
-        py, str(HERE), "--_experiment", "table1", "--_scale", scale, "--train-steps", str(args.train_steps),
-        "--_json", str(out / "exp_table1_cnn3.json"), "--work-dir", str(args.work_dir)]))
+    for stage, (_, _, timeout) in EXP_PIECES.items():
+        name = exp_item_name(stage)
+        items.append(dict(name=name, timeout_s=timeout, min_s=30, skip=no_data, argv=[
+            py, str(HERE), "--_experiment", stage, "--_scale", scale, "--train-steps", str(args.train_steps),
+            "--_json", str(out / f"{name}.json"), "--work-dir", str(args.work_dir)]))
     for it in items:
         it.setdefault("skip", None)
         it.setdefault("json", str(out / f"{it['name']}.json"))
-        if args.tiny:
-            it["timeout_s"] = max(it["timeout_s"], 300)  # one shared CPU core: compile dominates
+        if args.tiny:  # one shared CPU core: compile dominates (an experiment piece trains and runs a stage)
+            it["timeout_s"] = max(it["timeout_s"], 900 if it["name"].startswith("exp_") else 300)
     if args.only:
         unknown = sorted(set(args.only) - {it["name"] for it in items})
         if unknown:
@@ -375,33 +385,190 @@ def _eval_timing(cfg):
                 eval_note="timed on initial weights (slice stopped by the time cap): no accuracies"), epoch_end
 
 
-def _experiment_item(name: str, scale: str, steps: int, work: Path, path: Path) -> None:
-    """Table 1 at the full scale's settings on one chunk of digits, on the table slice's model."""
+#: one timed piece of each ``reproduce`` stage at the full scale's settings (:func:`_experiment_item`):
+#: stage -> (the SLICES whose network(s) it measures, digits of the piece at full scale, timeout s).
+#: The digit counts are whole compiled chunks where the stage has chunks (Tables, Appendix: 250;
+#: Figs. 3-4: 50; Fig. 5: 16 rows), so the per-chunk cost is the full run's; Fig. 2 vmaps all its
+#: digits at once (no chunk), so scaling it by digits is an upper bound on a GPU. Order: a piece
+#: that trains a network before the one that loads it (the appendix trains Table 1's cnn3, Fig. 5
+#: the AlexNet of Fig. 2, Fig. 3 the VGG-11 of Fig. 4), and Table 1 last: the first device run
+#: (2026-11-26, H200) measured it, so when the budget runs out it is the one skipped and the
+#: projection can take it from that run (``_projection.py --from``).
+EXP_PIECES = {
+    "table2": (("table2_cnn3_adv",), 250, 90),
+    "appendix": (("table1_cnn3",), 250, 90),
+    "fig5": (("fig2_fig5_alexnet", "fig5_alexnet_adv"), 32, 150),  # two trainings with the tracker
+    "fig2": (("fig2_fig5_alexnet",), 25, 90),
+    "fig3": (("fig3_fig4_vgg11_adv",), 100, 90),
+    "fig4": (("fig3_fig4_vgg11_adv",), 100, 90),
+    "table1": (("table1_cnn3",), 250, 120),
+}
+#: what each stage's cost scales with beyond digits × networks, and what the extrapolation ignores
+EXP_SCALING = {
+    "table1": "digits (1 chunk of 250 → 4 chunks; κ(m), regime grid and ODE per digit) × networks",
+    "table2": "digits (1 chunk of 250 → 4 chunks; A_targets sweep and Eq. 11 per digit) × networks",
+    "appendix": "digits (1 chunk of 250 → 4 chunks; PGD variants and raw-β grid per digit) × networks",
+    "fig5": "digits (2 chunks of 16 rows → 16; instability rows, Theorem 6) × networks, plus the sharpness "
+            "tracker (11 points per training, fixed, measured whole: not scaled)",
+    "fig2": "digits (25 → 100, linear; one vmapped call per attack, so an upper bound on a GPU) × networks",
+    "fig3": "digits (2 chunks of 50 → 20; two A0 strengths) × networks",
+    "fig4": "digits (2 chunks of 50 → 20) × networks",
+}
+EXP_IGNORES = ("compilation is counted once per network (JAX's compile events, compile_s), not scaled; "
+               "fixed per-network work scaled with the digits (correct-digit search, Fig. 5's 60k-digit matched-loss "
+               "pool); a network's own cost (the others are assumed to cost as the measured one: pass "
+               "scripts/_projection.py --weight to use measured ratios); the regime grid's size, which depends on "
+               "the network; training (timed by the train_* slices)")
+
+
+def exp_item_name(stage: str) -> str:
+    """``exp_<stage>_<model>`` (``exp_table1_cnn3`` as before)."""
+    return f"exp_{stage}_{SLICES[EXP_PIECES[stage][0][0]][1]}"
+
+
+def _sum_key(node, key: str) -> float:
+    """The sum of every ``key`` leaf in a results tree (``train_or_load`` of each network and training)."""
+    if isinstance(node, dict):
+        return sum(float(v) if k == key and isinstance(v, (int, float)) else _sum_key(v, key) for k, v in node.items())
+    if isinstance(node, list):
+        return sum(_sum_key(v, key) for v in node)
+    return 0.0
+
+
+def _find(node, key: str, depth: int = 0) -> list:
+    if depth > 6:
+        return []
+    if isinstance(node, dict):
+        return [v for k, v in node.items() if k == key and not isinstance(v, (dict, list))] + \
+            [x for v in node.values() for x in _find(v, key, depth + 1)]
+    if isinstance(node, list):
+        return [x for v in node for x in _find(v, key, depth + 1)]
+    return []
+
+
+#: JAX's compile-phase events (tracing, lowering, XLA compile), summed by :func:`_compile_clock`
+COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                  "/jax/core/compile/backend_compile_duration")
+
+
+def _compile_clock() -> dict:
+    """``{"experiment": s, "training": s}``, filled as this process compiles: the seconds of JAX's
+    compile events, those inside ``jaxdyn.training.load_or_train`` (training a network, or Fig. 5's
+    tracker) apart. Both are paid once per network in the full run, so the projection does not
+    scale them with the digits."""
+    import jax
+
+    import jaxdyn.training as training
+
+    clock = dict(experiment=0.0, training=0.0, _in=0)
+
+    def listen(event, duration, **_):
+        if event in COMPILE_EVENTS:
+            clock["training" if clock["_in"] else "experiment"] += float(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    inner = training.load_or_train
+
+    def load_or_train(*a, **k):
+        clock["_in"] += 1
+        try:
+            return inner(*a, **k)
+        finally:
+            clock["_in"] -= 1
+
+    training.load_or_train = load_or_train  # what experiments._common.load_model calls
+    return clock
+
+
+def experiment_config(stage: str, scale: str, steps: int):
+    """``(module, config, piece facts)`` of the timed piece of ``stage``: the stage's own config at
+    ``scale`` on the SLICES network(s) (trained on ``steps`` batches, one epoch, no robust evaluation)
+    and the piece's digit count (the tiny scale keeps its own)."""
+    from jaxdyn.experiments import load
+
+    mod = load(stage)
+    keys, n_full_piece, _ = EXP_PIECES[stage]
+    model = SLICES[keys[0]][1]
+    preset = mod.SCALES[scale]  # the scale's own settings (at "full": the paper's)
+    n_scale = preset["n_samples"]
+    n = min(n_full_piece, n_scale) if scale == "full" else n_scale
+
+    def brief(key, base):
+        kw, n_steps, _ = slice_plan(key, scale, steps)
+        return dict(base or {}, n_train=n_steps * kw["batch_size"], epochs=1, n_eval_robust=0)
+
+    over = dict(models=(model,), n_samples=n)
+    if "train_overrides" in preset:  # the tables: the preset stays, the overrides cut it
+        over["train_overrides"] = brief(keys[0], preset["train_overrides"])
+        train = over["train_overrides"]
+    else:
+        over["train"] = train = brief(keys[0], preset["train"])
+        if stage == "fig5":
+            over["adv_train"] = brief(keys[1], preset["adv_train"])
+    cfg = mod.config(scale, **over)
+    facts = dict(model=model, slices=list(keys), n_samples=n, n_samples_full_scale=n_scale,
+                 networks_full_scale=list(preset["models"]), train=train, adv_train=over.get("adv_train"))
+    return mod, cfg, facts
+
+
+def _experiment_item(stage: str, scale: str, steps: int, work: Path, path: Path) -> None:
+    """One stage of ``reproduce`` at the full scale's settings on one network and a cut digit
+    count (:data:`EXP_PIECES`), run by its real ``run`` (``runner.execute``); its measurement time
+    (run time less the networks' training or loading) is extrapolated to the full stage."""
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    from jaxdyn.experiments import runner, table1
-    assert name == "table1", name
-    model = SLICES["table1_cnn3"][1]
-    kw, n_steps, _ = slice_plan("table1_cnn3", scale, steps)  # the table slice's model, from the cache
-    over = dict(n_train=n_steps * kw["batch_size"], epochs=1)
-    full_n = table1.SCALES[scale]["n_samples"]
-    n = table1.SCALES[scale]["chunk"] if scale == "full" else full_n
-    cfg = table1.config(scale, models=(model,), n_samples=n, train_overrides=over)
+    from jaxdyn.experiments import runner
+
+    mod, cfg, f = experiment_config(stage, scale, steps)
+    comp = _compile_clock()
+    tracker: list = []
+    if stage == "fig5":  # time the sharpness tracker: a fixed cost of the stage, not of the digits
+        base = mod.SharpnessTracker
+
+        class Timed(base):
+            def start(self, *a, **k):
+                t = time.perf_counter()
+                super().start(*a, **k)
+                tracker.append(time.perf_counter() - t)
+
+            def callback(self, *a, **k):
+                t = time.perf_counter()
+                super().callback(*a, **k)
+                tracker.append(time.perf_counter() - t)
+
+        mod.SharpnessTracker = Timed
     t0 = time.perf_counter()
-    rec = runner.execute(table1, cfg, work / "exp_table1", progress=False)
+    rec = runner.execute(mod, cfg, work / f"exp_{stage}", progress=False)
     wall = time.perf_counter() - t0
-    row = rec["results"]["rows"][0] if rec["results"].get("rows") else {}
-    t = row.get("time_s", {})
-    res = dict(experiment="table1", scale=scale, model=model, n_samples=n, n_samples_full_scale=full_n,
-               train_overrides=over, wall_s=wall, runtime_s=rec["runtime_s"], train_or_load_s=t.get("train_or_load"),
-               experiment_time_s=t.get("experiment"),
-               projected_full_scale_measure_s=(t["experiment"] * full_n / n) if t.get("experiment") else None,
-               kappa=row.get("kappa"), kappa_first_order=row.get("kappa_first_order"),
-               test_accuracy=row.get("test_accuracy"), steps=row.get("steps"), beta=row.get("beta"),
-               dtype=row.get("dtype"), claims={c["id"]: c["verdict"] for c in rec["claims"]},
-               tfds_imported="tensorflow_datasets" in sys.modules, device=jax.devices()[0].device_kind)
-    _write(path, json.dumps(res, indent=2, default=str))
+    res = rec["results"]
+    tracker_s = float(sum(tracker))
+    train_s = _sum_key(res, "train_or_load")
+    measure = rec["runtime_s"] - train_s  # the stage's own work on this network (incl. its compiles)
+    compile_s = min(comp["experiment"], measure)  # paid once per network, whatever the digit count
+    digits = f["n_samples_full_scale"] / f["n_samples"]
+    n_nets = len(f["networks_full_scale"])
+    per_net = compile_s + (measure - compile_s) * digits + tracker_s
+    out = dict(
+        experiment=stage, scale=scale, model=f["model"], slices=f["slices"], n_samples=f["n_samples"],
+        n_samples_full_scale=f["n_samples_full_scale"], networks_full_scale=f["networks_full_scale"],
+        train_overrides=f["train"], adv_train_overrides=f["adv_train"], wall_s=wall, runtime_s=rec["runtime_s"],
+        train_or_load_s=train_s - tracker_s, tracker_s=tracker_s if stage == "fig5" else None,
+        experiment_time_s=measure, compile_s=compile_s, compile_in_training_s=comp["training"],
+        digit_factor=digits, network_factor=n_nets,
+        projected_per_network_s=per_net, projected_full_scale_measure_s=per_net * n_nets,
+        scaling=("compile_s + (experiment_time_s − compile_s) × digit_factor" + (" + tracker_s" if stage == "fig5" else "")
+                 + " per network, × network_factor (networks_full_scale, each assumed to cost as this one); "
+                 + EXP_SCALING[stage]),
+        ignores=EXP_IGNORES,
+        test_accuracy=(_find(res, "test_accuracy") or [None])[0],
+        claims={c["id"]: c["verdict"] for c in rec["claims"]},
+        tfds_imported="tensorflow_datasets" in sys.modules, device=jax.devices()[0].device_kind)
+    if stage == "table1":  # the numbers the first device run reported
+        row = res["rows"][0] if res.get("rows") else {}
+        out.update(kappa=row.get("kappa"), kappa_first_order=row.get("kappa_first_order"), steps=row.get("steps"),
+                   beta=row.get("beta"), dtype=row.get("dtype"))
+    _write(path, json.dumps(out, indent=2, default=str))
 
 
 # ----------------------------------------------------------------------------- main
@@ -463,6 +630,14 @@ def main(argv=None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     summary = write_summary(args.out, records, args, time.monotonic() - t0)
+    try:  # the projection of reproduce --full from what was measured; never fails the check
+        sys.path.insert(0, str(HERE.parent))
+        import _projection
+
+        _projection.write(args.out)
+        print(f"[device_check] projection in {args.out / 'projection.md'}")
+    except Exception as e:  # noqa: BLE001
+        print(f"[device_check] projection failed: {type(e).__name__}: {e}")
     print(f"[device_check] {sum(r['status'] == 'ok' for r in records)}/{len(records)} items ok in "
           f"{summary['wall_s']:.0f} s; summary in {args.out / 'device_check.md'}")
     return 0

@@ -37,7 +37,16 @@ def _args(tmp_path, *extra, data=True):
 
 def test_plan_covers_every_item_and_sizes(tmp_path):
     names = [it["name"] for it in dc.plan(_args(tmp_path))]
-    assert names == ["env", *(b[0] for b in dc.BENCH_GPU), *(f"train_{k}" for k in dc.SLICES), "exp_table1_cnn3"]
+    exp = [dc.exp_item_name(st) for st in dc.EXP_PIECES]
+    assert names == ["env", *(b[0] for b in dc.BENCH_GPU), *(f"train_{k}" for k in dc.SLICES), *exp]
+    # every reproduce stage has a piece, the first run's item name is kept; a piece that trains a
+    # network runs before the piece that loads it, Table 1 (measured in the first run) last
+    from jaxdyn.experiments import REPRODUCE
+
+    assert sorted(dc.EXP_PIECES) == sorted(REPRODUCE) and "exp_table1_cnn3" in exp and set(dc.EXP_SCALING) == set(REPRODUCE)
+    order = list(dc.EXP_PIECES)
+    assert order[-1] == "table1" and order.index("appendix") < order.index("table1")
+    assert order.index("fig5") < order.index("fig2") and order.index("fig3") < order.index("fig4")
     gpu = {it["name"]: it for it in dc.plan(_args(tmp_path))}
     tiny = {it["name"]: it for it in dc.plan(_args(tmp_path, "--tiny"))}
     assert "--tiny" in tiny["bench_theorem2"]["argv"] and "--tiny" not in gpu["bench_theorem2"]["argv"]
@@ -50,6 +59,7 @@ def test_plan_covers_every_item_and_sizes(tmp_path):
     # without MNIST the slices and the experiment are skipped (the benchmarks use random images)
     nodata = {it["name"]: it for it in dc.plan(_args(tmp_path, data=False))}
     assert nodata["train_table1_cnn3"]["skip"].startswith("skipped: no MNIST")
+    assert all(nodata[n]["skip"] for n in exp) and all("--_experiment" in gpu[n]["argv"] for n in exp)
     assert nodata["bench_theorem2"]["skip"] is None
     # the GPU plan's timeouts alone would overrun 9 minutes: the budget has to cut them
     assert sum(it["timeout_s"] for it in gpu.values()) > 540
@@ -103,6 +113,51 @@ def test_summary_json_and_markdown(tmp_path):
     assert "NVIDIA H100" in md and "| bench_x | ok | 1.0 | speedup = 3 |" in md and "timeout after 5 s" in md
 
 
+def _projection():
+    sys.path.insert(0, str(REPO / "scripts"))
+    import _projection
+
+    return _projection
+
+
+def test_projection_from_a_folder(tmp_path):
+    """Training × networks plus each stage's projected measurement; a part without JSON is reported
+    missing and left out of the total, never counted as zero time; --weight replaces the count."""
+    pj = _projection()
+    (tmp_path / "train_table1_cnn3.json").write_text(json.dumps(dict(
+        model="cnn3", projected_full_train_s=30.0, steps_done=200, steps_per_s=500.0, full_steps=4680, device="GPU X")))
+    (tmp_path / "exp_table1_cnn3.json").write_text(json.dumps(dict(
+        experiment="table1", model="cnn3", experiment_time_s=40.0, n_samples=250, n_samples_full_scale=1000,
+        networks_full_scale=["mlp3", "cnn3"], projected_per_network_s=160.0, projected_full_scale_measure_s=320.0,
+        scaling="digits × networks", device="GPU X")))
+    nets = {"train_table1_cnn3": ["cnn3", "mlp3", "mlp4"], "train_fig5_alexnet_adv": ["alexnet", "vgg11"]}
+    p = pj.project(tmp_path, networks=nets)
+    by = {r["part"]: r for r in p["rows"]}
+    assert by["train_table1_cnn3"]["projected_s"] == 90.0 and by["table1"]["projected_s"] == 320.0
+    assert p["total_s"] == 410.0 and p["device"] == "GPU X"
+    assert "train_fig5_alexnet_adv" in p["missing"] and "fig2" in p["missing"] and "table1" not in p["missing"]
+    w = pj.project(tmp_path, weights={"table1": 16, "train_table1_cnn3": 13.8}, networks=nets)
+    assert {r["part"]: r["projected_s"] for r in w["rows"]}["table1"] == 160.0 * 16
+    md = pj.markdown(p)
+    assert "not measured" in md and "Total: 7 min" in md
+    assert "cnn3, mlp3, mlp4" in md
+    with pytest.raises(SystemExit):
+        pj.main([str(tmp_path), "--weight", "nope=2"])
+    pj.main([str(tmp_path)])  # the real network lists: the full run trains the ten table networks once
+    from jaxdyn.experiments._common.tables import TABLE_MODELS
+
+    rows = {r["part"]: r for r in json.loads((tmp_path / "projection.json").read_text())["rows"]}
+    assert rows["train_table1_cnn3"]["networks"] == sorted(TABLE_MODELS) and (tmp_path / "projection.md").exists()
+    assert rows["train_table1_cnn3"]["projected_s"] == 300.0
+
+
+def test_sum_key_adds_every_training():
+    res = dict(models=dict(a=dict(instability=dict(standard=dict(time_s=dict(train_or_load=2.0, compute=9.0)),
+                                                   adversarial=dict(time_s=dict(train_or_load=3.0)))),
+                           b=[dict(time_s=dict(train_or_load=1.5))]))
+    assert dc._sum_key(res, "train_or_load") == 6.5
+
+
 def test_key_numbers_skips_machine_and_raw_runs():
     res = dict(machine=dict(speedup=1), config=dict(ratio=2),
                rows=[dict(model="cnn3", kappa=0.1, runs_s=[1, 2])], steps_per_s=5.0, other=1)
@@ -122,7 +177,7 @@ def test_bad_arguments_fail_early(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(3000)
+@pytest.mark.timeout(6000)
 def test_tiny_run_end_to_end(tmp_path):
     """The whole ``--tiny`` check on the CPU (19 min wall, 3 min CPU on one core shared with other
     jobs, 2026-11-26): every item runs (or is
@@ -134,7 +189,7 @@ def test_tiny_run_end_to_end(tmp_path):
     out = tmp_path / "dc"
     before = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
     subprocess.run([sys.executable, str(REPO / "scripts" / "device_check.py"), "--tiny", "--out", str(out),
-                    "--data-dir", data, "--budget-s", "2700"], cwd=tmp_path, check=True, timeout=2800)
+                    "--data-dir", data, "--budget-s", "5400"], cwd=tmp_path, check=True, timeout=5600)
     s = json.loads((out / "device_check.json").read_text())
     status = {r["name"]: r["status"] for r in s["items"]}
     allowed = {"ok", "not present"}
@@ -146,6 +201,29 @@ def test_tiny_run_end_to_end(tmp_path):
         assert 0 <= t["test_accuracy"] <= 1
     e = json.loads((out / "exp_table1_cnn3.json").read_text())
     assert e["kappa"] is not None and e["claims"]
+    for st in dc.EXP_PIECES:  # every stage's piece ran its real code and projected its cost
+        e = json.loads((out / f"{dc.exp_item_name(st)}.json").read_text())
+        assert e["experiment"] == st and e["claims"] and e["experiment_time_s"] > 0
+        assert e["projected_full_scale_measure_s"] >= e["experiment_time_s"] and e["tfds_imported"] is False
+    assert json.loads((out / "projection.json").read_text())["missing"] == []
     assert not (out / "_work").exists()
     after = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
     assert after == before
+
+
+def test_experiment_pieces_resolve_at_full_scale():
+    """Every piece's overrides are fields of its stage's ``Config`` and pass its checks, at the full
+    scale: one network, whole chunks of digits, a brief training without robust evaluation."""
+    if not os.environ.get("JAXDYN_DATA_DIR"):
+        pytest.skip("needs MNIST in JAXDYN_DATA_DIR (the slices' step counts)")
+    for stage, (keys, n, _) in dc.EXP_PIECES.items():
+        mod, cfg, f = dc.experiment_config(stage, "full", 200)
+        assert cfg.scale == "full" and cfg.models == (dc.SLICES[keys[0]][1],) and cfg.n_samples == n
+        chunk = getattr(cfg, "chunk", None)
+        assert chunk is None or n % chunk == 0, (stage, n, chunk)  # whole chunks
+        assert f["n_samples_full_scale"] == mod.SCALES["full"]["n_samples"] > n
+        train = cfg.train_overrides if "train_overrides" in mod.SCALES["full"] else cfg.train
+        assert train["epochs"] == 1 and train["n_eval_robust"] == 0 and train["n_train"] < 60_000
+        for k, v in mod.SCALES["full"].items():  # nothing else differs from the full scale
+            if k not in ("models", "n_samples", "train", "train_overrides", "adv_train"):
+                assert getattr(cfg, k) == v, (stage, k)
