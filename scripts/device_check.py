@@ -60,7 +60,7 @@ BENCH_GPU = [
     ("bench_theorem2", ["--batch", "1024", "--ref-batch", "64", "--chunk", "16", "--repeats", "3"], 70),
     ("bench_logit_attack", ["--batch", "256", "--steps", "1000", "--repeats", "3"], 50),
     # PyTorch on CUDA when it has it (else the host CPU, one thread); torchattacks or its copy TorchPGD
-    ("bench_pgd_torch", ["--batch", "128", "--steps", "40", "--weights", "random", "--repeats", "3"], 120),
+    ("bench_pgd_torch", ["--batch", "128", "--steps", "40", "--weights", "random", "--repeats", "3"], 240),
     ("bench_hessian", ["--batches", "1", "16", "256", "1024", "--autodiff-max-batch", "64",
                        "--mem-limit-gb", "40", "--budget-s", "4", "--repeats", "3"], 70),
     ("bench_compile", ["--batch", "256", "--betas", "0.5", "1", "2", "4", "--budget-s", "4", "--repeats", "3"], 60),
@@ -397,7 +397,7 @@ def _eval_timing(cfg):
 EXP_PIECES = {
     "table2": (("table2_cnn3_adv",), 250, 90),
     "appendix": (("table1_cnn3",), 250, 90),
-    "fig5": (("fig2_fig5_alexnet", "fig5_alexnet_adv"), 32, 150),  # two trainings with the tracker
+    "fig5": (("fig2_fig5_alexnet", "fig5_alexnet_adv"), 32, 300),  # two trainings with the tracker (150 s: timed out on the H200)
     "fig2": (("fig2_fig5_alexnet",), 25, 90),
     "fig3": (("fig3_fig4_vgg11_adv",), 100, 90),
     "fig4": (("fig3_fig4_vgg11_adv",), 100, 90),
