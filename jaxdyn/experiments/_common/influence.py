@@ -172,7 +172,7 @@ def binary_influence(model, variables, x, y, *, A0: float, steps: int, eta: floa
 #: and settings: ``reproduce`` runs Fig. 3 and then Fig. 4, which measures the same networks on
 #: the same digits at Fig. 3's A0 (a pure function of its inputs, so reusing it changes nothing)
 _MEMO: dict = {}
-_MEMO_MAX = 8
+_MEMO_MAX = 4  # the networks of one figure (full scale: tens of MB each)
 
 
 def _memo_entry(model, variables, x, y, **settings) -> dict:
