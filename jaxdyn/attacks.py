@@ -283,19 +283,22 @@ def calibrate_raw_alpha(f: Callable[[jax.Array], jax.Array], x: jax.Array, y: ja
     fixed along its attack). Bisection on ``log α``, all samples at once, with the exact A2 attack
     in logit space (:func:`logit_space_attack`: one Jacobian per sample, then ``C``-dimensional
     steps; α traced: one compile). ``alpha0``: ``[N]`` starting values (e.g. ``step / ||g_x||``).
+    ``f`` a :class:`jax.tree_util.Partial` holding the weights: they are traced, not compile-time constants.
 
     Returns:
-      ``{"alpha": [N], "success_step": [N]}`` (NumPy; ``-1`` where no α within the search succeeds).
-    """
+      ``{"alpha": [N], "success_step": [N]}`` (NumPy; ``-1`` where no α within the search succeeds) and
+      ``"jacobian"``: the ``[N, C, n]`` input Jacobians it used (for the caller to reuse)."""
     import numpy as np
 
     _checks.check_steps(max_steps)
-    run = jax.jit(jax.vmap(lambda xi, yi, Ji, a: logit_space_attack(f, xi, yi, steps=max_steps, alpha=a, norm="raw",
-                                                                   jacobian=Ji).success_step))
-    J = jax.jit(jax.vmap(lambda xi: input_jacobian(f, xi)))(x)
+    fp = f if isinstance(f, jax.tree_util.Partial) else jax.tree_util.Partial(f)
+    run = jax.jit(jax.vmap(lambda g, xi, yi, Ji, a: logit_space_attack(g, xi, yi, steps=max_steps, alpha=a, norm="raw",
+                                                                      jacobian=Ji).success_step,
+                           in_axes=(None, 0, 0, 0, 0)))
+    J = jax.jit(jax.vmap(lambda g, xi: input_jacobian(g, xi), in_axes=(None, 0)))(fp, x)
 
     def steps_at(a):
-        s = np.asarray(run(x, y, J, jnp.asarray(a, x.dtype))).astype(float)
+        s = np.asarray(run(fp, x, y, J, jnp.asarray(a, x.dtype))).astype(float)
         s[s < 0] = np.inf
         return s
 
@@ -321,7 +324,7 @@ def calibrate_raw_alpha(f: Callable[[jax.Array], jax.Array], x: jax.Array, y: ja
         lo = np.where(late, mid, lo)
         hi = np.where(late, hi, mid)
     s_hi = steps_at(hi)
-    return {"alpha": hi, "success_step": np.where(np.isfinite(s_hi), s_hi, -1).astype(int)}
+    return {"alpha": hi, "success_step": np.where(np.isfinite(s_hi), s_hi, -1).astype(int), "jacobian": J}
 
 
 def logit_space_attack(

@@ -143,3 +143,28 @@ def test_verdict_can_fail_fig2_rate_vs_theorem2():
     assert _verdicts(_summary(0.99, 0.8, 0.3), _summary(0.99, 0.8, 1.5))[1] == "holds partly"
     assert _verdicts(_summary(0.99, 0.8, 0.11), GOOD)[1] == "does not hold"
     assert _verdicts(GOOD, dict(GOOD, grad_rate_ratio=float("nan")))[1] == "does not hold"
+
+
+@pytest.mark.slow  # four compiles of a 12-step attack
+def test_free_attack_traced_norm_is_the_attack_for_every_norm():
+    """Fig. 2's one-compile free-gating attack (norm traced) records what
+    :func:`jaxdyn.attacks.attack` records for each norm, to float64 rounding, and flags a
+    non-finite input as the attack does."""
+    from jaxdyn.attacks import NORMS
+    from jaxdyn.growth import free_attack_traced_norm
+
+    model, v = zoo_net("mlp3", num_classes=10, width=1 / 32)
+    x = digits(2, seed=3)
+    f = logits_fn(model, v)
+    y = jnp.argmax(jax.vmap(f)(x), axis=1)
+    run = jax.jit(jax.vmap(lambda xi, yi, k: free_attack_traced_norm(f, xi, yi, steps=12, alpha=0.4, norm_index=k),
+                           in_axes=(0, 0, None)))
+    for k, norm in enumerate(NORMS):
+        succ, tr = run(x, y, jnp.int32(k))
+        ref = jax.vmap(lambda xi, yi: attack(f, xi, yi, steps=12, alpha=0.4, norm=norm, record=True))(x, y)
+        np.testing.assert_array_equal(succ, ref.success_step)
+        for key in ("delta_norm", "grad_norm", "step_norm", "H_z"):
+            np.testing.assert_allclose(tr[key], ref.trajectory[key], rtol=1e-10, atol=1e-15, err_msg=f"{norm} {key}")
+    bad = x.at[0, 0, 0, 0].set(jnp.nan)
+    ref = jax.jit(lambda xi, yi: attack(f, xi, yi, steps=12, alpha=0.4).success_step)(bad[0], y[0])
+    assert int(run(bad, y, jnp.int32(0))[0][0]) == int(ref) < 0

@@ -50,6 +50,20 @@ def test_fig3_quantities_consistent_and_A_hat_equals_A_under_frozen_gating():
     assert np.all(qb["gw_norm"] > 0) and np.all(qb["dgw_norm_fo"] > 0) and np.all(np.isfinite(qb["abs_phi_fo"]))
     assert np.all(np.abs(qb["cos_loo"]) <= 1 + 1e-12) and np.all(np.abs(qb["cos_unit_loo"]) <= 1 + 1e-12)
     assert set(fig3.controls(qb)) >= {"partial_rho", "unflipped_only", "flipped_only", "exponential"}
+    # the same call again (Fig. 4 after Fig. 3 in one process) is served from the memo: the same
+    # numbers, as copies; other weights are another entry
+    from jaxdyn.experiments._common import influence as common_influence
+
+    _, [(_, beta2, qb2)] = C.binary_influence(model, v, x, y, A0=1.0, steps=5, eta=1e-2, chunk=3)
+    assert beta2 == beta and qb2.keys() == qb.keys()
+    for k in qb:
+        np.testing.assert_array_equal(qb2[k], qb[k])
+    qb2["A_hat"][:] = -1.0
+    _, [(_, _, qb3)] = C.binary_influence(model, v, x, y, A0=1.0, steps=5, eta=1e-2, chunk=3)
+    np.testing.assert_array_equal(qb3["A_hat"], qb["A_hat"])
+    v2 = jax.tree.map(lambda a: a * 1.01, v)
+    assert common_influence._memo_entry(model, v2, x, y, steps=5, eta=1e-2, chunk=3) == {}
+    assert 1.0 in common_influence._memo_entry(model, v, x, y, steps=5, eta=1e-2, chunk=3)
 
 
 def test_fig3_protocol():

@@ -164,6 +164,13 @@ def test_cache_loads_without_retraining(tmp_path, data_dir, monkeypatch):
     model, v1, info1 = training.load_or_train("mlp3", **kw)
     assert 0.0 <= info1["test_accuracy"] <= 1.0 and 0.0 <= info1["robust_accuracy"] <= 1.0
     assert info1["config"]["num_classes"] == 1 and info1["param_count"] > 0
+    # the final test accuracy is the last epoch's, reused: the same as measuring it again
+    from jaxdyn.training.config import TrainConfig
+    from jaxdyn.training.evaluation import accuracy
+    from jaxdyn.training.loop import load_data
+
+    xte, yte = load_data(TrainConfig.from_dict(info1["config"]), data_dir)[2:]
+    assert info1["test_accuracy"] == accuracy(model, v1, xte, yte) == info1["metrics"][-1]["test_accuracy"]
     assert model.apply(v1, jnp.zeros((2, 28, 28, 1), jnp.float32)).shape == (2, 1)
 
     def boom(*a, **k):

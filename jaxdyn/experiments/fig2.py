@@ -26,6 +26,7 @@ the clean input gives the other end of the range (``rate_fit_grad_clean``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from pathlib import Path
@@ -40,7 +41,7 @@ from jaxdyn.experiments import _common as C
 from jaxdyn.experiments.claims import claim
 from jaxdyn.gating import GATINGS, input_jacobian
 from jaxdyn.growth import (R2_EXP, RATE_CONST, RATE_FACTOR, RATE_FACTOR_LOOSE, classify_cell, growth_verdict,  # noqa: F401
-                           rate_verdict, summarize_run)
+                           free_attack_traced_norm, rate_verdict, summarize_run)
 from jaxdyn.losses import grad_z, loss
 from jaxdyn.metrics import growth_fits
 from jaxdyn.models import logits_fn
@@ -92,17 +93,33 @@ def config(scale: str = "quick", **overrides) -> Config:
 
 
 def _attack_fn(model, norm: str, gating: str, steps: int):
-    """A jitted ``(variables, x [B,...], y [B], alpha [B]) -> dict`` running one attack per sample."""
-    def run(variables, x, y, alpha):
+    """A jitted ``(variables, x [B,...], y [B], alpha [B], J [B, C, n] or None) -> dict`` running one
+    attack per sample (Fig. 2 runs the free-gating ones by :func:`_free_attack_fn`)."""
+    def run(variables, x, y, alpha, jacobian=None):
         f = logits_fn(model, variables)
-        def one(xi, yi, alpha):
+        def one(xi, yi, alpha, Ji):
             if gating == "frozen" and norm in ("raw", "l2"):
-                # exact A2 attack in logit space (one Jacobian, then C-dim steps)
-                r = logit_space_attack(f, xi, yi, steps=steps, alpha=alpha, norm=norm, record=True)
+                # exact A2 attack in logit space (one Jacobian, given or computed, then C-dim steps)
+                r = logit_space_attack(f, xi, yi, steps=steps, alpha=alpha, norm=norm, record=True, jacobian=Ji)
             else:
                 r = attack(f, xi, yi, steps=steps, alpha=alpha, norm=norm, gating=gating, record=True)
             keep = ("delta_norm", "grad_norm", "step_norm", "H_z")
             return dict(success_step=r.success_step, **{k: r.trajectory[k] for k in keep})
+
+        return jax.vmap(one)(x, y, alpha, jacobian)
+
+    return jax.jit(run)
+
+
+def _free_attack_fn(model, steps: int):
+    """A jitted ``(variables, x, y, alpha, k) -> dict``: :func:`_attack_fn` under free gating with
+    the norm ``NORMS[k]`` traced (:func:`jaxdyn.growth.free_attack_traced_norm`: one compile for
+    the raw, ℓ2 and ℓ∞ attacks instead of three; the same numbers to float64 rounding)."""
+    def run(variables, x, y, alpha, k):
+        f = logits_fn(model, variables)
+        def one(xi, yi, a):
+            s, tr = free_attack_traced_norm(f, xi, yi, steps=steps, alpha=a, norm_index=k)
+            return dict(success_step=s, **tr)
 
         return jax.vmap(one)(x, y, alpha)
 
@@ -114,13 +131,13 @@ def _theory_fn(model, steps: int):
     ``β = αt``, and :func:`~jaxdyn.theory.theorem1_norms`) with SPEC's ``H̄_z`` averaged over each
     sample's trajectory up to its ``m_success``, and Theorem 2 with ``H_z`` at the clean input."""
 
-    def run(variables, x, y, alpha, H_seq, step_norm, success_step):
+    def run(variables, x, y, alpha, H_seq, step_norm, success_step, jacobian=None):
         f = logits_fn(model, variables)
         t = jnp.arange(steps + 1)
         tf = t.astype(x.dtype)
 
-        def one(xi, yi, alpha, Hs, sn, ms):
-            J = input_jacobian(f, xi)
+        def one(xi, yi, alpha, Hs, sn, ms, Ji):
+            J = input_jacobian(f, xi) if Ji is None else Ji
             gx = J.T @ grad_z(f(xi), yi)
             hbar = hbar_z_weighted(Hs, sn, (t >= 1) & (t <= ms.astype(t.dtype) - 1))
             t2, t1 = theorem2_norms(J, gx, hbar, alpha * tf), theorem1_norms(J, gx, hbar, alpha, t)
@@ -130,7 +147,7 @@ def _theory_fn(model, steps: int):
                         lambda1_clean=structured_eigenpairs(J, Hs[0])[0][0], grad_norm_clean=tc.grad,
                         delta_norm_clean=tc.delta)
 
-        return jax.vmap(one)(x, y, alpha, H_seq, step_norm, success_step)
+        return jax.vmap(one)(x, y, alpha, H_seq, step_norm, success_step, jacobian)
 
     return jax.jit(run)
 
@@ -155,15 +172,20 @@ def growth_curves(model, variables, x, y, *, step: float, max_steps: int, raw_ta
     """
     dt = jax.tree.leaves(variables)[0].dtype
     x, y, n = jnp.asarray(x, dt), jnp.asarray(y), int(np.prod(x.shape[1:]))
-    f = logits_fn(model, variables)
-    g0 = jax.jit(jax.vmap(lambda xi, yi: jnp.linalg.norm(jax.grad(lambda t: loss(f(t), yi))(xi))))(x, y)
+    # the weights as a traced argument, not constants of the compiled graphs (faster compiles)
+    f = jax.tree_util.Partial(lambda v, t: logits_fn(model, v)(t), variables)
+    g0 = jax.jit(jax.vmap(lambda f, xi, yi: jnp.linalg.norm(jax.grad(lambda t: loss(f(t), yi))(xi)),
+                          in_axes=(None, 0, 0)))(f, x, y)
     N, calib = x.shape[0], None
     alpha_raw = np.full(N, step / float(np.median(np.asarray(g0))))
     if raw_target is not None and "raw" in norms:  # α per sample
         calib = calibrate_raw_alpha(f, x, y, target=raw_target, max_steps=max_steps, alpha0=step / np.asarray(g0))
         alpha_raw = calib["alpha"]
+    # the input Jacobians at the clean digits, computed once: the frozen (logit-space) attacks and
+    # the Theorem-2 curves take them instead of compiling a Jacobian through the network each
+    J = calib["jacobian"] if calib is not None else jax.jit(jax.vmap(input_jacobian, in_axes=(None, 0)))(f, x)
     alphas = {"raw": alpha_raw, "l2": np.full(N, step), "linf": np.full(N, step / math.sqrt(n))}
-    theory = _theory_fn(model, max_steps)
+    theory, free = _theory_fn(model, max_steps), _free_attack_fn(model, max_steps)
     runs: dict = {g: {} for g in gatings}
     runs_wanted = {(g, nm) for g in gatings for nm in norms} - set(skip)
     bar = C.progress_bar(total=len(runs_wanted), enabled=progress, desc=f"fig2 {type(model).__name__}", leave=False)
@@ -171,8 +193,9 @@ def growth_curves(model, variables, x, y, *, step: float, max_steps: int, raw_ta
         for norm in norms:
             if (gating, norm) not in runs_wanted:
                 continue
-            res = jax.device_get(_attack_fn(model, norm, gating, max_steps)(variables, x, y,
-                                                                           jnp.asarray(alphas[norm], dt)))
+            fn = (functools.partial(free, k=jnp.int32(NORMS.index(norm))) if gating == "free" else
+                  functools.partial(_attack_fn(model, norm, gating, max_steps), jacobian=J))
+            res = jax.device_get(fn(variables, x, y, jnp.asarray(alphas[norm], dt)))
             succ, d, g = (np.asarray(res[k]) for k in ("success_step", "delta_norm", "grad_norm"))
             ok = succ > 0
             run = dict(success_step=succ, delta_norm=d, grad_norm=g, fits=_fits(d, g, np.where(ok, succ, 0)),
@@ -180,7 +203,7 @@ def growth_curves(model, variables, x, y, *, step: float, max_steps: int, raw_ta
                        growth_grad=np.where(ok, g[np.arange(len(g)), np.maximum(succ, 0)] / g[:, 0], np.nan))
             if norm == "raw":
                 th = jax.device_get(theory(variables, x, y, jnp.asarray(alphas[norm], dt), res["H_z"],
-                                           res["step_norm"], jnp.asarray(succ)))
+                                           res["step_norm"], jnp.asarray(succ), J))
                 win = jnp.where(ok, succ, 0)
                 fit = {k: _fits(th[f"delta_norm{k}"], th[f"grad_norm{k}"], win) for k in ("", "_t1", "_clean")}
                 run["theory"] = dict(

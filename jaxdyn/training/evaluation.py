@@ -72,15 +72,17 @@ def _robust_fn(model, norm, steps, random_start):
     return fn
 
 
-def evaluate(cfg, model, variables, xte, yte, key, meta, progress) -> dict:
+def evaluate(cfg, model, variables, xte, yte, key, meta, progress, *, test_accuracy=None) -> dict:
     """The ``info`` of a finished run: config, parameter count, times, clean accuracy on
-    ``(xte, yte)`` and (``cfg.n_eval_robust > 0``) robust accuracy on a fixed subset."""
+    ``(xte, yte)`` (``test_accuracy``: already measured on these parameters, e.g. by the last
+    epoch; not measured again) and (``cfg.n_eval_robust > 0``) robust accuracy on a fixed subset."""
     t = time.perf_counter()
     info = {
         "model": cfg.model, "config": cfg.to_dict(), "config_hash": cfg.hash(),
         "param_count": param_count(variables), "dtype": "float32",
         "train_time_s": meta["train_time_s"], "epoch_times_s": list(meta["epoch_times_s"]),
-        "n_test": len(xte), "test_accuracy": accuracy(model, variables, xte, yte),
+        "n_test": len(xte),
+        "test_accuracy": accuracy(model, variables, xte, yte) if test_accuracy is None else test_accuracy,
         "platform": jax.default_backend(),
     }
     if cfg.n_eval_robust > 0:

@@ -7,8 +7,9 @@
 * **Adversarial training** (:mod:`jaxdyn.training.step`) uses ``adv_steps`` (default 10) attack
   steps of size ``adv_alpha`` (default ``2.5 eps / adv_steps``, Madry et al.'s rule), with ε (and
   α) ramped up linearly over the first ``eps_warmup`` fraction of the steps.
-* **Evaluation** (:mod:`jaxdyn.training.evaluation`): clean accuracy after every epoch; at the
-  end, PGD-40 ℓ∞ with ε = 0.3, α = 0.01 by default (Madry et al.'s MNIST setting).
+* **Evaluation** (:mod:`jaxdyn.training.evaluation`): clean accuracy after every epoch (the last
+  one's is the run's, not measured twice); at the end, PGD-40 ℓ∞ with ε = 0.3, α = 0.01 by default
+  (Madry et al.'s MNIST setting).
 * **Run directory**: :mod:`jaxdyn.training.checkpoint`.
 """
 
@@ -109,6 +110,7 @@ def train(cfg: TrainConfig, run_dir, *, data_dir=None, progress: bool = True,
         return (jnp.asarray(r * (cfg.eps or 0.0), jnp.float32),
                 jnp.asarray(r * (cfg.adv_alpha or 0.0), jnp.float32))
     n_correct = correct_fn(model)
+    test_acc = None  # the last epoch's, which evaluate() reuses (the same parameters and batches)
 
     bar = tqdm(total=total, initial=step, disable=not progress, desc=f"train {cfg.model}", unit="step")
     t_start = time.perf_counter()
@@ -150,7 +152,7 @@ def train(cfg: TrainConfig, run_dir, *, data_dir=None, progress: bool = True,
         bar.close()
 
     variables = variables_of(state)
-    info = evaluate(cfg, model, variables, xte, yte, k_eval, meta, progress)
+    info = evaluate(cfg, model, variables, xte, yte, k_eval, meta, progress, test_accuracy=test_acc)
     info.update(run_dir=str(run_dir), metrics=ckpt_io.read_metrics(run_dir))
     ckpt_io.save_final(run_dir, variables, info)
     ckpt.unlink(missing_ok=True)

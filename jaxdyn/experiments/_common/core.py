@@ -4,6 +4,7 @@ subsets, trained models at a scale, chunked per-sample work, number formatting."
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Callable, Mapping, Sequence
 
@@ -113,7 +114,7 @@ def correct_subset(model, variables, x: np.ndarray, y: np.ndarray, n: int, *, ba
 
     from jaxdyn.losses import is_success
 
-    apply = jax.jit(lambda v, xb: model.apply(v, xb))
+    apply = _jitted_apply(model)
     dt = jax.tree.leaves(variables)[0].dtype
     keep, seen, correct = [], 0, 0
     for i in range(0, len(x), batch):
@@ -129,6 +130,15 @@ def correct_subset(model, variables, x: np.ndarray, y: np.ndarray, n: int, *, ba
     if len(keep) == 0:
         raise ValueError("the model classifies none of the scanned examples correctly")
     return x[keep], y[keep], correct / max(seen, 1)
+
+
+@functools.lru_cache(maxsize=16)
+def _jitted_apply(model):
+    """``jit(model.apply)``, one per architecture (equal modules hash equal): a standard and an
+    adversarially trained network, or Figs. 3 and 4 in one process, share its compiles."""
+    import jax
+
+    return jax.jit(lambda v, xb: model.apply(v, xb))
 
 
 def load_model(name: str, train: Mapping[str, Any] | str, *, binary=None, adv=None, seed: int = 0,
