@@ -27,13 +27,14 @@ import jax
 import jax.numpy as jnp
 
 from jaxdyn import _checks
+from jaxdyn._attack_loop import TINY as _TINY, append as _append, mean_hessian as _mean_hessian, \
+    record_step as _record, run as _run
 from jaxdyn.gating import GATINGS, freeze, input_jacobian, logit_frame
 from jaxdyn.losses import hessian_z, is_success, loss
 
 __all__ = ["AttackResult", "attack", "pgd", "logit_space_attack", "calibrate_raw_alpha", "sample_ball"]
 
 NORMS = ("raw", "l2", "linf")
-_TINY = 1e-30
 PGD_UNROLL_MAX_STEPS = 50
 
 
@@ -65,20 +66,6 @@ class AttackResult(NamedTuple):
 def _hessian_for(loss_fn):
     """Closed-form ``H_z`` for the cross-entropy, ``jax.hessian`` for any other loss."""
     return hessian_z if loss_fn is loss else jax.hessian(loss_fn)
-
-
-def _record(delta_norm, grad_norm, step_norm, l, z, hz) -> dict:
-    """One step of the trajectory (see :class:`AttackResult`)."""
-    return dict(delta_norm=delta_norm, grad_norm=grad_norm, step_norm=step_norm, loss=l, logits=z, H_z=hz)
-
-
-def _append(traj: dict, last: dict) -> dict:
-    return jax.tree.map(lambda s, e: jnp.concatenate([s, e[None]]), traj, last)
-
-
-def _mean_hessian(hsum, wsum, fallback):
-    """``hsum / wsum``, or ``fallback`` when no step was taken (``steps == 1``)."""
-    return jnp.where(wsum > 0, hsum / jnp.where(wsum > 0, wsum, 1.0), fallback)
 
 
 def _direction(g, norm):
@@ -192,52 +179,17 @@ def attack(
     a = _step_size(beta, alpha, steps)
     _checks.check_positive("eps", eps, allow_none=True)
     fz = freeze(f, x) if gating == "frozen" else f
-    hessian_z_ = _hessian_for(loss_fn)
-
-    def evaluate(d):
-        def obj(d):
-            z = fz(x + d)
-            return loss_fn(z, y), z
-
-        (l, z), g = jax.value_and_grad(obj, has_aux=True)(d)
-        return l, z, g
-
     if random_start:
         if eps is None or key is None:
             raise ValueError("random_start needs eps and key")
         d0 = _project(x, sample_ball(key, x, eps, "l2" if norm == "l2" else "linf"), eps, norm, clip)
     else:
         d0 = jnp.zeros_like(x)
-
-    C = jax.eval_shape(fz, x).shape[0]
-    zero_h = jnp.zeros((C, C), x.dtype)
-
-    def body(carry, t):
-        d, prev_step, hsum, wsum, succ, eff = carry
-        l, z, g = evaluate(d)
-        hz = hessian_z_(z, y)
-        hsum = hsum + prev_step * hz
-        wsum = wsum + prev_step
-        succ = jnp.where((succ < 0) & is_success(z, y), t, succ)
-        dirn = _direction(g, norm)
-        sigma = g / jnp.maximum(jnp.linalg.norm(g), _TINY)
-        eff = eff + a * jnp.vdot(sigma, dirn) * sigma
-        d_new = _project(x, d + a * dirn, eps, norm, clip)
-        step = jnp.linalg.norm(d_new - d)
-        rec = _record(jnp.linalg.norm(d), jnp.linalg.norm(g), prev_step, l, z, hz) if record else None
-        return (d_new, step, hsum, wsum, succ, eff), rec
-
-    init = (d0, jnp.zeros((), x.dtype), zero_h, jnp.zeros((), x.dtype), jnp.array(-1, jnp.int32), jnp.zeros_like(x))
-    (d, last_step, hsum, wsum, succ, eff), traj = jax.lax.scan(body, init, jnp.arange(steps, dtype=jnp.int32),
-                                                                unroll=unroll)
-    l, z, g = evaluate(d)
-    succ = jnp.where((succ < 0) & is_success(z, y), jnp.int32(steps), succ)
-    h0 = hessian_z_(fz(x + d0), y)
-    hbar = _mean_hessian(hsum, wsum, h0)
-    if record:
-        traj = _append(traj, _record(jnp.linalg.norm(d), jnp.linalg.norm(g), last_step, l, z, hessian_z_(z, y)))
-    return _invalid_to_nan(AttackResult(delta=d, hbar_z=hbar, success_step=succ, delta_effective=eff,
-                                        trajectory=traj if record else None), y, n_classes, x)
+    d, hbar, succ, eff, traj = _run(fz, x, y, steps=steps, alpha=a, direction=lambda g: _direction(g, norm),
+                                    project=lambda d: _project(x, d, eps, norm, clip), d0=d0, loss_fn=loss_fn,
+                                    hessian_z_=_hessian_for(loss_fn), record=record, unroll=unroll)
+    return _invalid_to_nan(AttackResult(delta=d, hbar_z=hbar, success_step=succ, delta_effective=eff, trajectory=traj),
+                           y, n_classes, x)
 
 
 def pgd(

@@ -129,40 +129,20 @@ def free_attack_traced_norm(f, x, y, *, steps: int, alpha, norm_index):
     three. Returns ``(success_step, {"delta_norm", "grad_norm", "step_norm", "H_z"})``, the
     trajectory as the attack records it (``success_step`` -2 for invalid input or a non-finite
     result, as the attack's)."""
-    import jax
     import jax.numpy as jnp
 
     from jaxdyn import _checks
-    from jaxdyn.attacks import _TINY, AttackResult, _invalid_to_nan, _mean_hessian
-    from jaxdyn.losses import hessian_z, is_success, loss
+    from jaxdyn._attack_loop import TINY, run
+    from jaxdyn.attacks import AttackResult, _invalid_to_nan
+    from jaxdyn.losses import hessian_z, loss
 
     n_classes = _checks.check_call(f, x, y)
 
-    def evaluate(d):
-        (l, z), g = jax.value_and_grad(lambda d: (lambda z: (loss(z, y), z))(f(x + d)), has_aux=True)(d)
-        return z, g
-
-    def record(d, g, step, hz):
-        return dict(delta_norm=jnp.linalg.norm(d), grad_norm=jnp.linalg.norm(g), step_norm=step, H_z=hz)
-
-    def body(carry, t):
-        d, prev_step, hsum, wsum, succ = carry
-        z, g = evaluate(d)
-        hz = hessian_z(z, y)
-        hsum, wsum = hsum + prev_step * hz, wsum + prev_step
-        succ = jnp.where((succ < 0) & is_success(z, y), t, succ)
-        dirn = jnp.where(norm_index == 0, g, jnp.where(norm_index == 1, g / jnp.maximum(jnp.linalg.norm(g), _TINY),
+    def direction(g):  # NORMS[norm_index], selected exactly
+        return jnp.where(norm_index == 0, g, jnp.where(norm_index == 1, g / jnp.maximum(jnp.linalg.norm(g), TINY),
                                                        jnp.sign(g)))
-        d_new = d + alpha * dirn
-        return (d_new, jnp.linalg.norm(d_new - d), hsum, wsum, succ), record(d, g, prev_step, hz)
 
-    zero = jnp.zeros((), x.dtype)
-    C = jax.eval_shape(f, x).shape[0]
-    init = (jnp.zeros_like(x), zero, jnp.zeros((C, C), x.dtype), zero, jnp.array(-1, jnp.int32))
-    (d, last, hsum, wsum, succ), traj = jax.lax.scan(body, init, jnp.arange(steps, dtype=jnp.int32))
-    z, g = evaluate(d)
-    succ = jnp.where((succ < 0) & is_success(z, y), jnp.int32(steps), succ)
-    traj = jax.tree.map(lambda s, e: jnp.concatenate([s, e[None]]), traj, record(d, g, last, hessian_z(z, y)))
-    hbar = _mean_hessian(hsum, wsum, hessian_z(f(x), y))
+    d, hbar, succ, _, traj = run(f, x, y, steps=steps, alpha=alpha, direction=direction, project=lambda d: d,
+                                 d0=jnp.zeros_like(x), loss_fn=loss, hessian_z_=hessian_z, record=True)
     r = _invalid_to_nan(AttackResult(delta=d, hbar_z=hbar, success_step=succ, delta_effective=d), y, n_classes, x)
-    return r.success_step, traj
+    return r.success_step, {k: traj[k] for k in ("delta_norm", "grad_norm", "step_norm", "H_z")}

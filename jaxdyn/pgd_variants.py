@@ -11,13 +11,13 @@ rounding (tests/test_pgd_variants.py).
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from jaxdyn import _checks
-from jaxdyn.attacks import _TINY, AttackResult, _invalid_to_nan, _mean_hessian
+from jaxdyn._attack_loop import TINY as _TINY, run as _run
+from jaxdyn.attacks import AttackResult, _invalid_to_nan
 from jaxdyn.gating import GATINGS, freeze
-from jaxdyn.losses import hessian_z, is_success, loss
+from jaxdyn.losses import hessian_z, loss
 
 __all__ = ["variant", "variant_attack"]
 
@@ -53,36 +53,7 @@ def variant_attack(f, x, y, v: dict, *, steps: int, gating: str = "free") -> Att
     _checks.check_choice("gating", gating, GATINGS)
     n_classes = _checks.check_call(f, x, y)
     fz = freeze(f, x) if gating == "frozen" else f
-    a = v["alpha"]
-
-    def evaluate(d):
-        def obj(d):
-            z = fz(x + d)
-            return loss(z, y), z
-
-        (l, z), g = jax.value_and_grad(obj, has_aux=True)(d)
-        return l, z, g
-
-    d0 = jnp.zeros_like(x)
-    C = jax.eval_shape(fz, x).shape[0]
-
-    def body(carry, t):
-        d, prev_step, hsum, wsum, succ, eff = carry
-        l, z, g = evaluate(d)
-        hz = hessian_z(z, y)
-        hsum = hsum + prev_step * hz
-        wsum = wsum + prev_step
-        succ = jnp.where((succ < 0) & is_success(z, y), t, succ)
-        dirn = _direction(g, v["l2"])
-        sigma = g / jnp.maximum(jnp.linalg.norm(g), _TINY)
-        eff = eff + a * jnp.vdot(sigma, dirn) * sigma
-        d_new = _project(x, d + a * dirn, v)
-        return (d_new, jnp.linalg.norm(d_new - d), hsum, wsum, succ, eff), None
-
-    init = (d0, jnp.zeros((), x.dtype), jnp.zeros((C, C), x.dtype), jnp.zeros((), x.dtype),
-            jnp.array(-1, jnp.int32), jnp.zeros_like(x))
-    (d, _, hsum, wsum, succ, eff), _ = jax.lax.scan(body, init, jnp.arange(steps, dtype=jnp.int32))
-    _, z, _ = evaluate(d)
-    succ = jnp.where((succ < 0) & is_success(z, y), jnp.int32(steps), succ)
-    hbar = _mean_hessian(hsum, wsum, hessian_z(fz(x + d0), y))
+    d, hbar, succ, eff, _ = _run(fz, x, y, steps=steps, alpha=v["alpha"], direction=lambda g: _direction(g, v["l2"]),
+                                 project=lambda d: _project(x, d, v), d0=jnp.zeros_like(x), loss_fn=loss,
+                                 hessian_z_=hessian_z)
     return _invalid_to_nan(AttackResult(delta=d, hbar_z=hbar, success_step=succ, delta_effective=eff), y, n_classes, x)
