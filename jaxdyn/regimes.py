@@ -379,10 +379,11 @@ def convergence(f: Callable, xs, ys, *, beta: float, m_grid: Sequence[int], gati
             r = attack(f, x, y, steps=int(m), beta=b, norm="raw", gating="free")
         return r.delta.ravel(), theorem2(J, gz, r.hbar_z, b).delta
 
-    frozen_fn = mapped(lambda x, y, J, z, gz, m: one(x, y, J, z, gz, m[0])) if gating == "frozen" else None
+    frozen_fn = (jax.jit(lambda m, *a: jax.lax.map(lambda t: one(*t, m), a, batch_size=chunk or 0))
+                 if gating == "frozen" else None)
     for m in grid + ([int(summary_steps)] if summary_steps is not None and summary_steps not in grid else []):
         if frozen_fn is not None:
-            d, hat = frozen_fn(xs, ys, J, z, gz, jnp.full((len(ys), 1), m, jnp.int32))
+            d, hat = frozen_fn(jnp.asarray(m, jnp.int32), xs, ys, J, z, gz)
         else:
             d, hat = mapped(lambda x, y, J, z, gz, m=m: one(x, y, J, z, gz, m))(xs, ys, J, z, gz)
         p = jax.device_get(cmp(sol, d, J, gz))
