@@ -29,7 +29,7 @@ from jaxdyn.results import read_json, write_json_atomic, write_text_atomic
 RESULT_NAME = "reproduce.json"
 
 #: the engine modules every stage's fingerprint covers (beside its own module and _common)
-ENGINE = ("attacks", "gating", "hessian", "influence", "losses", "metrics", "models", "theory", "params")
+ENGINE = ("attacks", "_attack_loop", "gating", "hessian", "influence", "losses", "metrics", "models", "theory", "params")
 
 
 def _fingerprint(exp) -> dict:
