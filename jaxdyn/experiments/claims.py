@@ -15,6 +15,14 @@ Fields of a claim:
 * ``controls``: the control / null model that could make the claim fail, text or ``""``;
 * ``rule``: the rule, stated so a reader can recompute the verdict;
 * ``verdict``: one of :data:`VERDICTS`.
+
+Claims as data (:mod:`jaxdyn.verdicts`), optional until every experiment is on the statistics
+footing, and validated when given:
+
+* ``statistic``: ``{name, value, ci: [lo, hi], level, n_digits, n_seeds, n_resamples}``
+  (:func:`jaxdyn.verdicts.statistic_record`);
+* ``per_seed``: ``[{seed, value, ci, n_digits, verdict}]`` (:func:`jaxdyn.verdicts.per_seed`);
+* ``cause``: the measured reason a verdict is not "holds" (required then, once ``statistic`` is given).
 """
 
 from __future__ import annotations
@@ -24,17 +32,36 @@ from typing import Sequence
 
 __all__ = ["VERDICTS", "claim", "could_not_read", "range_verdict", "count_verdict", "rank_verdict"]
 
-VERDICTS = ("holds", "holds partly", "does not hold")
+VERDICTS = ("holds", "holds partly", "does not hold", "inconclusive", "not testable")
 FIELDS = ("id", "claim", "paper", "protocol", "measured", "baselines", "controls", "rule", "verdict")
+STATISTIC_FIELDS = ("name", "value", "ci", "n_digits", "n_seeds")
 
 
 def claim(id: str, claim: str, *, paper: str, protocol: str, measured: str, rule: str, verdict: str,
-          baselines: str = "", controls: str = "") -> dict:
-    """One claim (see the module docstring); ``ValueError`` for a verdict outside :data:`VERDICTS`."""
+          baselines: str = "", controls: str = "", statistic: dict | None = None, per_seed: list | None = None,
+          cause: str | None = None) -> dict:
+    """One claim (see the module docstring); ``ValueError`` for a verdict outside :data:`VERDICTS`, a
+    ``statistic`` without its fields, or a verdict other than "holds" with a ``statistic`` but no ``cause``."""
+    verdict = str(verdict)
     if verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
-    return dict(id=id, claim=claim, paper=paper, protocol=protocol, measured=measured, baselines=baselines,
-                controls=controls, rule=rule, verdict=verdict)
+    out = dict(id=id, claim=claim, paper=paper, protocol=protocol, measured=measured, baselines=baselines,
+               controls=controls, rule=rule, verdict=verdict)
+    if statistic is not None:
+        missing = [k for k in STATISTIC_FIELDS if k not in statistic]
+        if missing:
+            raise ValueError(f"claim {id!r}: statistic lacks {missing}")
+        if verdict != "holds" and not cause:
+            raise ValueError(f"claim {id!r}: verdict {verdict!r} needs its measured cause")
+        out["statistic"] = statistic
+    if per_seed is not None:
+        bad = [r for r in per_seed if str(r.get("verdict")) not in VERDICTS or "seed" not in r]
+        if bad:
+            raise ValueError(f"claim {id!r}: per_seed rows need a seed and one of {VERDICTS}, got {bad[0]}")
+        out["per_seed"] = [dict(r, verdict=str(r["verdict"])) for r in per_seed]
+    if cause:
+        out["cause"] = cause
+    return out
 
 
 def could_not_read(id: str, title: str, error: BaseException) -> dict:
