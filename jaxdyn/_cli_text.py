@@ -29,7 +29,10 @@ def plain(rst: str) -> str:
 
 
 def format_value(v: Any, *, as_json: bool = False) -> str:
-    """``v`` as the flag takes it: a comma list for a tuple, JSON for a JSON-valued flag."""
+    """``v`` as the flag takes it: a comma list for a tuple, JSON for a JSON-valued flag (a string
+    bare: such a flag takes a bare word)."""
+    if isinstance(v, str):
+        return v
     if as_json or isinstance(v, dict):
         return json.dumps(v, ensure_ascii=False, separators=(", ", ": "), default=list)
     if isinstance(v, (tuple, list)):
