@@ -60,7 +60,7 @@ def _note(key: str) -> str:
         by_value: dict[str, list[str]] = {}
         for m in QUICK:
             by_value.setdefault(format_value(quick_config(m, adv=adv).get(key, default)), []).append(m)
-        text = next(iter(by_value)) if len(by_value) == 1 else ", ".join(f"{v} ({_group(ms)})" for v, ms in by_value.items())
+        text = ", ".join(v if len(by_value) == 1 else f"{v} ({_group(ms)})" for v, ms in by_value.items())
         if text != seen:
             parts.append(f"{label}: {text}")
         seen = text
@@ -74,7 +74,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-classes", type=int, default=10, help=f"classes of the softmax head ({_note('num_classes')})")
     p.add_argument("--width", type=float, default=None, help=f"width multiplier ({_note('width')})")
     p.add_argument("--adv", default=None, choices=ADV_CHOICES,
-                   help="adversarial training: PGD (l-inf / l2) or the raw A1 attack (default: none, standard training)")
+                   help="adversarial training: PGD (l-inf / l2) or the raw A1 attack "
+                        "(default: none, standard training)")
     p.add_argument("--eps", type=float, default=None,
                    help=f"attack radius, the total strength beta for raw (default: {eps})")
     p.add_argument("--adv-steps", type=int, default=None, help=f"inner attack steps ({_note('adv_steps')})")
