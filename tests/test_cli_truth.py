@@ -121,6 +121,7 @@ def test_the_help_of_train_and_reproduce_shows_their_defaults():
     (["kappa-sweep", "--train", "[1, 2]"], ["train must be 'quick' or a JSON object"]),
     (["table1", "--train-overrides", '{"n_eval_robst": 0}'], ["did you mean 'n_eval_robust'?"]),
     (["fig3", "--train", '{"width": 0.5}'], ["'width' is set by --width"]),
+    (["table2", "--train-overrides", '{"binary": [1, 2]}'], ["'binary' is Table 2's task"]),
     (["fig3", "--widths", '{"alexnt": 0.5}'], ["did you mean 'alexnet'?"]),
     (["fig5", "--pgd", '{"eps": 0.1, "alpha": 0.05, "step": 5}'], ["did you mean 'steps'?", "eps, alpha, steps"]),
     (["fig5", "--track", '{"points": 3, "probe": 32.5, "iters": 12}'], ["probe must be an integer"]),
