@@ -59,9 +59,10 @@ class Config(C.NetworksConfig):
     normalizer: str = _help("D_j of Δ_j: fan_in (the paper's D), size or none")
     chunk: Optional[int] = _help("rows per compiled instability call (bounds memory; none: all at once)")
     match_pool: int = _help("clean training digits searched for the matched-loss control")
-    pgd: Any = _help("ℓ∞ PGD giving δ: {eps, alpha, steps} (JSON)")
-    adv_train: Any = _help("adversarial training preset: load_or_train arguments (JSON)")
-    track: Any = _help("sharpness tracking along training: {points, probe, iters} (JSON)")
+    pgd: Any = _help("ℓ∞ PGD giving δ: {eps, alpha, steps} (JSON)", json=dict(eps=float, alpha=float, steps=int))
+    adv_train: Any = _help("adversarial training preset: load_or_train arguments (JSON)", json="train")
+    track: Any = _help("sharpness tracking along training: {points, probe, iters} (JSON)",
+                       json=dict(points=int, probe=int, iters=int))
 
 
 _PGD = {"tiny": dict(eps=0.1, alpha=0.05, steps=2), "quick": dict(eps=0.1, alpha=0.05, steps=5),

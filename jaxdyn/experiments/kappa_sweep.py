@@ -46,7 +46,7 @@ class Config:
     path: str = _help("network: the frozen attack through the network; logit: the same in logit space (A2 only)")
     dtype: str = _help("float64 or float32")
     seed: int = _help("seed of the digit subset and of the training")
-    train: Any = _help("training preset: 'quick' or load_or_train arguments (JSON)")
+    train: Any = _help("training preset: 'quick' or load_or_train arguments (JSON)", json="train")
 
 
 _BASE = dict(model="mlp3", betas=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0), steps=1000, n_samples=50,

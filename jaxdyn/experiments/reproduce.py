@@ -22,11 +22,15 @@ import traceback
 from pathlib import Path
 from typing import Sequence
 
+from jaxdyn._cli_text import SHOWN_SCALES, preset_note
+from jaxdyn.cli import CommandError, add_scale_arguments
 from jaxdyn.experiments import REPRODUCE, load
 from jaxdyn.experiments._common import SCALES
 from jaxdyn.results import read_json, write_json_atomic, write_text_atomic
 
 RESULT_NAME = "reproduce.json"
+#: the command reads MNIST: the command line gives it ``--data-dir``
+READS_DATA = True
 
 #: the engine modules every stage's fingerprint covers (beside its own module and _common)
 ENGINE = ("attacks", "_attack_loop", "gating", "hessian", "influence", "losses", "metrics", "models", "theory", "params")
@@ -167,20 +171,34 @@ def reproduce(*, scale: str = "quick", out: Path = Path("results/reproduce"), se
 # --- CLI -----------------------------------------------------------------------------------
 
 
-def add_arguments(parser) -> None:
-    from jaxdyn.cli import add_scale_arguments
+def _table_models_note() -> str:
+    """The networks each scale's preset gives the table stages, e.g. ``"quick: mlp3,cnn3,rescnn3, full: all"``."""
+    from jaxdyn.experiments._common import TABLE_MODELS
 
+    per_scale = {}
+    for scale in SHOWN_SCALES:
+        models = {tuple(load(st).SCALES[scale]["models"]) for st in TABLE_STAGES}
+        if len(models) != 1:  # the stages disagree: name each
+            return "; ".join(f"{st}: " + preset_note({sc: load(st).SCALES[sc]["models"] for sc in SHOWN_SCALES})
+                             for st in TABLE_STAGES)
+        (m,) = models
+        per_scale[scale] = "all" if set(m) == set(TABLE_MODELS) else m
+    return preset_note(per_scale)
+
+
+def add_arguments(parser) -> None:
     add_scale_arguments(parser)
     parser.add_argument("--force", action="store_true", help="recompute stages whose results exist")
     parser.add_argument("--figures-dir", type=Path, default=None,
                         help="copy the PNGs, Markdown tables and REPORT.md here (the README shows figures/)")
-    parser.add_argument("--only", default=None, help=f"comma-separated subset of {','.join(REPRODUCE)}")
+    parser.add_argument("--only", default=None,
+                        help=f"comma-separated subset of the stages (default: all, {','.join(REPRODUCE)})")
     parser.add_argument("--report-only", action="store_true",
                         help="run nothing: rebuild REPORT.md (and --figures-dir) from the stored stage results")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the seed of every stage (default: 0)")
     parser.add_argument("--table-models", default=None,
-                        help="networks of Tables 1-2 and the appendix: 'all' (the ten) or a comma list "
-                             "(default: the scale's; --quick runs mlp3,cnn3,rescnn3)")
+                        help=f"networks of {', '.join(TABLE_STAGES)}: 'all' (the ten) or a comma list "
+                             f"(default: the scale's, {_table_models_note()})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -195,6 +213,6 @@ def run(args) -> dict:
         print(f"  [{v['stage']}] {v['verdict']:>14}: {v['claim']}")
     if failed:
         write_json_atomic(Path(args.out) / RESULT_NAME, res)
-        print(f"stages not run or failed: {', '.join(failed)}", file=sys.stderr)
-        raise SystemExit(1)
+        raise CommandError(f"stage(s) not run or failed: {', '.join(failed)} (their errors are in REPORT.md and "
+                           f"<stage>/error.txt in {args.out}; the same command reruns only those)")
     return res

@@ -11,6 +11,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from pathlib import Path
 
+from jaxdyn.experiments._common.fields import check_json_fields
 from jaxdyn.sharding import chunked  # noqa: F401  (the experiments' chunked per-sample work)
 from jaxdyn.training import presets
 
@@ -33,9 +34,11 @@ TABLE_TRAIN = {s: dict(train=presets.TABLE[s], train_overrides=presets.TABLE_OVE
                for s in presets.TABLE}
 
 
-def help_field(s: str):
-    """A config field's help text (the CLI shows it)."""
-    return dataclasses.field(metadata={"help": s})
+def help_field(s: str, *, json: Any = None):
+    """A config field's help text (the CLI shows it); ``json``: what a JSON-valued field holds,
+    checked by :func:`make_config` (the kinds of :mod:`.fields`: ``"train"``,
+    ``"train_overrides"`` or ``{key: type}``)."""
+    return dataclasses.field(metadata={"help": s} if json is None else {"help": s, "json": json})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,15 +50,16 @@ class NetworksConfig:
     models: tuple[str, ...] = help_field("zoo networks to measure")
     n_samples: int = help_field("digits per network")
     seed: int = help_field("seed of the digits and of the training")
-    train: Any = help_field("training preset: 'quick' or load_or_train arguments (JSON)")
+    train: Any = help_field("training preset: 'quick' or load_or_train arguments (JSON)", json="train")
 
 
 def make_config(cls, presets: Mapping[str, Mapping[str, Any]], scale: str, overrides: Mapping[str, Any]):
     """The resolved config ``cls(scale=scale, **presets[scale], **overrides)``.
 
     ``overrides`` with the value ``None`` are ignored (an unset command-line flag); an unknown
-    key or scale raises ``ValueError`` naming the choices. Tuples stay tuples (frozen, hashable
-    where the values are)."""
+    key or scale raises ``ValueError`` naming the choices, and so does an unknown key or a value of
+    the wrong type inside a JSON-valued field (:func:`.fields.check_json_fields`). Tuples stay
+    tuples (frozen, hashable where the values are)."""
     if scale not in SCALES or scale not in presets:
         raise ValueError(f"scale must be one of {[s for s in SCALES if s in presets]}, got {scale!r}")
     names = {f.name for f in dataclasses.fields(cls)}
@@ -65,7 +69,9 @@ def make_config(cls, presets: Mapping[str, Mapping[str, Any]], scale: str, overr
     kw = dict(presets[scale])
     kw.update({k: v for k, v in overrides.items() if v is not None})
     kw = {k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()}
-    return cls(scale=scale, **kw)
+    cfg = cls(scale=scale, **kw)
+    check_json_fields(cfg)
+    return cfg
 
 
 def enable_x64() -> None:

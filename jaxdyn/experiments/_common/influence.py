@@ -13,6 +13,7 @@ import numpy as np
 from jaxdyn.experiments._common.core import (FIGURE_ADV_BINARY, NetworksConfig, by_piece, chunked, correct_subset, fixed_digits, load_model,
                                              train_summary)
 from jaxdyn.experiments._common.core import help_field as _help
+from jaxdyn.experiments._common.fields import check_keys
 
 __all__ = ["BinaryInfluenceConfig", "BINARY_INFLUENCE_SCALES", "influence_baselines", "binary_influence", "binary_influence_runs"]
 
@@ -38,6 +39,10 @@ class BinaryInfluenceConfig(NetworksConfig):
                 raise ValueError(f"{k} must be > 0, got {v}")
         if not (isinstance(self.widths, dict) and isinstance(self.train, dict) and "binary" in self.train):
             raise ValueError("widths must be a dict, and train a dict of load_or_train arguments with 'binary'")
+        check_keys("widths", self.widths, self.models)  # a width for a network not measured is a typo
+        for k, w in self.widths.items():
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0:
+                raise ValueError(f"widths: the width of {k} must be a number > 0, got {w!r}")
 
 
 _BINARY_BASE = dict(models=("alexnet", "vgg11", "resnet50"), A0=1.0, eta=1e-3, seed=0)

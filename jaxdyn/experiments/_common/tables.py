@@ -30,7 +30,8 @@ class TableConfig(NetworksConfig):
     ``models`` of the tables (any zoo model at the tiny scale), ``n_samples`` fixed test digits."""
 
     chunk: int = _help("samples per compiled batch")
-    train_overrides: Any = _help("load_or_train arguments that update the preset (JSON) or null")
+    train_overrides: Any = _help("load_or_train arguments that update the preset (JSON) or null",
+                                 json="train_overrides")
 
 
 @dataclasses.dataclass(frozen=True)
