@@ -60,7 +60,7 @@ class AttackResult(NamedTuple):
     hbar_z: jax.Array
     success_step: jax.Array
     delta_effective: jax.Array
-    trajectory: Optional[dict] = None
+    trajectory: dict | None = None
 
 
 def _hessian_for(loss_fn):
