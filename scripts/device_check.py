@@ -1,4 +1,4 @@
-"""The prepared device run (issue 14): one command that times jaxdyn on a GPU within a budget.
+"""The prepared device run: one command that times jaxdyn on a GPU within a budget.
 
 On a machine with a CUDA GPU and JAX (no internet, no tensorflow-datasets needed) it runs, each
 as a subprocess with its own timeout, one after the other:

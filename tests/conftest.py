@@ -40,7 +40,7 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 
 from jaxdyn.data import MNIST_DIR  # noqa: E402
 
-# Numerical tests run in float64 (SPEC "Precision"); code under test must not depend on it.
+# Numerical tests run in float64 (docs/spec.md, "Precision"); code under test must not depend on it.
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")

@@ -1,4 +1,4 @@
-"""``scripts/device_check.py`` (issue 14): the plan, the runner's budget/timeout/failure handling and
+"""``scripts/device_check.py``: the plan, the runner's budget/timeout/failure handling and
 the summary (fast, no jax: the items are tiny Python one-liners), and the whole ``--tiny`` run on the
 CPU end to end (slow)."""
 

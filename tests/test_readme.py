@@ -52,3 +52,17 @@ def test_readme_commands_need_nothing_of_this_project_and_ci_runs_the_second():
     ci = [line for line in (README.parent / ".ci" / "run").read_text().splitlines() if line.startswith(install)]
     assert len(ci) == 1, "'.ci/run' does not run the README's test command"
     assert ci[0].endswith(run) and "&&" in ci[0], ci[0]
+
+
+def test_nothing_cites_files_outside_the_repository_or_tracker_numbers():
+    """Docs, docstrings, scripts and tests cite ``docs/spec.md``, never the project's shared folder
+    beside the checkout, nor an internal tracker's numbers (``.ci/run`` and past device-run records
+    are CI's own)."""
+    repo = README.parent
+    outside = re.compile(r"\.\./" + "shared|" + "SPEC" + r"\.md")
+    tracker = re.compile(r"\b[Ii]ssue" + r"s? #?\d+")
+    files = [README, *repo.glob("docs/*.md"), *repo.glob("jaxdyn/**/*.py"), *repo.glob("scripts/*"),
+             *repo.glob("tests/*.py"), *repo.glob("examples/*.ipynb")]
+    bad = [f"{p.relative_to(repo)}: {m.group(0)}" for p in files if p.is_file() and p != Path(__file__).resolve()
+           for rx in (outside, tracker) for m in rx.finditer(p.read_text(errors="replace"))]
+    assert bad == [], bad
