@@ -81,6 +81,13 @@ ODE_FIELDS = ("kappa_ode", "kappa_ode_first_order", "euler_gap", "cos_ode_gx", "
 ODE_TOL = dict(rtol=1e-6, atol=1e-9, max_steps=4096)
 
 
+def _map(fn, xs, chunk):
+    """``jax.vmap(fn)(xs)``, in sequential chunks of ``chunk`` examples (``lax.map``) when ``chunk``
+    is set. (``lax.map(..., batch_size=0)`` means the same in recent jax but divides by zero in
+    jax 0.6.)"""
+    return jax.lax.map(fn, xs, batch_size=chunk) if chunk else jax.vmap(fn)(xs)
+
+
 def _cos(a, b):
     return jnp.vdot(a, b) / jnp.maximum(jnp.linalg.norm(a) * jnp.linalg.norm(b), 1e-300)
 
@@ -217,7 +224,7 @@ def _compiled(f: Callable, steps: int, chunk: int | None, gating: Sequence[str],
     def batched(one):
         def run(*args):
             *per, beta = args
-            return jax.lax.map(lambda a: one(*a, beta), tuple(per), batch_size=chunk or 0)
+            return _map(lambda a: one(*a, beta), tuple(per), chunk)
 
         return jax.jit(run)
 
@@ -356,7 +363,7 @@ def convergence(f: Callable, xs, ys, *, beta: float, m_grid: Sequence[int], gati
         raise ValueError(f"need beta > 0 and integer m >= 1, got beta={beta!r}, m_grid={m_grid!r}")
     tol = dict(ODE_TOL, **(ode_tol or {}))
     xs, ys = jnp.asarray(xs), jnp.asarray(ys)
-    mapped = lambda one: jax.jit(lambda *a: jax.lax.map(lambda t: one(*t), a, batch_size=chunk or 0))  # noqa: E731
+    mapped = lambda one: jax.jit(lambda *a: _map(lambda t: one(*t), a, chunk))  # noqa: E731
     J, z, gz = mapped(lambda x, y: prepare(f, x, y))(xs, ys)
     b = jnp.asarray(beta, J.dtype)
     zero = jnp.zeros(J.shape[2], J.dtype)
@@ -379,7 +386,7 @@ def convergence(f: Callable, xs, ys, *, beta: float, m_grid: Sequence[int], gati
             r = attack(f, x, y, steps=int(m), beta=b, norm="raw", gating="free")
         return r.delta.ravel(), theorem2(J, gz, r.hbar_z, b).delta
 
-    frozen_fn = (jax.jit(lambda m, *a: jax.lax.map(lambda t: one(*t, m), a, batch_size=chunk or 0))
+    frozen_fn = (jax.jit(lambda m, *a: _map(lambda t: one(*t, m), a, chunk))
                  if gating == "frozen" else None)
     for m in grid + ([int(summary_steps)] if summary_steps is not None and summary_steps not in grid else []):
         if frozen_fn is not None:
