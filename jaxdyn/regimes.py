@@ -57,6 +57,7 @@ from jaxdyn import flow as _flow
 from jaxdyn.attacks import attack, logit_space_attack
 from jaxdyn.gating import GATINGS
 from jaxdyn.losses import is_success
+from jaxdyn.sharding import map_in_chunks as _map
 from jaxdyn.stats import finite_median as _median
 from jaxdyn.theory import prepare, structured_eigenpairs, theorem1, theorem2
 
@@ -79,13 +80,6 @@ ODE_FIELDS = ("kappa_ode", "kappa_ode_first_order", "euler_gap", "cos_ode_gx", "
               "ode_steps", "ode_rejected")
 #: the solver's default tolerances for the ODE reference (float64; δ's scale is set by rtol)
 ODE_TOL = dict(rtol=1e-6, atol=1e-9, max_steps=4096)
-
-
-def _map(fn, xs, chunk):
-    """``jax.vmap(fn)(xs)``, in sequential chunks of ``chunk`` examples (``lax.map``) when ``chunk``
-    is set. (``lax.map(..., batch_size=0)`` means the same in recent jax but divides by zero in
-    jax 0.6.)"""
-    return jax.lax.map(fn, xs, batch_size=chunk) if chunk else jax.vmap(fn)(xs)
 
 
 def _cos(a, b):
@@ -221,12 +215,8 @@ def _compiled(f: Callable, steps: int, chunk: int | None, gating: Sequence[str],
     -> per-example numbers`` (with the frozen ODE reference, and the free attack's δ*, when asked)
     and ``ode_free(xs, ys, J, gz, delta_m, beta)`` (β traced; ``lax.map`` in chunks of ``chunk``)."""
 
-    def batched(one):
-        def run(*args):
-            *per, beta = args
-            return _map(lambda a: one(*a, beta), tuple(per), chunk)
-
-        return jax.jit(run)
+    def batched(one):  # args: the per-example arrays, then β
+        return jax.jit(lambda *args: _map(lambda a: one(*a, args[-1]), tuple(args[:-1]), chunk))
 
     prep = batched(lambda x, y, _: prepare(f, x, y))
 
