@@ -13,7 +13,7 @@ Step rule (Eq. 4): ``d <- P(d + alpha * dir(g_{x+d}))`` with
 and ``P`` the projection onto the ε-ball (when ``eps`` is given) followed by clipping ``x + d``
 to ``clip`` (when given). With ``beta`` the step size is ``alpha = beta / steps`` (A3's scaling).
 
-Along the way the scan accumulates the weighted mean Hessian of SPEC,
+Along the way the scan accumulates the weighted mean Hessian of docs/spec.md ("Theory"),
 ``H̄_z = Σ_{t=1}^{m-1} ||Δx^(t)|| H_z^(t) / Σ ||Δx^(t)||`` with ``Δx^(t) = d^(t) - d^(t-1)`` the
 displacement actually taken (``alpha g`` for the raw attack) and ``H_z^(t)`` at ``x + d^(t)``,
 and the effective ℓ∞ component ``Σ_t alpha (σ_tᵀ dir_t) σ_t``, ``σ_t = g_t/||g_t||`` (Sec. 3.2).
@@ -43,7 +43,7 @@ class AttackResult(NamedTuple):
 
     Attributes:
       delta: final perturbation ``d^(m)``, shape of ``x``.
-      hbar_z: ``[C, C]`` weighted mean ``H̄_z`` over the trajectory (SPEC; falls back to
+      hbar_z: ``[C, C]`` weighted mean ``H̄_z`` over the trajectory (docs/spec.md; falls back to
         ``H_z`` at ``x`` when ``steps == 1``).
       success_step: first ``t`` in ``0..m`` with ``x + d^(t)`` misclassified, ``-1`` if none,
         ``-2`` (``jaxdyn._checks.INVALID_STEP``) for invalid input found under ``jit`` (a NaN/inf
@@ -60,7 +60,7 @@ class AttackResult(NamedTuple):
     hbar_z: jax.Array
     success_step: jax.Array
     delta_effective: jax.Array
-    trajectory: Optional[dict] = None
+    trajectory: dict | None = None
 
 
 def _hessian_for(loss_fn):

@@ -2,22 +2,25 @@
 
 Images come back as numpy arrays ``x: [N, 28, 28, 1]`` in [0, 1] and labels ``y: int32 [N]``.
 
-Source order (SPEC "Data"):
+Sources (``docs/spec.md``, "Data"), the first that applies:
 
-1. a directory with the four official IDX ``.gz`` files -- the ``data_dir`` argument, else the
-   environment variable ``JAXDYN_DATA_DIR``. The count and shape are read from each IDX header
-   and every file is checked against the official md5 sum;
-2. otherwise MNIST as prepared by tensorflow-datasets (imported lazily: the GPU machine does not
-   have it) in its data folder (``TFDS_DATA_DIR``, default ``~/tensorflow_datasets``). TensorFlow
-   is not needed to read the ``array_record`` format (``builder.as_data_source``); data prepared
-   in the ``tfrecord`` format needs TensorFlow. Nothing is downloaded unless
-   ``JAXDYN_TFDS_DOWNLOAD=1`` (tfds's MNIST builder then needs TensorFlow to prepare the data).
-   tfds stores the examples shuffled by a hash of their index; they are put back in the official
-   order, so both sources give the same arrays;
-3. otherwise a ``FileNotFoundError``, at once, that says how to get the data (``JAXDYN_DATA_DIR``).
+1. the ``data_dir`` argument, else the environment variable ``JAXDYN_DATA_DIR``: a folder with the
+   four official IDX ``.gz`` files;
+2. otherwise the same four files built into jaxdyn (:data:`MNIST_DIR`, installed with the package:
+   nothing to download or configure).
 
-Decoded arrays are cached in-process, so repeated loads are free (the md5 is checked once per
-file and process).
+Both are read the same way: the count and shape come from each IDX header and every file is
+checked against the official md5 sum (once per file and process).
+
+``data_dir="tfds"`` (or ``JAXDYN_DATA_DIR=tfds``) reads instead MNIST as prepared by
+tensorflow-datasets (the ``tfds`` extra; imported only then) in its data folder (``TFDS_DATA_DIR``,
+default ``~/tensorflow_datasets``). TensorFlow is not needed to read the ``array_record`` format
+(``builder.as_data_source``); data prepared in the ``tfrecord`` format needs TensorFlow. Nothing is
+downloaded unless ``JAXDYN_TFDS_DOWNLOAD=1`` (tfds's MNIST builder then needs TensorFlow to prepare
+the data). tfds stores the examples shuffled by a hash of their index; they are put back in the
+official order, so every source gives the same arrays.
+
+Decoded arrays are cached in-process, so repeated loads are free.
 """
 
 from __future__ import annotations
@@ -30,7 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["load_mnist", "binary_task", "subset", "MNIST_FILES", "MNIST_MD5"]
+__all__ = ["load_mnist", "binary_task", "subset", "MNIST_DIR", "MNIST_FILES", "MNIST_MD5", "TFDS"]
+
+#: the folder of the four official MNIST files built into jaxdyn (package data)
+MNIST_DIR = Path(__file__).resolve().parent / "datasets" / "mnist"
+
+#: the ``data_dir`` value (or ``JAXDYN_DATA_DIR``) that selects tensorflow-datasets
+TFDS = "tfds"
 
 #: split -> (images file, labels file)
 MNIST_FILES = {
@@ -47,9 +56,9 @@ MNIST_MD5 = {
 }
 
 _HOWTO = (
-    "set JAXDYN_DATA_DIR (or pass data_dir=) to a folder holding the four official MNIST files "
-    f"({', '.join(MNIST_MD5)}); or prepare MNIST with tensorflow-datasets (array_record format) in "
-    "TFDS_DATA_DIR, or let it download MNIST with JAXDYN_TFDS_DOWNLOAD=1 (needs internet and tensorflow)"
+    f"the four official MNIST files ({', '.join(MNIST_MD5)}) are built into jaxdyn ({MNIST_DIR}); reinstall "
+    "jaxdyn if they are missing, or set JAXDYN_DATA_DIR (or pass data_dir=) to a folder holding them; "
+    "JAXDYN_DATA_DIR=tfds reads MNIST prepared by tensorflow-datasets (array_record format) in TFDS_DATA_DIR"
 )
 
 
@@ -58,26 +67,31 @@ def load_mnist(split: str = "train", *, data_dir=None, dtype=np.float32):
 
     Args:
       split: ``"train"`` (60,000 examples) or ``"test"`` (10,000).
-      data_dir: folder with the four IDX ``.gz`` files; default env ``JAXDYN_DATA_DIR``, then
-        tensorflow-datasets.
+      data_dir: folder with the four IDX ``.gz`` files, or ``"tfds"`` for the MNIST prepared by
+        tensorflow-datasets; default env ``JAXDYN_DATA_DIR``, then the files built into jaxdyn
+        (:data:`MNIST_DIR`).
       dtype: floating dtype of the images.
 
     Returns:
       ``(x, y)``: ``x`` of shape ``[N, 28, 28, 1]`` with values in [0, 1] (pixel / 255), ``y``
       int32 of shape ``[N]``. The arrays are read-only views of a per-process cache; copy them
       before writing.
+
+    Example::
+
+        x, y = jaxdyn.load_mnist("test")   # (10000, 28, 28, 1) float32, (10000,) int32
     """
     if split not in MNIST_FILES:
         raise ValueError(f"split must be one of {sorted(MNIST_FILES)}, got {split!r}")
     if data_dir is None:
-        data_dir = os.environ.get("JAXDYN_DATA_DIR") or None
-    source = "tfds" if data_dir is None else str(Path(data_dir).expanduser().resolve())
+        data_dir = os.environ.get("JAXDYN_DATA_DIR") or MNIST_DIR
+    source = TFDS if str(data_dir) == TFDS else str(Path(data_dir).expanduser().resolve())
     return _load_float(source, split, np.dtype(dtype).name)
 
 
 @functools.lru_cache(maxsize=None)
 def _load_float(source: str, split: str, dtype_name: str) -> tuple[np.ndarray, np.ndarray]:
-    if source == "tfds":
+    if source == TFDS:
         images, labels = _load_tfds_split(split)
     else:
         images, labels = _load_idx_split(source, split)
@@ -135,12 +149,12 @@ def _load_tfds_split(split: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         import tensorflow_datasets as tfds  # lazy: optional at run time
     except ImportError as e:
-        raise FileNotFoundError(f"JAXDYN_DATA_DIR is not set and tensorflow-datasets cannot be imported ({e}); "
-                                f"{_HOWTO}") from None
+        raise FileNotFoundError(f"data_dir='tfds' needs tensorflow-datasets, which cannot be imported ({e}): "
+                                f"pip install 'jaxdyn[tfds]'; {_HOWTO}") from None
     builder = tfds.builder("mnist", data_dir=os.environ.get("TFDS_DATA_DIR") or None)  # read now, not at import
     if not builder.is_prepared():
         if os.environ.get("JAXDYN_TFDS_DOWNLOAD") != "1":
-            raise FileNotFoundError(f"JAXDYN_DATA_DIR is not set and tensorflow-datasets has no prepared MNIST in "
+            raise FileNotFoundError(f"tensorflow-datasets has no prepared MNIST in "
                                     f"{builder.data_dir} (nothing is downloaded unless JAXDYN_TFDS_DOWNLOAD=1); {_HOWTO}")
         import importlib.util
 

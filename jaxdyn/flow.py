@@ -22,7 +22,7 @@ Two gatings, as :mod:`jaxdyn.attacks`:
   ``C``-dimensional ODE after one Jacobian (:func:`logit_space_flow`, the flow of
   :func:`jaxdyn.attacks.logit_space_attack`); through the network with ``frozen_through=True``.
 
-Along the flow the step-length-weighted mean logit Hessian of SPEC, in the limit
+Along the flow the step-length-weighted mean logit Hessian of docs/spec.md, in the limit
 ``H̄_z = ∫ ‖g(t)‖ H_z(t) dt / ∫ ‖g(t)‖ dt``, is integrated with the state (the continuous
 version of the attack's ``Σ ‖Δx^(t)‖ H_z^(t) / Σ ‖Δx^(t)‖``), so Theorem 2 can be evaluated with
 the flow's own ``H̄_z`` as it is with an attack's.

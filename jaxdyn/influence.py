@@ -2,7 +2,7 @@
 step changes the input gradient, for a binary (sigmoid) network; and the measurement ``φ*`` of
 that effect from real weight gradients (Table 2).
 
-Notation (SPEC "Theory", one example, scalar logit ``z``):
+Notation (docs/spec.md, "Theory", one example, scalar logit ``z``):
 
 * ``W`` the first layer's weights, ``h = Φ(x, W) + b₁`` its pre-activation, bilinear in
   ``(x, W)`` (``Φ(x, W) = Wᵀx`` for a dense layer, ``conv(x, W)`` for a conv);
@@ -336,7 +336,7 @@ def attack_influence(z_of: Callable, W: jax.Array, x: jax.Array, y, *, beta, ste
     """Figs. 3-4's per-sample quantities for one example of a binary network, under a real attack.
 
     Runs the raw attack (A1) with ``m = steps`` steps of ``α = β/m`` (trajectory recorded), then:
-    ``hbar_z`` (SPEC's trajectory average, scalar), ``gx2 = ||g̃_x||²``, ``hbar_z_gx2``,
+    ``hbar_z`` (the trajectory average of docs/spec.md, scalar), ``gx2 = ||g̃_x||²``, ``hbar_z_gx2``,
     ``A = β H̄_z ||g̃_x||²`` (:func:`influence_A`), ``A_hat = Σ_{t=1}^{m} α H̄_z ||g̃_{x+δ^(t)}||²``
     (Sec. 3.3; ``||g̃|| = ||g|| / |g_z|`` since ``g_x = g_z g̃_x`` for one logit), and from
     :func:`measure` on ``δ``: ``phi``, ``abs_phi``, ``dgw_norm``, ``dgw`` (``Δg_W``, shape of

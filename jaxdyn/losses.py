@@ -1,4 +1,4 @@
-"""Losses in logit space and their derivatives (SPEC "Notation").
+"""Losses in logit space and their derivatives (docs/spec.md, "Notation").
 
 One code path for both heads: a logit vector ``z`` of shape ``[C]``.
 

@@ -55,7 +55,7 @@ def one_minus_cos(a: jax.Array, b: jax.Array) -> jax.Array:
     return 1.0 - cos
 
 
-# --- Figures 2 and 5 (appended for issue 5) ---------------------------------------------------
+# --- Figures 2 and 5 ---------------------------------------------------
 
 
 def fit_log_linear(t: jax.Array, v: jax.Array, mask: jax.Array | None = None):

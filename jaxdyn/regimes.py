@@ -57,6 +57,7 @@ from jaxdyn import flow as _flow
 from jaxdyn.attacks import attack, logit_space_attack
 from jaxdyn.gating import GATINGS
 from jaxdyn.losses import is_success
+from jaxdyn.sharding import map_in_chunks as _map
 from jaxdyn.stats import finite_median as _median
 from jaxdyn.theory import prepare, structured_eigenpairs, theorem1, theorem2
 
@@ -214,12 +215,8 @@ def _compiled(f: Callable, steps: int, chunk: int | None, gating: Sequence[str],
     -> per-example numbers`` (with the frozen ODE reference, and the free attack's δ*, when asked)
     and ``ode_free(xs, ys, J, gz, delta_m, beta)`` (β traced; ``lax.map`` in chunks of ``chunk``)."""
 
-    def batched(one):
-        def run(*args):
-            *per, beta = args
-            return jax.lax.map(lambda a: one(*a, beta), tuple(per), batch_size=chunk or 0)
-
-        return jax.jit(run)
+    def batched(one):  # args: the per-example arrays, then β
+        return jax.jit(lambda *args: _map(lambda a: one(*a, args[-1]), tuple(args[:-1]), chunk))
 
     prep = batched(lambda x, y, _: prepare(f, x, y))
 
@@ -356,7 +353,7 @@ def convergence(f: Callable, xs, ys, *, beta: float, m_grid: Sequence[int], gati
         raise ValueError(f"need beta > 0 and integer m >= 1, got beta={beta!r}, m_grid={m_grid!r}")
     tol = dict(ODE_TOL, **(ode_tol or {}))
     xs, ys = jnp.asarray(xs), jnp.asarray(ys)
-    mapped = lambda one: jax.jit(lambda *a: jax.lax.map(lambda t: one(*t), a, batch_size=chunk or 0))  # noqa: E731
+    mapped = lambda one: jax.jit(lambda *a: _map(lambda t: one(*t), a, chunk))  # noqa: E731
     J, z, gz = mapped(lambda x, y: prepare(f, x, y))(xs, ys)
     b = jnp.asarray(beta, J.dtype)
     zero = jnp.zeros(J.shape[2], J.dtype)
@@ -379,7 +376,7 @@ def convergence(f: Callable, xs, ys, *, beta: float, m_grid: Sequence[int], gati
             r = attack(f, x, y, steps=int(m), beta=b, norm="raw", gating="free")
         return r.delta.ravel(), theorem2(J, gz, r.hbar_z, b).delta
 
-    frozen_fn = (jax.jit(lambda m, *a: jax.lax.map(lambda t: one(*t, m), a, batch_size=chunk or 0))
+    frozen_fn = (jax.jit(lambda m, *a: _map(lambda t: one(*t, m), a, chunk))
                  if gating == "frozen" else None)
     for m in grid + ([int(summary_steps)] if summary_steps is not None and summary_steps not in grid else []):
         if frozen_fn is not None:

@@ -30,7 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["BATCH_AXIS", "data_mesh", "batch_sharding", "replicated_sharding", "pad_batch", "shard_batch", "chunked"]
+__all__ = ["BATCH_AXIS", "data_mesh", "batch_sharding", "replicated_sharding", "pad_batch", "shard_batch", "chunked",
+           "map_in_chunks"]
 
 BATCH_AXIS = "batch"
 
@@ -206,3 +207,10 @@ def chunked(fn: Callable, *arrays, chunk: int | None, **kwargs):
         o = jax.device_get(fn(*part, **kwargs))
         outs.append(jax.tree.map(lambda a: np.asarray(a)[:k], o))
     return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
+
+
+def map_in_chunks(fn: Callable, xs, chunk: int | None):
+    """``jax.vmap(fn)(xs)`` (``xs`` a pytree batched on its leading axis), run as sequential slices
+    of ``chunk`` examples (``lax.map``, bounding memory) when ``chunk`` is set; traceable. Not
+    ``lax.map(..., batch_size=0)``, which means the same in recent jax but divides by zero in jax 0.6."""
+    return jax.lax.map(fn, xs, batch_size=chunk) if chunk else jax.vmap(fn)(xs)

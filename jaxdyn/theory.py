@@ -65,7 +65,8 @@ def phi(s: jax.Array) -> jax.Array:
 
 
 def hbar_z_weighted(H_seq: jax.Array, step_norms: jax.Array, mask: jax.Array | None = None) -> jax.Array:
-    """SPEC's ``H̄_z = Σ_{t=1}^{m-1} ||Δx^(t)|| H_z^(t) / Σ ||Δx^(t)||`` from a recorded trajectory.
+    """The ``H̄_z`` of docs/spec.md, ``Σ_{t=1}^{m-1} ||Δx^(t)|| H_z^(t) / Σ ||Δx^(t)||``, from a
+    recorded trajectory.
 
     Args:
       H_seq: ``[T, C, C]``, ``H_z`` at ``x + δ^(t)`` for ``t = 0..T-1``.

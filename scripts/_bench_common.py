@@ -189,8 +189,8 @@ def machine_info(extra_versions: dict | None = None) -> dict:
 def load_digits(n: int, *, seed: int = 0, dtype=np.float32, split: str = "test"):
     """``n`` MNIST digits ``x: [n, 28, 28, 1]`` in [0, 1] and labels ``y: int32 [n]``.
 
-    MNIST comes from ``JAXDYN_DATA_DIR`` (or tensorflow-datasets) via :func:`jaxdyn.data.load_mnist`.
-    Without it the benchmark still runs on uniform random images (timings do not depend on pixel
+    MNIST comes from :func:`jaxdyn.data.load_mnist` (the built-in files, or ``JAXDYN_DATA_DIR``).
+    If it cannot be read the benchmark still runs on uniform random images (timings do not depend on pixel
     values) and says so: the returned ``source`` is ``"random"``.
     """
     from jaxdyn import data

@@ -1,4 +1,4 @@
-"""The projection of ``reproduce --full`` on one device from a device-check folder (issue 14).
+"""The projection of ``reproduce --full`` on one device from a device-check folder.
 
 Reads the ``train_<slice>.json`` and ``exp_<stage>_<model>.json`` files that
 ``scripts/device_check.py`` wrote into ``--out`` and projects each part of the full run:

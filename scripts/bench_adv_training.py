@@ -1,4 +1,4 @@
-"""Benchmark 6 (issue 14): PGD-ℓ∞ adversarial training, jaxdyn's train step vs PyTorch + torchattacks.
+"""Benchmark 6: PGD-ℓ∞ adversarial training, jaxdyn's train step vs PyTorch + torchattacks.
 
 Setting (the adversarial preset of the full-scale figures, ``presets.FIG5_ADV["full"]``): MNIST,
 batch 128, ε = 0.3, ``--inner-steps`` PGD steps (7 and 10) of size α = 2.5 ε / steps

@@ -1,4 +1,4 @@
-"""Benchmark 5 (issue 6): compile time vs run time of the attack scan, and a β sweep that
+"""Benchmark 5: compile time vs run time of the attack scan, and a β sweep that
 compiles once.
 
 1. For ``m`` in ``--steps``: the batched raw attack (``attacks.attack``, free gating, the attack

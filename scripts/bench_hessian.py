@@ -1,4 +1,4 @@
-"""Benchmark 4 (issue 6): per-sample ``H_z`` and ``H_x`` throughput vs batch size, and memory.
+"""Benchmark 4: per-sample ``H_z`` and ``H_x`` throughput vs batch size, and memory.
 
 Paths, each ``vmap``-ed over the batch (float64, zoo models with random-init weights):
 

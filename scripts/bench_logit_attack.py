@@ -1,4 +1,4 @@
-"""Benchmark 2 (issue 6): the frozen-gating (A2) raw attack with m steps, in logit space vs a
+"""Benchmark 2: the frozen-gating (A2) raw attack with m steps, in logit space vs a
 scan through the network.
 
 * **logit space** (jaxdyn): ``attacks.logit_space_attack`` — one input Jacobian ``J: [C, n]``

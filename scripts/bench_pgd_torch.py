@@ -1,4 +1,4 @@
-"""Benchmark 3 (issue 6): PGD-40 ℓ∞ (ε = 0.3, α = 0.01) throughput, jaxdyn vs torchattacks.
+"""Benchmark 3: PGD-40 ℓ∞ (ε = 0.3, α = 0.01) throughput, jaxdyn vs torchattacks.
 
 The same architecture and weights on both sides: the flax parameters of a zoo model (``mlp3``,
 ``cnn3``) are converted to a PyTorch ``nn.Sequential`` (conv kernels HWIO -> OIHW, and the dense

@@ -1,4 +1,4 @@
-"""Benchmark 1 (issue 6): Theorem 2's δ̂ for a batch of MNIST digits, C×C path vs n×n path.
+"""Benchmark 1: Theorem 2's δ̂ for a batch of MNIST digits, C×C path vs n×n path.
 
 * **C×C path** (jaxdyn): ``theory.predict`` — one input Jacobian ``J: [C, n]`` (C backward passes)
   and one ``(C+1)×(C+1)`` matrix exponential per digit, ``δ̂ = β Jᵀ φ(β H_z J Jᵀ) g_z``.

@@ -1,4 +1,4 @@
-"""The prepared device run (issue 14): one command that times jaxdyn on a GPU within a budget.
+"""The prepared device run: one command that times jaxdyn on a GPU within a budget.
 
 On a machine with a CUDA GPU and JAX (no internet, no tensorflow-datasets needed) it runs, each
 as a subprocess with its own timeout, one after the other:
@@ -53,6 +53,7 @@ REPO = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve()
 if str(REPO) not in sys.path:  # the item bodies import jaxdyn from this checkout
     sys.path.insert(0, str(REPO))
+MNIST_DIR = REPO / "jaxdyn" / "datasets" / "mnist"  # jaxdyn.data.MNIST_DIR, without importing jaxdyn here
 
 #: the benchmarks at GPU sizes: (script, args, timeout s). Sizes are picked so that the whole
 #: check fits about 8 minutes on one H100 with compilation; every item has its own timeout.
@@ -580,8 +581,8 @@ def main(argv=None) -> int:
     p.add_argument("--tiny", action="store_true", help="tiny sizes on any backend (the CPU smoke test)")
     p.add_argument("--budget-s", type=float, default=None,
                    help="global wall-clock budget (default 540 s = 9 min; 1800 s with --tiny)")
-    p.add_argument("--data-dir", default=os.environ.get("JAXDYN_DATA_DIR"),
-                   help="MNIST folder (default $JAXDYN_DATA_DIR); without it the slices are skipped")
+    p.add_argument("--data-dir", default=os.environ.get("JAXDYN_DATA_DIR") or str(MNIST_DIR),
+                   help="MNIST folder (default $JAXDYN_DATA_DIR, else the files built into jaxdyn)")
     p.add_argument("--work-dir", type=Path, default=None,
                    help="scratch for the trained slices (default <out>/_work; removed at the end)")
     p.add_argument("--train-steps", type=int, default=200, help="training steps of each slice")

@@ -1,18 +1,17 @@
 #!/usr/bin/env bash
-# The prepared device run (issue 14): install jaxdyn without dependencies (the machine has JAX and
-# no internet), point it at the carried MNIST copy, and run scripts/device_check.py into
+# The prepared device run: install jaxdyn without dependencies (the machine has JAX and no
+# internet) and run scripts/device_check.py into
 # "$OUT/device_check" (the device tool returns what is written under $OUT). Extra arguments go to
 # device_check.py, e.g. `bash scripts/device_check.sh --only env bench_theorem2`.
-#   MNIST: copy the four IDX .gz files into .device_data/mnist (git-ignored) and carry that folder.
+#   MNIST: the copy built into jaxdyn (jaxdyn/datasets/mnist), unless JAXDYN_DATA_DIR names a folder.
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/results}"
 # --no-build-isolation: setuptools from the environment (an isolated build would download it)
 python -m pip install -q --no-deps --no-build-isolation -e . \
   || echo "[device_check.sh] pip install failed; running jaxdyn from the checkout"
-export JAXDYN_DATA_DIR="${JAXDYN_DATA_DIR:-$PWD/.device_data/mnist}"
-if [ ! -d "$JAXDYN_DATA_DIR" ]; then  # benchmarks on random images, training slices skipped
-  echo "[device_check.sh] no MNIST folder $JAXDYN_DATA_DIR"; unset JAXDYN_DATA_DIR
+if [ -n "${JAXDYN_DATA_DIR:-}" ] && [ ! -d "$JAXDYN_DATA_DIR" ]; then  # then the built-in copy
+  echo "[device_check.sh] no MNIST folder $JAXDYN_DATA_DIR; using the built-in copy"; unset JAXDYN_DATA_DIR
 fi
 export JAXDYN_CACHE_DIR=/tmp/jaxdyn_cache MPLBACKEND=Agg
 nvidia-smi -L 2>/dev/null || true

@@ -14,9 +14,9 @@ if hasattr(os, "sched_setaffinity") and os.environ.get("JAXDYN_NO_PIN") is None:
     except OSError:  # pragma: no cover
         pass
 
-# The data folder as an absolute path: the README's command gives it relative to the checkout, and
-# some tests run commands from another working directory.
-if os.environ.get("JAXDYN_DATA_DIR"):
+# MNIST: the four files built into jaxdyn unless JAXDYN_DATA_DIR names another folder (CI may set it,
+# relative to the checkout); made absolute, since some tests run commands from another folder.
+if os.environ.get("JAXDYN_DATA_DIR") and os.environ["JAXDYN_DATA_DIR"] != "tfds":
     os.environ["JAXDYN_DATA_DIR"] = os.path.abspath(os.environ["JAXDYN_DATA_DIR"])
 
 # One XLA compilation cache for the whole session (a fresh folder, removed at the end; exported, so
@@ -38,7 +38,9 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
-# Numerical tests run in float64 (SPEC "Precision"); code under test must not depend on it.
+from jaxdyn.data import MNIST_DIR  # noqa: E402
+
+# Numerical tests run in float64 (docs/spec.md, "Precision"); code under test must not depend on it.
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
@@ -58,9 +60,11 @@ settings.load_profile(os.environ.get("JAXDYN_HYPOTHESIS_PROFILE", "jaxdyn"))
 
 @pytest.fixture(scope="session")
 def data_dir():
+    """The folder with the four MNIST ``.gz`` files: ``JAXDYN_DATA_DIR`` if set, else the copy built
+    into jaxdyn (a fresh clone needs nothing else)."""
     d = os.environ.get("JAXDYN_DATA_DIR")
-    if not d:
-        pytest.skip("JAXDYN_DATA_DIR is not set (point it at a folder with the four MNIST .gz files)")
+    if not d or d == "tfds":
+        d = str(MNIST_DIR)
     return d
 
 

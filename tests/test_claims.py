@@ -20,15 +20,15 @@ def test_verdict_can_fail_rank_negative_or_none():
 
 
 def test_verdict_can_fail_rank_significantly_negative_beside_positive():
-    """Issue 11: VGG-11 ρ(H̄_z, |φ|) = −0.53 (p = 1e-5) beside significantly positive ρ was
-    "holds partly"; a significantly negative correlation refutes "rise together"."""
+    """A measured case: VGG-11 ρ(H̄_z, |φ|) = −0.53 (p = 1e-5) beside significantly positive ρ was
+    once "holds partly"; a significantly negative correlation refutes "rise together"."""
     assert claims.rank_verdict([{"rho": 0.6, "p": 1e-4}, {"rho": 0.5, "p": 1e-3},
                                 {"rho": -0.53, "p": 1e-5}]) == "does not hold"
 
 
 def test_verdict_can_fail_rank_inside_null_band():
     """A ρ that is significant against independence but not above the null model's 95 % quantile
-    (issue 11: measured 0.20, norm-only null ≈ 0.33) is null-level."""
+    (a measured case: 0.20, norm-only null ≈ 0.33) is null-level."""
     assert claims.rank_verdict([{"rho": 0.2, "p": 0.01, "null_hi": 0.33}]) == "does not hold"
     assert claims.rank_verdict([{"rho": 0.2, "p": 0.01, "null_hi": 0.33},
                                 {"rho": 0.5, "p": 0.001, "null_hi": 0.3}]) == "holds partly"

@@ -1,4 +1,4 @@
-"""``scripts/device_check.py`` (issue 14): the plan, the runner's budget/timeout/failure handling and
+"""``scripts/device_check.py``: the plan, the runner's budget/timeout/failure handling and
 the summary (fast, no jax: the items are tiny Python one-liners), and the whole ``--tiny`` run on the
 CPU end to end (slow)."""
 
@@ -178,18 +178,15 @@ def test_bad_arguments_fail_early(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(6000)
-def test_tiny_run_end_to_end(tmp_path):
+def test_tiny_run_end_to_end(tmp_path, data_dir):
     """The whole ``--tiny`` check on the CPU (19 min wall, 3 min CPU on one core shared with other
     jobs, 2026-11-26): every item runs (or is
     absent), the slices time their steps and project the full run, nothing imports tfds, the
     scratch is removed and nothing is written outside ``--out``."""
-    data = os.environ.get("JAXDYN_DATA_DIR")
-    if not data:
-        pytest.skip("needs MNIST in JAXDYN_DATA_DIR")
     out = tmp_path / "dc"
     before = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout
     subprocess.run([sys.executable, str(REPO / "scripts" / "device_check.py"), "--tiny", "--out", str(out),
-                    "--data-dir", data, "--budget-s", "5400"], cwd=tmp_path, check=True, timeout=5600)
+                    "--data-dir", data_dir, "--budget-s", "5400"], cwd=tmp_path, check=True, timeout=5600)
     s = json.loads((out / "device_check.json").read_text())
     status = {r["name"]: r["status"] for r in s["items"]}
     allowed = {"ok", "not present"}
@@ -214,8 +211,6 @@ def test_tiny_run_end_to_end(tmp_path):
 def test_experiment_pieces_resolve_at_full_scale():
     """Every piece's overrides are fields of its stage's ``Config`` and pass its checks, at the full
     scale: one network, whole chunks of digits, a brief training without robust evaluation."""
-    if not os.environ.get("JAXDYN_DATA_DIR"):
-        pytest.skip("needs MNIST in JAXDYN_DATA_DIR (the slices' step counts)")
     for stage, (keys, n, _) in dc.EXP_PIECES.items():
         mod, cfg, f = dc.experiment_config(stage, "full", 200)
         assert cfg.scale == "full" and cfg.models == (dc.SLICES[keys[0]][1],) and cfg.n_samples == n

@@ -1,9 +1,9 @@
-"""Data: the tensorflow-datasets path without TensorFlow and without network.
+"""Data: the built-in default, and the tensorflow-datasets path without TensorFlow and without network.
 
 MNIST is prepared in tfds's ``array_record`` format into a temporary folder from the first
 examples of the four IDX files (tfds's own MNIST builder, its download and its TensorFlow-only
 PNG encoding replaced by local files and PIL), then read back through ``load_mnist`` with
-``JAXDYN_DATA_DIR`` unset: the arrays must equal those of the IDX path, in the same order.
+``JAXDYN_DATA_DIR=tfds``: the arrays must equal those of the IDX path, in the same order.
 """
 
 import gzip
@@ -24,7 +24,11 @@ pytestmark = pytest.mark.timeout(120)
 
 N = 40  # examples per split in the prepared dataset
 
-tfds = pytest.importorskip("tensorflow_datasets")
+try:
+    import tensorflow_datasets as tfds
+except ImportError:  # the tfds extra is not installed: only its tests are skipped
+    tfds = None
+needs_tfds = pytest.mark.skipif(tfds is None, reason="tensorflow-datasets is not installed (pip install -e '.[tfds]')")
 
 
 @pytest.fixture
@@ -66,9 +70,45 @@ def _prepare(idx_dir: str, tfds_dir: Path, n: int = N) -> None:
     assert builder.is_prepared()
 
 
+def _clean_env(**extra):
+    env = {k: v for k, v in os.environ.items() if k not in ("JAXDYN_DATA_DIR", "JAXDYN_TFDS_DOWNLOAD")}
+    env.update(extra)
+    return env
+
+
+def test_default_is_built_in_without_tfds_or_warnings(tmp_path):
+    """No ``JAXDYN_DATA_DIR``, an empty home: the files built into jaxdyn, md5-checked, the official
+    first labels, nothing imported from tensorflow-datasets or absl, nothing on stderr."""
+    code = ("import sys\n"
+            "from jaxdyn import data\n"
+            "x, y = data.load_mnist('test'); print(x.shape, x.dtype, y[:5].tolist())\n"
+            "assert 'tensorflow_datasets' not in sys.modules and 'absl' not in sys.modules\n")
+    env = _clean_env(HOME=str(tmp_path), TFDS_DATA_DIR=str(tmp_path / "empty"))
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "(10000, 28, 28, 1) float32 [7, 2, 1, 0, 4]" in r.stdout
+    assert r.stderr == ""
+    assert sorted(p.name for p in data.MNIST_DIR.glob("*.gz")) == sorted(data.MNIST_MD5)
+
+
+def test_built_in_files_are_md5_checked(tmp_path, monkeypatch, fresh_cache):
+    """A damaged built-in file is caught by its md5 (the check covers the default source)."""
+    for name in data.MNIST_FILES["test"]:
+        (tmp_path / name).write_bytes((data.MNIST_DIR / name).read_bytes())
+    p = tmp_path / "t10k-images-idx3-ubyte.gz"
+    raw = bytearray(p.read_bytes())
+    raw[-10] ^= 0xFF
+    p.write_bytes(bytes(raw))
+    monkeypatch.delenv("JAXDYN_DATA_DIR", raising=False)
+    monkeypatch.setattr(data, "MNIST_DIR", tmp_path)
+    with pytest.raises(ValueError, match="t10k-images-idx3-ubyte.gz.*md5"):
+        data.load_mnist("test")
+
+
+@needs_tfds
 def test_tfds_path_equals_idx_path(data_dir, tmp_path, monkeypatch, fresh_cache):
     _prepare(data_dir, tmp_path)
-    monkeypatch.delenv("JAXDYN_DATA_DIR", raising=False)
+    monkeypatch.setenv("JAXDYN_DATA_DIR", "tfds")
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
     for split in ("test", "train"):
         x, y = data.load_mnist(split)
@@ -82,6 +122,7 @@ def test_tfds_path_equals_idx_path(data_dir, tmp_path, monkeypatch, fresh_cache)
     assert x64.dtype == np.float64
 
 
+@needs_tfds
 def test_tfds_path_works_without_tensorflow(data_dir, tmp_path):
     """The reading path needs no TensorFlow (nor importlib_resources, which tfds' builders need
     only to prepare data): checked in a fresh process where neither is imported."""
@@ -94,24 +135,23 @@ def test_tfds_path_works_without_tensorflow(data_dir, tmp_path):
             "from jaxdyn import data\n"
             "x, y = data.load_mnist('test'); print(x.shape, y[:5].tolist())\n"
             "assert 'tensorflow' not in sys.modules\n")
-    env = {k: v for k, v in os.environ.items() if k != "JAXDYN_DATA_DIR"}
-    env["TFDS_DATA_DIR"] = str(tmp_path)
+    env = _clean_env(JAXDYN_DATA_DIR="tfds", TFDS_DATA_DIR=str(tmp_path))
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"({N}, 28, 28, 1) [7, 2, 1, 0, 4]" in r.stdout
 
 
 def _load_in_subprocess(tmp_path, **extra_env):
-    env = {k: v for k, v in os.environ.items() if k not in ("JAXDYN_DATA_DIR", "JAXDYN_TFDS_DOWNLOAD")}
-    env.update(TFDS_DATA_DIR=str(tmp_path / "empty"), **extra_env)
+    env = _clean_env(JAXDYN_DATA_DIR="tfds", TFDS_DATA_DIR=str(tmp_path / "empty"), **extra_env)
     t0 = time.perf_counter()
     r = subprocess.run([sys.executable, "-c", "from jaxdyn import data; data.load_mnist('test')"],
                        env=env, capture_output=True, text=True, timeout=60)
     return r, time.perf_counter() - t0
 
 
-def test_no_data_fails_within_seconds(tmp_path):
-    """JAXDYN_DATA_DIR unset and nothing prepared: a FileNotFoundError naming JAXDYN_DATA_DIR at
+@needs_tfds
+def test_no_tfds_data_fails_within_seconds(tmp_path):
+    """``JAXDYN_DATA_DIR=tfds`` and nothing prepared: a FileNotFoundError naming JAXDYN_DATA_DIR at
     once, no download attempt."""
     r, dt = _load_in_subprocess(tmp_path)
     assert r.returncode != 0
@@ -121,6 +161,7 @@ def test_no_data_fails_within_seconds(tmp_path):
     assert not (tmp_path / "empty" / "downloads").exists()  # nothing was fetched
 
 
+@needs_tfds
 def test_download_opt_in_needs_tensorflow(tmp_path):
     """``JAXDYN_TFDS_DOWNLOAD=1`` without TensorFlow says so at once (tfds's MNIST builder needs it)."""
     import importlib.util
@@ -133,19 +174,19 @@ def test_download_opt_in_needs_tensorflow(tmp_path):
     assert dt < 15, dt
 
 
-def test_no_tfds_installed_names_data_dir(monkeypatch, fresh_cache):
-    monkeypatch.delenv("JAXDYN_DATA_DIR", raising=False)
+def test_no_tfds_installed_names_the_extra(monkeypatch, fresh_cache):
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
-    with pytest.raises(FileNotFoundError, match="JAXDYN_DATA_DIR.*tensorflow-datasets cannot be imported"):
-        data.load_mnist("test")
+    with pytest.raises(FileNotFoundError, match=r"tensorflow-datasets, which cannot be imported.*jaxdyn\[tfds\]"):
+        data.load_mnist("test", data_dir="tfds")
 
 
 def test_empty_data_dir_env_means_unset(monkeypatch, tmp_path, fresh_cache):
-    """``JAXDYN_DATA_DIR=`` (empty) is treated as unset: the tfds path, not the current folder."""
+    """``JAXDYN_DATA_DIR=`` (empty) is treated as unset: the built-in files, not the current folder."""
     monkeypatch.setenv("JAXDYN_DATA_DIR", "")
-    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="JAXDYN_DATA_DIR is not set"):
-        data.load_mnist("test")
+    monkeypatch.chdir(tmp_path)
+    x, y = data.load_mnist("test")
+    assert x.shape == (10000, 28, 28, 1)
+    assert data.load_mnist("test", data_dir=data.MNIST_DIR)[0] is x
 
 
 def test_data_dir_is_a_file(tmp_path):

@@ -1,5 +1,5 @@
 """Dtypes: integer, half-precision and non-array images get a message saying how to convert
-(issue 12: they failed deep inside JAX; a Python list got a self-contradicting message)."""
+(they used to fail deep inside JAX; a Python list got a self-contradicting message)."""
 
 import jax
 import jax.numpy as jnp

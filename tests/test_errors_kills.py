@@ -1,5 +1,5 @@
 """Kills during a sweep: ``kappa-sweep`` killed (SIGKILL) after its first β is stored resumes
-from the stored pieces, and its results equal those of an uninterrupted run (issue 12)."""
+from the stored pieces, and its results equal those of an uninterrupted run."""
 
 import json
 import os

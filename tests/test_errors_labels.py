@@ -1,5 +1,5 @@
 """Labels are checked against the head at every entry point: integers in [0, C) for a softmax
-head, ±1 for the binary head (issue 12: y = 10 and -1 silently became class 9, y = 0 on the
+head, ±1 for the binary head (before the checks, y = 10 and -1 silently became class 9, y = 0 on the
 binary head gave δ = 0)."""
 
 import jax.numpy as jnp

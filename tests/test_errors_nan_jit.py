@@ -1,6 +1,6 @@
 """NaN inside ``jit`` / ``vmap``: the eager checks cannot run there, so an invalid input (NaN
 pixels, a label outside the head) gives a NaN perturbation and ``success_step == -2``
-(``INVALID_STEP``), never δ = 0 reported as a success at step 0 (issue 12).
+(``INVALID_STEP``), never δ = 0 reported as a success at step 0.
 
 Each entry point is compiled once (module fixture) and fed good and bad inputs."""
 

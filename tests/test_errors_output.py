@@ -1,6 +1,6 @@
 """Output folders: ``--out`` checked writable before any work, results reused for the same
 config, never replaced for another config without ``--force``, nothing written outside ``--out``
-unless ``--figures-dir`` names the place (issue 12)."""
+unless ``--figures-dir`` names the place."""
 
 import os
 from pathlib import Path

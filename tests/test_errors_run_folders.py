@@ -1,5 +1,5 @@
 """Run folders: a corrupt cached model names its file and the way out; files are mode 0644;
-``cli.main`` leaves the caller's ``jax_enable_x64`` as it was (issue 12)."""
+``cli.main`` leaves the caller's ``jax_enable_x64`` as it was."""
 
 import os
 import stat

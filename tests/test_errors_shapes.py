@@ -1,4 +1,4 @@
-"""Shapes: one example where one is expected, said in the message (issue 12: [784] into a CNN
+"""Shapes: one example where one is expected, said in the message (before the checks, [784] into a CNN
 failed inside Flax naming a parameter, [1, 28, 28, 1] ran silently on MLPs, predict(steps=0)
 raised ZeroDivisionError)."""
 

@@ -135,7 +135,7 @@ BIG = {"alexnet", "vgg11", "resnet18", "resnet50"}
     "name", [pytest.param(n, marks=pytest.mark.slow) if n in BIG else n for n in ZOO]
 )
 def test_input_hessian_is_gauss_newton(name):
-    """The input Hessian of the loss equals J^T H_z J (SPEC "Notation"), float64. The four big
+    """The input Hessian of the loss equals J^T H_z J (docs/spec.md, "Notation"), float64. The four big
     models take ~10 s each to compile this, so they run with ``-m slow``."""
     model = get_model(name, num_classes=10, width=TINY[name])
     variables = cast(_numpy_init(model, 2), jnp.float64)

@@ -130,7 +130,7 @@ def test_property_phi_is_expm1_over_s(s):
 
 @given(st.lists(st.floats(0, 5), min_size=3, max_size=6), S.seeds)
 def test_property_hbar_z_weighted_is_the_weighted_mean(w, seed):
-    """SPEC's H̄_z = Σ w_t H_t / Σ w_t, against NumPy."""
+    """The trajectory-averaged H̄_z of docs/spec.md, Σ w_t H_t / Σ w_t, against NumPy."""
     w = np.asarray(w)
     if w.sum() == 0:
         w[0] = 1.0

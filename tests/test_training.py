@@ -85,7 +85,7 @@ def test_adversarial_examples_respect_threat_model(batch, adv, eps):
         assert np.abs(d).max() <= eps * (1 + 1e-6)
     if adv == "pgd-l2":
         assert np.linalg.norm(d.reshape(len(d), -1), axis=1).max() <= eps * (1 + 1e-5)
-    if adv != "raw":  # PGD clips to the pixel range; the raw A1 attack does not (SPEC A1)
+    if adv != "raw":  # PGD clips to the pixel range; the raw A1 attack does not (docs/spec.md, A1)
         assert (x + d).min() >= 0.0 and (x + d).max() <= 1.0
 
     @jax.jit

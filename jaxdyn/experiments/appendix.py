@@ -9,7 +9,7 @@ perturbation, and ``C δ̂/||δ̂||`` like the effective component of an ℓ∞-
   :func:`jaxdyn.pgd_variants.variant_attack`: one compile for all), ``steps`` few steps of size ``α = ε/steps`` from ``x`` (no random start; the ε-ball projection is then never
   active, so the attack is the normalised ascent the theory describes) — variants with clipping
   to [0, 1] and with Madry's ``α = 2.5 ε/steps`` (projection active) are reported beside it;
-* δ̂ is Theorem 2 with ``H̄_z`` averaged over that attack's own trajectory (SPEC's weights
+* δ̂ is Theorem 2 with ``H̄_z`` averaged over that attack's own trajectory (docs/spec.md's weights
   ``||Δx^(t)||``) and β chosen so that ``||δ̂(β)|| = ||δ^(ℓ2)||`` (resp. ``||δ^(effective)||``)
   — the point of the flow at the attack's distance (:func:`jaxdyn.theory.match_beta`). ``C``
   only scales, so ``1 - cos`` does not depend on it;

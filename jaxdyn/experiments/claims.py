@@ -1,6 +1,6 @@
 """Claims: what the paper says, what was measured, and the rule that turns one into a verdict.
 
-A claim is data (STYLE.md "a claim is data"): each experiment's ``claims(results)`` returns a
+A claim is data: each experiment's ``claims(results)`` returns a
 list of :func:`claim` dicts, computed next to the rule that decides them; ``claims.json`` holds
 them; ``REPORT.md`` renders them and decides nothing. Every verdict rule here has a test that
 shows it can return ``"does not hold"`` (``tests/test_claims.py``).

@@ -18,8 +18,8 @@ Every trajectory gets a least-squares fit of ``log ||·||`` against ``t`` on ``t
 (rate and R², :func:`jaxdyn.metrics.growth_fits`) and, as a contrast, a linear fit. The raw
 attack's measured rate is compared with the same fit to Theorem 2's curves at ``β = α t``
 (:func:`jaxdyn.theory.theorem2_norms`, ``H̄_z`` averaged over the sample's trajectory up to
-``m_success``, SPEC), with ``α λ_1`` and with Theorem 1 (:func:`~jaxdyn.theory.theorem1_norms`).
-SPEC's ``H̄_z`` weights steps by length, so the last (least confident) steps dominate; ``H_z`` at
+``m_success``, docs/spec.md), with ``α λ_1`` and with Theorem 1 (:func:`~jaxdyn.theory.theorem1_norms`).
+The ``H̄_z`` of docs/spec.md weights steps by length, so the last (least confident) steps dominate; ``H_z`` at
 the clean input gives the other end of the range (``rate_fit_grad_clean``).
 """
 
@@ -128,7 +128,7 @@ def _free_attack_fn(model, steps: int):
 
 def _theory_fn(model, steps: int):
     """Jitted predicted norm curves for ``t = 0..steps`` (:func:`jaxdyn.theory.theorem2_norms`,
-    ``β = αt``, and :func:`~jaxdyn.theory.theorem1_norms`) with SPEC's ``H̄_z`` averaged over each
+    ``β = αt``, and :func:`~jaxdyn.theory.theorem1_norms`) with the ``H̄_z`` of docs/spec.md averaged over each
     sample's trajectory up to its ``m_success``, and Theorem 2 with ``H_z`` at the clean input."""
 
     def run(variables, x, y, alpha, H_seq, step_norm, success_step, jacobian=None):
@@ -243,7 +243,7 @@ def _relative_grid(traj, succ, grid):
 def plot(results: dict, out: Path) -> None:
     """``fig2_growth.png``: rows ``||δ||``, ``||g||`` (normalised by their value at ``m_success``,
     log scale) against ``t / m_success``; columns model x gating; median and inter-quartile band
-    over samples per attack; for the raw attack, Theorem 2's curves with SPEC's ``H̄_z`` (dashed)
+    over samples per attack; for the raw attack, Theorem 2's curves with the ``H̄_z`` of docs/spec.md (dashed)
     and with ``H_z`` at the clean input (dotted), normalised the same way."""
     import matplotlib
 

@@ -6,7 +6,7 @@ ResNet-50), for each correctly classified training digit ``x``:
 
 * the raw attack (A1) ``δ`` with ``m`` steps of ``α = β/m`` (trajectory recorded, gating free:
   the real network),
-* ``H̄_z`` (scalar, SPEC's trajectory average), ``H̄_z ||g̃_x||²`` (``g̃_x = ∂z/∂x`` at ``x``) and
+* ``H̄_z`` (scalar, the trajectory average of docs/spec.md), ``H̄_z ||g̃_x||²`` (``g̃_x = ∂z/∂x`` at ``x``) and
   ``Â = Σ_{t=1}^{m} α H̄_z ||g̃_{x+δ^(t)}||²`` (Sec. 3.3, "Experimental verification 2 of
   Theorem 3"), with ``||g̃_{x+δ^(t)}|| = ||g_{x+δ^(t)}|| / |g_z(x+δ^(t))|`` since
   ``g_x = g_z g̃_x`` for a scalar logit (so the recorded loss-gradient norms suffice);

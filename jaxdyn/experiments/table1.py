@@ -8,7 +8,7 @@ digit is kept for κ, the correctly classified ones count for the flip fraction)
 * δ* is the ``m``-step raw attack (A1) ``δ ← δ + α g_{x+δ}``, ``α = β/m``, no projection, no
   clipping, under frozen gating (A2) or on the real network (free gating);
 * δ̂ is Theorem 2 (Eq. 6) with ``H̄_z`` the step-length-weighted mean of ``H_z`` over δ*'s own
-  trajectory (SPEC), by the ``C x C`` path; ``κ = E||δ* - δ̂|| / E||δ*||``, float64 throughout;
+  trajectory (docs/spec.md), by the ``C x C`` path; ``κ = E||δ* - δ̂|| / E||δ*||``, float64 throughout;
   beside it Theorem 1 at the same ``m`` (``kappa_theorem1``: the ``O(1/m)`` gap removed) and the
   curvature-free baseline ``δ = β g_x`` (``kappa_first_order``).
 

@@ -5,8 +5,8 @@
 * :mod:`jaxdyn.testing.nets`: small random piecewise-affine networks (:class:`NetSpec`,
   :func:`build`), a plain-JAX MLP, :class:`QuadraticLoss`;
 * :mod:`jaxdyn.testing.strategies`: hypothesis strategies. It needs the ``test`` extra
-  (``pip install jaxdyn[test]``) and is imported only when one of its names is first used, so
-  ``import jaxdyn.testing`` works without hypothesis.
+  (``pip install -e ".[test]"`` in a clone of the repository) and is imported only when one of its
+  names is first used, so ``import jaxdyn.testing`` works without hypothesis.
 
 The checks are numerical identities in float64: enable ``jax_enable_x64`` first.
 """

@@ -59,7 +59,7 @@ def train(cfg: TrainConfig, run_dir, *, data_dir=None, progress: bool = True,
     Args:
       cfg: the configuration.
       run_dir: the run directory (created).
-      data_dir: MNIST folder (default ``JAXDYN_DATA_DIR`` / tensorflow-datasets).
+      data_dir: MNIST folder or ``"tfds"`` (default ``JAXDYN_DATA_DIR``, else the built-in files).
       progress: show a tqdm bar.
       ckpt_every: also checkpoint every this many steps (``None``: at epoch ends only).
       callback: ``callback(step, state, loss)`` after every step (``state`` must not be kept:
