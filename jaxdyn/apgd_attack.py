@@ -51,7 +51,7 @@ def dlr_loss(z: jax.Array, y) -> jax.Array:
     in decreasing order (needs ``C >= 3``). Invariant to shifts and positive scalings of ``z``."""
     zs = jnp.sort(z)[::-1]
     zy = z[y]
-    other = jnp.max(jnp.where(jnp.arange(z.shape[0]) == y, -jnp.inf, z))
+    other = jnp.max(jnp.where(jnp.arange(z.shape[0], dtype=jnp.int32) == jnp.asarray(y, jnp.int32), -jnp.inf, z))
     return -(zy - other) / (zs[0] - zs[2] + _TINY)
 
 
@@ -193,7 +193,7 @@ def apgd_restarts(f: Callable, x, y, key, eps, *, steps: int, norm: str, loss: s
     if targeted:
         n_t = min(int(n_target_classes), C - 1)
         z0 = f(x)
-        order = jnp.argsort(-jnp.where(jnp.arange(C) == y, -jnp.inf, z0))
+        order = jnp.argsort(-jnp.where(jnp.arange(C, dtype=jnp.int32) == jnp.asarray(y, jnp.int32), -jnp.inf, z0))
         targets = order[:n_t]
     else:
         targets = jnp.zeros(1, jnp.int32)
