@@ -29,6 +29,7 @@ from jaxdyn.experiments import EXPERIMENTS
 COMMANDS: dict[str, str] = {
     "train": "jaxdyn.training.command",
     "reproduce": "jaxdyn.experiments.reproduce",
+    "models": "jaxdyn.training.listing",
 }
 
 
@@ -153,6 +154,9 @@ def main(argv=None) -> int:
             from jaxdyn.results import check_writable, to_json_tree, write_json_atomic
 
             mod = importlib.import_module(COMMANDS[args.command])
+            if not getattr(mod, "WRITES_OUT", True):  # `models`: prints, writes nothing
+                mod.run(args)
+                return 0
             check_writable(args.out)
             results = mod.run(args)
             if results is not None:

@@ -52,6 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-test", type=int, default=None, help="test subset size for clean accuracy")
     p.add_argument("--n-eval-robust", type=int, default=None,
                    help="test examples for PGD-40 l-inf robust accuracy (0 to skip; default 1000)")
+    p.add_argument("--eval-eps", type=float, default=None,
+                   help="eps of the robust evaluation (default: the training eps for PGD l-inf training, else 0.3)")
     p.add_argument("--quick", action="store_true", help="start from the QUICK preset of the model")
     p.add_argument("--cache", action="store_true", help="train into / load from the model cache")
     p.add_argument("--cache-dir", default=None, help="model cache (default $JAXDYN_CACHE_DIR)")
@@ -69,7 +71,7 @@ def _config_kwargs(args) -> dict:
         "adv": args.adv, "eps": args.eps, "adv_steps": args.adv_steps, "adv_alpha": args.adv_alpha,
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
         "optimizer": args.optimizer, "seed": args.seed, "n_train": args.n_train,
-        "n_test": args.n_test, "n_eval_robust": args.n_eval_robust,
+        "n_test": args.n_test, "n_eval_robust": args.n_eval_robust, "eval_eps": args.eval_eps,
     }
     kw.update({k: v for k, v in explicit.items() if v is not None})
     return kw
