@@ -144,8 +144,8 @@ def apgd_example(f: Callable, x: jax.Array, y, key, eps, *, steps: int = 100, no
             z = f(xa)
             return obj(z, y, target), z
 
-        (l, z), g = jax.value_and_grad(o, has_aux=True)(xa)
-        return l, g, is_success(z, y)
+        (val, z), g = jax.value_and_grad(o, has_aux=True)(xa)
+        return val, g, is_success(z, y)
 
     x0 = _start(key, x, eps, norm, clip) if random_start else x
     l0, g0, s0 = value_grad(x0)
@@ -158,21 +158,21 @@ def apgd_example(f: Callable, x: jax.Array, y, key, eps, *, steps: int = 100, no
         a = jnp.where(i > 0, momentum, 1.0).astype(x.dtype)
         z = _project(x, c["x"] + c["eta"] * _direction(c["g"], norm), eps, norm, clip)
         xn = _project(x, c["x"] + a * (z - c["x"]) + (1 - a) * (c["x"] - c["x_prev"]), eps, norm, clip)
-        l, g, s = value_grad(xn)
+        lv, g, s = value_grad(xn)
         new_adv = s & ~c["success"]
         x_adv = jnp.where(new_adv, xn, c["x_adv"])
-        better = l > c["l_best"]
+        better = lv > c["l_best"]
         x_best = jnp.where(better, xn, c["x_best"])
         g_best = jnp.where(better, g, c["g_best"])
-        l_best = jnp.where(better, l, c["l_best"])
-        n_inc = c["n_inc"] + (l > c["l_prev"]).astype(jnp.int32)
+        l_best = jnp.where(better, lv, c["l_best"])
+        n_inc = c["n_inc"] + (lv > c["l_prev"]).astype(jnp.int32)
         # checkpoint: too few increases, or neither η nor the best loss changed since the last one
         osc = n_inc.astype(x.dtype) < rho * w
         stale = ~c["reduced_check"] & (c["l_best_check"] >= l_best)
         reduce = is_ckpt & (osc | stale)
         c = dict(
             x=jnp.where(reduce, x_best, xn), x_prev=c["x"], g=jnp.where(reduce, g_best, g),
-            eta=jnp.where(reduce, c["eta"] / 2, c["eta"]), x_best=x_best, g_best=g_best, l_best=l_best, l_prev=l,
+            eta=jnp.where(reduce, c["eta"] / 2, c["eta"]), x_best=x_best, g_best=g_best, l_best=l_best, l_prev=lv,
             x_adv=x_adv, success=c["success"] | s, n_inc=jnp.where(is_ckpt, 0, n_inc),
             l_best_check=jnp.where(is_ckpt, l_best, c["l_best_check"]),
             reduced_check=jnp.where(is_ckpt, osc | stale, c["reduced_check"]))

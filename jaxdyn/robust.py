@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable, Sequence
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -130,7 +130,8 @@ def robust_accuracy(model, x, y, *, eps, attack: str | Callable = "pgd", variabl
             bar.update(1)
     bar.close()
     settings = dict(steps=steps, n_restarts=n_restarts if attack != "pgd" else None, clip=clip,
-                    alpha=alpha if attack == "pgd" else None, runs=[r if isinstance(r, str) else "callable" for r in runs])
+                    alpha=alpha if attack == "pgd" else None,
+                    runs=[r if isinstance(r, str) else "callable" for r in runs])
     return RobustAccuracy(eps=eps_list, clean=float(clean.mean()), robust=tuple(float(c.mean()) for c in correct),
                           n=n, attack=_name(attack), norm=norm, settings=settings, correct=correct)
 

@@ -132,7 +132,8 @@ def main(argv=None):
             wres["attacks"][name] = a
             rows.append({"weights": which, "attack": name, "jaxdyn img/s": f"{a['jaxdyn_images_per_s']:.0f}",
                          "torch img/s": f"{a['torch_images_per_s']:.0f}", "ratio": f"{a['speedup']:.2f}x",
-                         "robust acc jax/torch": f"{a['robust_accuracy_jaxdyn']:.3f} / {a['robust_accuracy_torch']:.3f}",
+                         "robust acc jax/torch":
+                             f"{a['robust_accuracy_jaxdyn']:.3f} / {a['robust_accuracy_torch']:.3f}",
                          "agree": f"{a['agreement']:.3f}",
                          "jax first call": f"{tj['first_run_s']:.1f} s"})
         wres["apgd_worst_case"] = dict(jaxdyn=float(robust_j_all.mean()), torch=float(robust_t_all.mean()),

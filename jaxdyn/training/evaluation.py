@@ -120,7 +120,8 @@ def summary_line(info: dict) -> str:
     line = f"{info['model']}: test accuracy {info['test_accuracy']:.4f}"
     if info.get("robust_accuracy") is not None:
         ev = info["robust_eval"]
-        line += f", robust accuracy {info['robust_accuracy']:.4f} (PGD-{ev['steps']} {ev['attack'][4:]} eps={ev['eps']:g})"
+        line += (f", robust accuracy {info['robust_accuracy']:.4f} "
+                 f"(PGD-{ev['steps']} {ev['attack'][4:]} eps={ev['eps']:g})")
     if info.get("robust_accuracy_apgd") is not None:
         line += f", APGD {info['robust_accuracy_apgd']:.4f}"
         if info["gradient_masking"]["flag"]:

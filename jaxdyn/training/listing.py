@@ -29,10 +29,12 @@ WRITES_OUT = False
 
 def summary(cfg: dict) -> str:
     """A short description of a training config: task, width, training kind, data, epochs."""
-    task = f"binary {cfg['binary'][0]}v{cfg['binary'][1]}" if cfg.get("binary") else f"{cfg.get('num_classes', 10)}-class"
+    b = cfg.get("binary")
+    task = f"binary {b[0]}v{b[1]}" if b else f"{cfg.get('num_classes', 10)}-class"
     kind = "standard" if not cfg.get("adv") else f"{cfg['adv']} eps={cfg.get('eps'):g} steps={cfg.get('adv_steps')}"
     n = "all" if cfg.get("n_train") is None else cfg["n_train"]
-    return f"{task}, width {cfg.get('width', 1.0):g}, {kind}, n_train {n}, {cfg.get('epochs')} ep, seed {cfg.get('seed')}"
+    return (f"{task}, width {cfg.get('width', 1.0):g}, {kind}, n_train {n}, {cfg.get('epochs')} ep, "
+            f"seed {cfg.get('seed')}")
 
 
 def list_models(cache_dir=None) -> list[dict]:
@@ -80,7 +82,8 @@ def _fmt(v, spec=".4f") -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cache-dir", default=None, help="model cache (default $JAXDYN_CACHE_DIR or ~/.cache/jaxdyn/models)")
+    p.add_argument("--cache-dir", default=None,
+                   help="model cache (default $JAXDYN_CACHE_DIR or ~/.cache/jaxdyn/models)")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
 
 
