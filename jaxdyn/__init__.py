@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 #: public name -> the module that defines it
 _API: dict[str, str] = {
     **dict.fromkeys(("AttackResult", "attack", "logit_space_attack", "pgd"), "jaxdyn.attacks"),
+    **dict.fromkeys(("BatchAttack", "apgd", "pgd_batch"), "jaxdyn.batch"),
     **dict.fromkeys(("binary_task", "load_mnist", "subset"), "jaxdyn.data"),
     **dict.fromkeys(("FlowResult", "dopri5", "gradient_flow", "logit_space_flow"), "jaxdyn.flow"),
     **dict.fromkeys(("flip_fraction", "freeze", "input_jacobian"), "jaxdyn.gating"),
@@ -26,10 +27,11 @@ _API: dict[str, str] = {
                     "jaxdyn.metrics"),
     **dict.fromkeys(("theorem3", "theorem4", "theorem5"), "jaxdyn.influence"),
     **dict.fromkeys(("cast", "get_model", "init_variables", "logits_fn", "model_names"), "jaxdyn.models"),
+    **dict.fromkeys(("RobustAccuracy", "robust_accuracy"), "jaxdyn.robust"),
     **dict.fromkeys(("shard_batch",), "jaxdyn.sharding"),
     **dict.fromkeys(("predict", "prepare", "match_beta", "structured_eigenpairs", "theorem1", "theorem1_eig",
                      "theorem2", "theorem2_eig", "theorem1_norms", "theorem2_norms"), "jaxdyn.theory"),
-    **dict.fromkeys(("load_or_train",), "jaxdyn.training"),
+    **dict.fromkeys(("load_or_train", "load_run"), "jaxdyn.training"),
 }
 
 __all__ = sorted(_API) + ["__version__"]

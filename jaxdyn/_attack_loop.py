@@ -33,13 +33,14 @@ def mean_hessian(hsum, wsum, fallback):
 
 
 def run(fz: Callable, x, y, *, steps: int, alpha, direction: Callable, project: Callable, d0, loss_fn: Callable,
-        hessian_z_: Callable, record: bool = False, unroll: int | bool = 1):
+        hessian_z_: Callable, record: bool = False, unroll: int | bool = 1, success: Callable = is_success):
     """``steps`` steps ``d ← project(d + alpha · direction(g))`` from ``d0``, ``g`` the gradient of
     ``loss_fn(fz(x + d), y)`` in ``d``, as one ``lax.scan``. Returns ``(d, hbar_z, success_step,
     delta_effective, trajectory or None)``: ``hbar_z`` the mean of ``hessian_z_`` over the visited
     points weighted by the length of the step taken from each (``H_z(x + d0)`` if none),
     ``success_step`` the first step whose point is misclassified (``steps`` if only the last one is,
-    -1 if none), ``delta_effective`` the sum of each step's component along the gradient."""
+    -1 if none; ``success(z, y)`` decides, default :func:`~jaxdyn.losses.is_success`),
+    ``delta_effective`` the sum of each step's component along the gradient."""
     def evaluate(d):
         def obj(d):
             z = fz(x + d)
@@ -56,7 +57,7 @@ def run(fz: Callable, x, y, *, steps: int, alpha, direction: Callable, project: 
         hz = hessian_z_(z, y)
         hsum = hsum + prev_step * hz
         wsum = wsum + prev_step
-        succ = jnp.where((succ < 0) & is_success(z, y), t, succ)
+        succ = jnp.where((succ < 0) & success(z, y), t, succ)
         dirn = direction(g)
         sigma = g / jnp.maximum(jnp.linalg.norm(g), TINY)
         eff = eff + alpha * jnp.vdot(sigma, dirn) * sigma
@@ -70,7 +71,7 @@ def run(fz: Callable, x, y, *, steps: int, alpha, direction: Callable, project: 
     (d, last_step, hsum, wsum, succ, eff), traj = jax.lax.scan(body, init, jnp.arange(steps, dtype=jnp.int32),
                                                                 unroll=unroll)
     l, z, g = evaluate(d)
-    succ = jnp.where((succ < 0) & is_success(z, y), jnp.int32(steps), succ)
+    succ = jnp.where((succ < 0) & success(z, y), jnp.int32(steps), succ)
     hbar = mean_hessian(hsum, wsum, hessian_z_(fz(x + d0), y))
     if record:
         traj = append(traj, record_step(jnp.linalg.norm(d), jnp.linalg.norm(g), last_step, l, z, hessian_z_(z, y)))

@@ -14,7 +14,8 @@ import numpy as np
 import jax
 
 __all__ = ["is_concrete", "check_positive", "check_steps", "check_choice", "check_example", "check_batch",
-           "check_array", "check_label", "check_call", "num_classes", "label_ok", "valid", "INVALID_STEP"]
+           "check_array", "check_label", "check_call", "num_classes", "label_ok", "valid", "INVALID_STEP",
+           "check_in_clip", "in_clip"]
 
 #: ``AttackResult.success_step`` of an attack whose input was invalid (NaN/inf values, a label
 #: outside the head's range), found under ``jit``/``vmap`` where no exception can be raised.
@@ -174,3 +175,28 @@ def check_batch(x, y, *, example_shape=(28, 28, 1)) -> None:
         raise ValueError(f"y must have shape [{x.shape[0]}] to match x, got {y.shape}")
     if not np.all(np.isfinite(x)):
         raise ValueError("x contains NaN or infinite values")
+
+
+def check_in_clip(x, clip) -> None:
+    """``x`` inside the box ``clip = (lo, hi)`` (checked when concrete). An attack clips
+    ``x + d`` to ``clip``; with ``x`` outside it, the clip moves ``x`` itself and the perturbation
+    leaves the ε-ball (e.g. torchvision-normalised digits in [-0.42, 2.82] with ``clip=(0, 1)``).
+    Under ``jit``/``vmap`` see :func:`in_clip`."""
+    if clip is None or not is_concrete(x):
+        return
+    lo, hi = clip
+    a = np.asarray(x)
+    if a.size and (a.min() < lo or a.max() > hi):
+        raise ValueError(f"x lies outside clip=({lo}, {hi}) (its values span [{a.min():.4g}, {a.max():.4g}]): "
+                         "clipping x + delta to that box would move x itself and break the eps-ball; pass the "
+                         "input's own valid range as clip, or clip=None for no box (e.g. normalised inputs)")
+
+
+def in_clip(x, clip):
+    """The traced counterpart of :func:`check_in_clip`: a boolean scalar (``True`` for ``clip=None``)."""
+    import jax.numpy as jnp
+
+    if clip is None:
+        return jnp.asarray(True)
+    lo, hi = clip
+    return jnp.all((x >= lo) & (x <= hi))

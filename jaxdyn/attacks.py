@@ -115,12 +115,12 @@ def _step_size(beta, alpha, steps):
     return alpha
 
 
-def _invalid_to_nan(r: AttackResult, y, C: int, *inputs) -> AttackResult:
-    """NaN in, NaN out: with a non-finite input or result, or a label outside the head (found under
-    ``jit``, where no exception can be raised), the perturbation and ``H̄_z`` become NaN and
-    ``success_step`` :data:`~jaxdyn._checks.INVALID_STEP`, never a zero perturbation that reads
-    as an instant success."""
-    ok = _checks.valid(y, C, *inputs, r.delta, r.hbar_z)
+def _invalid_to_nan(r: AttackResult, y, C: int, *inputs, ok=True) -> AttackResult:
+    """NaN in, NaN out: with a non-finite input or result, a label outside the head, or ``ok``
+    false (``x`` outside ``clip``), found under ``jit`` where no exception can be raised, the
+    perturbation and ``H̄_z`` become NaN and ``success_step`` :data:`~jaxdyn._checks.INVALID_STEP`,
+    never a zero perturbation that reads as an instant success."""
+    ok = ok & _checks.valid(y, C, *inputs, r.delta, r.hbar_z)
     nan = lambda a: jnp.where(ok, a, jnp.nan)  # noqa: E731
     return r._replace(delta=nan(r.delta), hbar_z=nan(r.hbar_z), delta_effective=nan(r.delta_effective),
                       success_step=jnp.where(ok, r.success_step, jnp.int32(_checks.INVALID_STEP)))
@@ -143,6 +143,7 @@ def attack(
     record: bool = False,
     loss_fn: Callable = loss,
     unroll: int | bool = 1,
+    targeted: bool = False,
 ) -> AttackResult:
     """An m-step gradient attack on one example, as one ``lax.scan``.
 
@@ -168,6 +169,13 @@ def attack(
         ``while`` loop, which on CPU runs a CNN's input-gradient convolutions ~5x faster than
         inside a loop (docs/performance.md) at the price of a compile that grows with ``steps``;
         worth it for short attacks (PGD-40), not for ``m = 1000``.
+      targeted: ``y`` is the target class (±1 target for the binary head): the steps descend
+        ``loss_fn(z, y)`` (ascend its negative, whose ``H_z`` then is ``hbar_z``) and success means
+        the prediction equals ``y``.
+
+    ``x`` must lie inside ``clip`` (otherwise the clip would move ``x`` itself and break the
+    ε-ball): a ``ValueError`` naming ``clip=None`` when ``x`` is concrete; under ``jit``/``vmap``
+    the result is flagged invalid like a NaN input (NaN ``delta``, ``success_step == -2``).
 
     Returns:
       :class:`AttackResult`.
@@ -176,9 +184,11 @@ def attack(
     _checks.check_choice("norm", norm, NORMS)
     _checks.check_choice("gating", gating, GATINGS)
     n_classes = _checks.check_call(f, x, y, labels=loss_fn is loss)
+    _checks.check_in_clip(x, clip)
     a = _step_size(beta, alpha, steps)
     _checks.check_positive("eps", eps, allow_none=True)
     fz = freeze(f, x) if gating == "frozen" else f
+    objective, hessian_z_, success = _objective(loss_fn, targeted)
     if random_start:
         if eps is None or key is None:
             raise ValueError("random_start needs eps and key")
@@ -186,10 +196,19 @@ def attack(
     else:
         d0 = jnp.zeros_like(x)
     d, hbar, succ, eff, traj = _run(fz, x, y, steps=steps, alpha=a, direction=lambda g: _direction(g, norm),
-                                    project=lambda d: _project(x, d, eps, norm, clip), d0=d0, loss_fn=loss_fn,
-                                    hessian_z_=_hessian_for(loss_fn), record=record, unroll=unroll)
+                                    project=lambda d: _project(x, d, eps, norm, clip), d0=d0, loss_fn=objective,
+                                    hessian_z_=hessian_z_, record=record, unroll=unroll, success=success)
     return _invalid_to_nan(AttackResult(delta=d, hbar_z=hbar, success_step=succ, delta_effective=eff, trajectory=traj),
-                           y, n_classes, x)
+                           y, n_classes, x, ok=_checks.in_clip(x, clip))
+
+
+def _objective(loss_fn, targeted: bool):
+    """``(objective, its H_z, success)`` of an attack: ``loss_fn`` and misclassification, or
+    (targeted) ``-loss_fn`` and the prediction equal to the target."""
+    if not targeted:
+        return loss_fn, _hessian_for(loss_fn), is_success
+    h = _hessian_for(loss_fn)
+    return (lambda z, y: -loss_fn(z, y)), (lambda z, y: -h(z, y)), (lambda z, y: jnp.logical_not(is_success(z, y)))
 
 
 def pgd(
@@ -206,23 +225,32 @@ def pgd(
     clip=(0.0, 1.0),
     gating: str = "free",
     unroll: int | bool | None = None,
+    loss_fn: Callable = loss,
+    targeted: bool = False,
+    return_adv: bool = False,
 ) -> jax.Array:
-    """Madry et al. PGD on one example; returns the perturbation ``d`` (shape of ``x``).
+    """Madry et al. PGD on one example; returns the perturbation ``d`` (shape of ``x``), or the
+    adversarial example ``x + d`` with ``return_adv=True``.
 
     ``norm`` is ``"linf"`` (sign steps, ℓ∞ ball) or ``"l2"`` (normalised steps, ℓ2 ball);
-    ``x + d`` is clipped to ``clip``. ``random_start=True`` (the default, as Madry et al.) needs
-    ``key``; pass ``random_start=False`` to start at ``x``. ``unroll`` as in :func:`attack`;
-    the default ``None`` unrolls attacks of at most ``PGD_UNROLL_MAX_STEPS`` steps fully (PGD-40
-    on a CNN runs ~5x faster on CPU that way, docs/performance.md) and scans longer ones.
+    ``x + d`` is clipped to ``clip``, inside which ``x`` must lie (a ``ValueError`` naming
+    ``clip=None``, the setting for normalised inputs; under ``jit``/``vmap`` a NaN ``d``, as
+    :func:`attack`). ``random_start=True`` (the default, as Madry et al.) needs ``key``; pass
+    ``random_start=False`` to start at ``x``. ``loss_fn`` ``(z, y) -> scalar`` is the loss to
+    ascend (default cross-entropy); ``targeted=True`` makes ``y`` the target and descends it.
+    ``unroll`` as in :func:`attack`; the default ``None`` unrolls attacks of at most
+    ``PGD_UNROLL_MAX_STEPS`` steps fully (PGD-40 on a CNN runs ~5x faster on CPU that way,
+    docs/performance.md) and scans longer ones. For a batch see :func:`jaxdyn.batch.pgd_batch`.
     """
     if unroll is None:
         unroll = True if steps <= PGD_UNROLL_MAX_STEPS else 1
     _checks.check_choice("norm", norm, ("linf", "l2"))
     _checks.check_positive("eps", eps)
-    return attack(
+    d = attack(
         f, x, y, steps=steps, alpha=alpha, norm=norm, eps=eps, clip=clip,
-        random_start=random_start, key=key, gating=gating, unroll=unroll,
+        random_start=random_start, key=key, gating=gating, unroll=unroll, loss_fn=loss_fn, targeted=targeted,
     ).delta
+    return x + d if return_adv else d
 
 
 def calibrate_raw_alpha(f: Callable[[jax.Array], jax.Array], x: jax.Array, y: jax.Array, *, target: int,

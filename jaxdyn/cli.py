@@ -37,6 +37,7 @@ from jaxdyn.experiments import EXPERIMENTS
 COMMANDS: dict[str, str] = {
     "train": "jaxdyn.training.command",
     "reproduce": "jaxdyn.experiments.reproduce",
+    "models": "jaxdyn.training.listing",
 }
 
 #: the help of ``--data-dir``, on every command that reads MNIST (the experiments, and the commands
@@ -262,6 +263,9 @@ def main(argv=None) -> int:
                 mod = importlib.import_module(COMMANDS[args.command])
                 if hasattr(mod, "check"):  # bad input fails before --out is created
                     mod.check(args)
+                if not getattr(mod, "WRITES_OUT", True):  # `models`: prints, writes nothing
+                    mod.run(args)
+                    return 0
                 check_writable(args.out)
                 results = mod.run(args)
                 if results is not None:

@@ -80,6 +80,18 @@ def test_bench_pgd_torch_tiny(tmp_path):
             assert r["random_start"][f"max_linf_perturbation_{side}"] <= 0.3 + 1e-6
 
 
+@pytest.mark.slow
+def test_bench_apgd_torch_tiny(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("torchattacks")
+    res = _run("bench_apgd_torch", tmp_path)
+    r = res["weights"]["random"]
+    assert r["logit_rel_diff"] < 1e-5 and set(r["attacks"]) == {"PGD-3", "APGD-CE", "APGD-DLR"}
+    for a in r["attacks"].values():
+        assert max(a["max_linf_jaxdyn"], a["max_linf_torch"]) <= 0.3 + 1e-6
+        assert 0 <= a["agreement"] <= 1 and a["robust_accuracy_jaxdyn"] <= r["clean_accuracy"]
+
+
 def test_torch_converter_cnn_layout():
     """NHWC -> NCHW conversion of a CNN whose head sees a non-trivial (h, w, c) layout."""
     torch = pytest.importorskip("torch")

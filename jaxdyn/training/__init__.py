@@ -7,10 +7,12 @@ checkpoints and a cache of trained models. One idea per module:
 * :mod:`~jaxdyn.training.step`: the optimiser, the train state, the training attack
   (:func:`perturb_batch`) and the jit-compiled train step;
 * :mod:`~jaxdyn.training.loop`: :func:`train`, resumable and bit-identical when resumed;
-* :mod:`~jaxdyn.training.evaluation`: :func:`accuracy`, :func:`robust_accuracy`;
+* :mod:`~jaxdyn.training.evaluation`: :func:`accuracy`, :func:`robust_accuracy` (PGD; APGD
+  beside it for adversarially trained networks);
 * :mod:`~jaxdyn.training.checkpoint`: the run directory (checkpoints, metrics, :func:`load_run`);
 * :mod:`~jaxdyn.training.cache`: :func:`load_or_train` (the model cache, with trackers);
-* :mod:`~jaxdyn.training.command`: the ``python -m jaxdyn train`` command.
+* :mod:`~jaxdyn.training.command`: the ``python -m jaxdyn train`` command;
+* :mod:`~jaxdyn.training.listing`: the ``python -m jaxdyn models`` command (the cache's entries).
 
 Conventions are in ``docs/models.md``.
 """

@@ -31,6 +31,8 @@ from jaxdyn.training.config import TrainConfig
 __all__ = ["default_cache_dir", "load_or_train", "Tracker"]
 
 TRACK_SUFFIX = "-track"
+#: APGD's evaluation of a network cached before it existed, stored beside its ``info.json``
+APGD_FILE = "apgd.json"
 
 
 class Tracker(Protocol):
@@ -85,6 +87,7 @@ def load_or_train(name: str, *, num_classes: int = 10, binary=None, width: float
         run_dir = run_dir.with_name(run_dir.name + TRACK_SUFFIX)
     if ckpt_io.is_finished(run_dir) and _records_ok(run_dir, callbacks):
         model, variables, info = pkg.load_run(run_dir)
+        info = with_apgd(run_dir, cfg, model, variables, info, data_dir)
     elif not allow_train:
         what = f"with records of {[t.name for t in callbacks]} " if callbacks else ""
         raise FileNotFoundError(f"no cached model {what}for {cfg.to_dict()} in {cache}")
@@ -115,6 +118,32 @@ def _train_tracked(pkg, cfg, run_dir: Path, callbacks, data_dir, progress):
     for t in callbacks:
         write_json_atomic(_records_path(run_dir, t), {"config": t.config(), "records": t.records(run_dir)})
     return model, variables, info
+
+
+def with_apgd(run_dir: Path, cfg: TrainConfig, model, variables, info: dict, data_dir=None) -> dict:
+    """``info`` with APGD's robust accuracy (:func:`jaxdyn.training.evaluation.apgd_evaluation`)
+    for an adversarially trained network with a robust evaluation: from ``info.json`` (trained
+    since APGD was added), else from ``<run_dir>/apgd.json``, else computed now on the examples of
+    the PGD evaluation and written there. ``info.json`` and the cache key are never changed."""
+    if cfg.adv is None or cfg.n_eval_robust <= 0 or "robust_accuracy" not in info or "robust_accuracy_apgd" in info:
+        return info
+    path = Path(run_dir) / APGD_FILE
+    extra = None
+    if path.exists():
+        try:
+            extra = read_json(path)
+        except ValueError:  # corrupt: recomputed
+            extra = None
+    if extra is None:
+        from jaxdyn import data
+        from jaxdyn.training.evaluation import apgd_evaluation
+        from jaxdyn.training.loop import load_data
+
+        xte, yte = load_data(cfg, data_dir)[2:]
+        xr, yr = data.subset(xte, yte, cfg.n_eval_robust, seed=0)
+        extra = apgd_evaluation(cfg, model, variables, xr, yr, info["robust_accuracy"])
+        write_json_atomic(path, extra)
+    return dict(info, **extra)
 
 
 def _records_path(run_dir: Path, tracker) -> Path:

@@ -101,8 +101,10 @@ def read_info(run_dir) -> dict:
 
 
 def load_run(run_dir):
-    """Load a finished run: ``(model, variables, info)``."""
-    run_dir = Path(run_dir)
+    """Load a finished run (a run directory of ``train``, or an entry of the model cache listed by
+    ``python -m jaxdyn models``): ``(model, variables, info)``, ``model.apply(variables, x)``
+    giving the logits of a batch ``x: [B, 28, 28, 1]``."""
+    run_dir = Path(run_dir).expanduser()
     final = run_dir / FINAL
     if not final.exists():
         raise FileNotFoundError(f"{run_dir} holds no finished run (no {FINAL})")

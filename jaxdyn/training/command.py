@@ -91,6 +91,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"test subset size for clean accuracy, none for all 10000 ({_note('n_test')})")
     p.add_argument("--n-eval-robust", type=int, default=None,
                    help=f"test examples for PGD-40 l-inf robust accuracy, 0 to skip ({_note('n_eval_robust')})")
+    p.add_argument("--eval-eps", type=float, default=None,
+                   help="eps of the robust evaluation (default: the training eps for PGD l-inf training, else 0.3)")
     p.add_argument("--quick", action="store_true",
                    help=f"start from the model's QUICK preset (jaxdyn.training.QUICK; with --adv also "
                         f"{format_value(QUICK_ADV)}); the flags given override it")
@@ -112,7 +114,7 @@ def _config_kwargs(args) -> dict:
         "adv": args.adv, "eps": args.eps, "adv_steps": args.adv_steps, "adv_alpha": args.adv_alpha,
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
         "optimizer": args.optimizer, "seed": args.seed, "n_train": args.n_train,
-        "n_test": args.n_test, "n_eval_robust": args.n_eval_robust,
+        "n_test": args.n_test, "n_eval_robust": args.n_eval_robust, "eval_eps": args.eval_eps,
     }
     kw.update({k: v for k, v in explicit.items() if v is not None})
     return kw

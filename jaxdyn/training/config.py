@@ -13,11 +13,14 @@ import math
 import numbers
 from typing import Optional
 
-__all__ = ["TrainConfig", "ADV_CHOICES", "DEFAULT_EPS", "FORMAT_VERSION"]
+__all__ = ["TrainConfig", "ADV_CHOICES", "DEFAULT_EPS", "DEFAULT_EVAL_EPS", "FORMAT_VERSION"]
 
 ADV_CHOICES = ("pgd-linf", "pgd-l2", "raw")
 #: default ε per adversarial-training kind (MNIST; for "raw" it is the total strength β)
 DEFAULT_EPS = {"pgd-linf": 0.3, "pgd-l2": 2.0, "raw": 1.0}
+#: ε of the robust evaluation when it does not follow the training ε (Madry et al.'s MNIST ε); also
+#: the value the config hash treats as the default of ``eval_eps`` (it was the field's default)
+DEFAULT_EVAL_EPS = 0.3
 #: version of the checkpoint format, part of every config hash (bump it to invalidate the cache)
 FORMAT_VERSION = 1
 
@@ -45,6 +48,11 @@ class TrainConfig:
       n_train: size of a fixed training subset (``data.subset``), ``None`` for all.
       n_test: size of the test subset for clean accuracy, ``None`` for all.
       eval_norm, eval_eps, eval_alpha, eval_steps: the PGD attack of the robust evaluation.
+        ``eval_eps=None`` (the default) follows the training ε when the training attack is PGD in
+        the evaluation's norm (``adv == "pgd-" + eval_norm``) and a robust evaluation runs
+        (``n_eval_robust > 0``), and is ``DEFAULT_EVAL_EPS`` (0.3) otherwise; the config holds
+        the resolved value. The hash leaves out ``eval_eps == 0.3`` (the former default), so
+        every config that evaluated at 0.3 keeps its cache entry.
       n_eval_robust: test examples for robust accuracy (a fixed subset); 0 to skip it.
     """
 
@@ -67,7 +75,7 @@ class TrainConfig:
     n_train: Optional[int] = None
     n_test: Optional[int] = None
     eval_norm: str = "linf"
-    eval_eps: float = 0.3
+    eval_eps: Optional[float] = None
     eval_alpha: float = 0.01
     eval_steps: int = 40
     n_eval_robust: int = 1000
@@ -106,13 +114,16 @@ class TrainConfig:
                 _check_int(name, getattr(self, name), 1)
         if self.eval_norm not in ("linf", "l2"):
             raise ValueError(f"eval_norm must be 'linf' or 'l2', got {self.eval_norm!r}")
+        _check_int("n_eval_robust", self.n_eval_robust, 0)
+        if self.eval_eps is None:
+            follow = self.adv == f"pgd-{self.eval_norm}" and self.n_eval_robust > 0
+            s(self, "eval_eps", self.eps if follow else DEFAULT_EVAL_EPS)
         for name in ("eval_eps", "eval_alpha"):
             v = float(getattr(self, name))
             if not (math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be finite and > 0, got {v}")
             s(self, name, v)
         _check_int("eval_steps", self.eval_steps, 1)
-        _check_int("n_eval_robust", self.n_eval_robust, 0)
 
     def _check_adversarial(self) -> None:
         """Validate and resolve ``adv``, ``eps``, ``adv_steps``, ``adv_alpha``, ``eps_warmup``."""
@@ -155,7 +166,7 @@ class TrainConfig:
     def hash(self) -> str:
         """sha256 of the resolved config and the checkpoint format version. Fields at their
         default value are left out, so adding a field (with a default) keeps the cache valid."""
-        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        defaults = {f.name: f.default for f in dataclasses.fields(self)} | {"eval_eps": DEFAULT_EVAL_EPS}
         d = {k: v for k, v in self.to_dict().items() if k == "model" or v != defaults.get(k)}
         blob = json.dumps({"format": FORMAT_VERSION, **d}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
