@@ -1,4 +1,4 @@
-"""Benchmark 7 (issue 22): the batch attacks ``jaxdyn.pgd_batch`` and ``jaxdyn.apgd`` against
+"""Benchmark 7: the batch attacks ``jaxdyn.pgd_batch`` and ``jaxdyn.apgd`` against
 torchattacks' ``PGD`` and ``APGD`` on the same weights: speed, per-example agreement, robust accuracy.
 
 The flax parameters are converted to a PyTorch ``nn.Sequential`` (``_bench_common.to_torch``) and
