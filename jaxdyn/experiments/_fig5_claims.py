@@ -63,8 +63,8 @@ def _controls_text(m: str, s: dict, results: dict) -> str:
         parts.append("; isotropic random direction not measured (results before issue 20)")
     if "grad_step" in ctl:
         gs = ctl["grad_step"]
-        parts.append(f"; against the ℓ2 gradient step (a one-step attack, reported, not a control) {ratios('grad_step')} "
-                     f"({gs['n_pairs']} reached the loss; median sin θ to ∇L {fmt(gs.get('median_gradient_share'))}, "
+        parts.append(f"; against the ℓ2 gradient step (a one-step attack, reported, not a control) "
+                     f"{ratios('grad_step')} ({gs['n_pairs']} reached the loss; median sin θ to ∇L {fmt(gs.get('median_gradient_share'))}, "
                      f"cos with δ {fmt(gs.get('median_cos_with_adv'))})")
     exc = [all(ctl[c]["excess"][j] for c in VERDICT_CONTROLS if c in ctl) for j in range(s["n_layers"])]
     dfc = [any(ctl[c]["deficit"][j] for c in VERDICT_CONTROLS if c in ctl) for j in range(s["n_layers"])]

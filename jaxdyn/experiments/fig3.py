@@ -191,7 +191,8 @@ def claims(results: dict) -> list[dict]:
                  "partial Spearman ρ(x, y | ‖g_W‖ at x) over the unflipped digits, x ∈ {H̄_z, Â}, y ∈ {|φ*|, "
                  "‖Δg_W‖}, per network"))
 
-    expo = [(m, f"ρ(A, {k.split('|')[1]})", r) for m, d in models.items() for k, r in d["controls"]["exponential"].items()]
+    expo = [(m, f"ρ(A, {k.split('|')[1]})", r) for m, d in models.items()
+            for k, r in d["controls"]["exponential"].items()]
     c_exp = claim(
         "fig3.exponential", "Theorem 3's e^A (not its first-order part A) drives the effect: on unflipped digits the "
         "real attack's effect over its first-order surrogate rises with A",

@@ -14,6 +14,7 @@ from jaxdyn.experiments._common.core import (FIGURE_ADV_BINARY, NetworksConfig, 
                                              train_summary)
 from jaxdyn.experiments._common.core import help_field as _help
 from jaxdyn.experiments._common.fields import check_keys
+from jaxdyn.experiments.claims import ACCURACY_FLOOR
 
 __all__ = ["BinaryInfluenceConfig", "BINARY_INFLUENCE_SCALES", "influence_baselines", "binary_influence", "binary_influence_runs"]
 
@@ -49,7 +50,7 @@ class BinaryInfluenceConfig(NetworksConfig):
                 raise ValueError(f"widths: the width of {k} must be a number > 0, got {w!r}")
 
 
-_BINARY_BASE = dict(models=("alexnet", "vgg11", "resnet50"), A0=1.0, eta=1e-3, seed=0, accuracy_floor=0.8)
+_BINARY_BASE = dict(models=("alexnet", "vgg11", "resnet50"), A0=1.0, eta=1e-3, seed=0, accuracy_floor=ACCURACY_FLOOR)
 #: the presets of :class:`BinaryInfluenceConfig` per scale: Figs. 3 and 4 measure the same networks
 #: on the same digits
 BINARY_INFLUENCE_SCALES = {
