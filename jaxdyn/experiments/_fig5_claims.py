@@ -64,7 +64,8 @@ def _controls_text(m: str, s: dict, results: dict) -> str:
     if "grad_step" in ctl:
         gs = ctl["grad_step"]
         parts.append(f"; against the ℓ2 gradient step (a one-step attack, reported, not a control) "
-                     f"{ratios('grad_step')} ({gs['n_pairs']} reached the loss; median sin θ to ∇L {fmt(gs.get('median_gradient_share'))}, "
+                     f"{ratios('grad_step')} ({gs['n_pairs']} reached the loss; median sin θ to ∇L "
+                     f"{fmt(gs.get('median_gradient_share'))}, "
                      f"cos with δ {fmt(gs.get('median_cos_with_adv'))})")
     exc = [all(ctl[c]["excess"][j] for c in VERDICT_CONTROLS if c in ctl) for j in range(s["n_layers"])]
     dfc = [any(ctl[c]["deficit"][j] for c in VERDICT_CONTROLS if c in ctl) for j in range(s["n_layers"])]

@@ -73,8 +73,8 @@ class Config(C.NetworksConfig):
 
 _PGD = {"tiny": dict(eps=0.1, alpha=0.05, steps=2), "quick": dict(eps=0.1, alpha=0.05, steps=5),
         "full": dict(eps=0.3, alpha=0.01, steps=40)}
-SCALES = {s: dict(kw, normalizer="fan_in", seed=0, accuracy_floor=ACCURACY_FLOOR, pgd=_PGD[s], train=C.FIGURE_VANILLA[s],
-                  adv_train=C.FIG5_ADV[s])
+SCALES = {s: dict(kw, normalizer="fan_in", seed=0, accuracy_floor=ACCURACY_FLOOR, pgd=_PGD[s],
+                  train=C.FIGURE_VANILLA[s], adv_train=C.FIG5_ADV[s])
           for s, kw in {
               "tiny": dict(models=("cnn3",), width=1 / 16, n_samples=4, eta=1e-3, chunk=None, match_pool=256,
                            track=dict(points=2, probe=16, iters=5)),
