@@ -167,7 +167,7 @@ def claims(results: dict) -> list[dict]:
               rule=f"per architecture: holds when the end-of-training λ_max (each run's own training loss) is larger "
                    f"for adversarial training, else does not hold (one number, no interval); holds: on every network, "
                    f"holds partly: on some; not testable for an architecture with a network below the accuracy floor "
-                   f"{floor}; {_SEEDS}", verdict=v_sharp,
+                   f"{floor}; one network per architecture, seeds not yet resampled", verdict=v_sharp,
               cause=None if v_sharp == "holds" else "; ".join(
                   f"{m}: {w} (ratio {fmt(s['ratio_end'])})" for (m, s), w in zip(ss.items(), vs_sharp))
               + (f"; {low}" if low else "")),
