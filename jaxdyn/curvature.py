@@ -29,11 +29,14 @@ from jaxdyn.attacks import pgd
 from jaxdyn.losses import hessian_z
 from jaxdyn.metrics import paired_log_excess
 from jaxdyn.params import layer_paths
+from jaxdyn.verdicts import combine, holm_verdicts
 
-__all__ = ["layer_inputs", "layer_outputs", "row_curvature", "measure_fn", "summarize", "compare_networks", "verdict", "describe", "KINDS"]
+__all__ = ["layer_inputs", "layer_outputs", "row_curvature", "measure_fn", "summarize", "compare_networks", "verdict",
+           "verdict_tests", "describe", "KINDS", "VERDICT_TESTS"]
 
-#: the perturbations whose factor is reported: the ℓ∞ PGD δ, a random direction of the same ℓ2
-#: norm, and the clean input itself (vanilla training's rows)
+#: the perturbations whose factor is reported: the ℓ∞ PGD δ, an isotropic random direction of the
+#: same ℓ2 norm (``x + r`` clipped into [0, 1] as ``x + δ`` is; unclipped in earlier versions), and the
+#: clean input itself (vanilla training's rows)
 KINDS = ("adv", "random", "clean")
 
 
@@ -44,7 +47,8 @@ CLAIM_TEXT = dict(
     paper="Theorem 6 / C.8 (the paper does not measure it)",
     baselines="T_j(δ) of the standardly trained network on the same digits (its own PGD δ); the clean rows' T_j "
               "(vanilla training's own curvature of the same rows, in 'measured')",
-    controls="a Gaussian direction scaled to δ's ℓ2 norm, on the adversarially trained network")
+    controls="an isotropic Gaussian direction scaled to δ's ℓ2 norm, x + r clipped into [0, 1] as x + δ is, on the "
+             "adversarially trained network")
 
 
 def _hits(context, index):
@@ -132,8 +136,9 @@ def layer_outputs(model, variables, x, paths):
 
 def measure_fn(model, variables, *, pgd_steps: int):
     """Jitted ``(variables, x [N,…], y [N], key, eps, alpha) -> {"adv", "random", "clean": [N, L],
-    "delta_l2": [N]}``: ``T_j`` for the ℓ∞ PGD perturbation (random start, clipped to [0, 1]), for a
-    Gaussian direction scaled to the PGD ``δ``'s ℓ2 norm, and for the clean rows. One compile per
+    "delta_l2": [N]}``: ``T_j`` for the ℓ∞ PGD perturbation (random start, clipped to [0, 1]), for an
+    isotropic Gaussian direction scaled to the PGD ``δ``'s ℓ2 norm (``x + r`` clipped into [0, 1]
+    exactly as ``x + δ`` is), and for the clean rows. One compile per
     architecture (a standard and an adversarially trained network share it)."""
     paths = layer_paths(model, variables)
 
@@ -142,7 +147,7 @@ def measure_fn(model, variables, *, pgd_steps: int):
         k1, k2 = jax.random.split(key)
         d = pgd(f, x, y, eps=eps, alpha=alpha, steps=pgd_steps, norm="linf", key=k1)
         r = jax.random.normal(k2, x.shape, x.dtype)
-        r = r * jnp.linalg.norm(d) / jnp.linalg.norm(r)
+        r = jnp.clip(x + r * jnp.linalg.norm(d) / jnp.linalg.norm(r), 0.0, 1.0) - x  # clipped as δ is
         _, a0 = layer_inputs(model, v, x, paths)
         das = [[], [], a0]
         for i, p in enumerate((d, r)):
@@ -205,20 +210,36 @@ def compare_networks(model, v_std, v_adv, x_pool, y_pool, *, n: int, pgd_cfg: di
                 time_s=dict(wall=time.perf_counter() - t0, cpu=time.process_time() - c0))
 
 
-def verdict(summaries: dict) -> tuple[str, int, int, int]:
-    """``(verdict, n_ok, n_deficit, n_layers)`` over networks and layers: a layer is ok when both
-    ``at_vs_vanilla`` and ``adv_vs_random`` show a significant excess; a deficit when either shows a
-    significant deficit. holds: every layer ok; holds partly: at least half and no deficit; else
-    (or with nothing measured) does not hold."""
-    n_ok = n_def = n = 0
-    for s in summaries.values():
-        a, b = s["at_vs_vanilla"], s["adv_vs_random"]
-        n += len(a["excess"])
-        n_ok += sum(x and y for x, y in zip(a["excess"], b["excess"]))
-        n_def += sum(x or y for x, y in zip(a["deficit"], b["deficit"]))
-    v = ("does not hold" if not n or n_def else "holds" if n_ok == n else
-         "holds partly" if 2 * n_ok >= n else "does not hold")
-    return v, n_ok, n_def, n
+#: the paired comparisons Theorem 6's verdict rests on, per network and layer
+VERDICT_TESTS = ("at_vs_vanilla", "adv_vs_random")
+
+
+def verdict_tests(summaries: dict, *, testable: dict | None = None, alpha: float = 0.05) -> tuple[list, list]:
+    """``(labels, verdicts)``: per network, comparison of :data:`VERDICT_TESTS` and layer, the
+    symmetric verdict of its one-sided Wilcoxon tests after Holm over the whole family
+    (:func:`jaxdyn.verdicts.holm_verdicts`); a network with ``testable[name]`` false (below its
+    accuracy floor) gives "not testable" tests."""
+    labels, pc, pa = [], [], []
+    for m, s in summaries.items():
+        ok = (testable or {}).get(m, True)
+        for k in VERDICT_TESTS:
+            for j, (g, lo) in enumerate(zip(s[k]["p_greater"], s[k]["p_less"])):
+                labels.append(f"{m} {k} layer {j + 1}")
+                pc.append(g if ok else float("nan"))
+                pa.append(lo if ok else float("nan"))
+    return labels, [str(v) for v in holm_verdicts(pc, pa, alpha=alpha)]
+
+
+def verdict(summaries: dict, *, testable: dict | None = None, alpha: float = 0.05) -> tuple[str, int, int, int]:
+    """``(verdict, n_hold, n_not_hold, n_tests)`` over networks, layers and both comparisons
+    (:func:`verdict_tests`, Holm over the family) combined by :func:`jaxdyn.verdicts.combine`:
+    holds when every test holds (a significant excess of the AT network's ``T_j(δ)`` over the
+    vanilla network's and over the random direction), does not hold when every one is a
+    significant deficit, holds partly when some hold and the rest do not, inconclusive otherwise,
+    not testable with nothing measured or every network below its floor."""
+    _, vs = verdict_tests(summaries, testable=testable, alpha=alpha)
+    n = sum(v != "not testable" for v in vs)
+    return str(combine(vs)), vs.count("holds"), vs.count("does not hold"), n
 
 
 def describe(s: dict, fmt) -> str:

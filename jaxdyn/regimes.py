@@ -57,9 +57,10 @@ from jaxdyn import flow as _flow
 from jaxdyn.attacks import attack, logit_space_attack
 from jaxdyn.gating import GATINGS
 from jaxdyn.losses import is_success
+from jaxdyn.regimes_ode import _cos, ode_compare, ode_free_example, ode_frozen_example, summarize_ode
 from jaxdyn.sharding import map_in_chunks as _map
 from jaxdyn.stats import finite_median as _median
-from jaxdyn.theory import prepare, structured_eigenpairs, theorem1, theorem2
+from jaxdyn.theory import clean_alignment, prepare, structured_eigenpairs, theorem1, theorem2
 
 __all__ = ["sweep", "compare", "frozen_example", "free_example", "summarize", "ode_compare", "ode_frozen_example",
            "ode_free_example", "summarize_ode", "convergence", "ROW_FIELDS", "FREE_FIELDS", "C3_FIELDS", "ODE_FIELDS"]
@@ -80,10 +81,6 @@ ODE_FIELDS = ("kappa_ode", "kappa_ode_first_order", "euler_gap", "cos_ode_gx", "
               "ode_steps", "ode_rejected")
 #: the solver's default tolerances for the ODE reference (float64; δ's scale is set by rtol)
 ODE_TOL = dict(rtol=1e-6, atol=1e-9, max_steps=4096)
-
-
-def _cos(a, b):
-    return jnp.vdot(a, b) / jnp.maximum(jnp.linalg.norm(a) * jnp.linalg.norm(b), 1e-300)
 
 
 def compare(delta, hbar_z, J, g_z, beta, *, steps: int, flipped=False) -> dict:
@@ -112,40 +109,6 @@ def compare(delta, hbar_z, J, g_z, beta, *, steps: int, flipped=False) -> dict:
         flipped=jnp.asarray(flipped), cos_delta_gx=_cos(delta, gx), cos_delta_v1=jnp.abs(_cos(delta, v1)),
         cos_hat_gx=_cos(hat, gx), cos_hat_v1=jnp.abs(_cos(hat, v1)),
     )
-
-
-def ode_compare(sol, delta_m, J, g_z, beta) -> dict:
-    """One example's gradient-flow solution ``sol`` (:class:`jaxdyn.flow.FlowResult`, δ flattened
-    or not) against Theorem 2 with the flow's own ``H̄_z``, the first-order ``β g_x`` and the
-    ``m``-step attack's ``delta_m`` (``[n]``). Returns scalars: ``ode_ok`` (solved), ``ode_norm``
-    ``‖δ_ode‖``, ``ode_err_hat``/``ode_err_fo``/``ode_err_m`` (``‖δ_ode − ·‖`` for δ̂, ``β g_x``,
-    δ*_m), C.3's ``cos(δ_ode, g_x)`` and ``|cos(δ_ode, v₁)|`` (``v₁`` of ``Jᵀ H̄_z J``, the flow's
-    ``H̄_z``), ``ode_accepted``, ``ode_rejected``."""
-    ok = sol.status == _flow.OK
-    d = jnp.where(ok, sol.delta.ravel(), 0.0)
-    hz = jnp.where(ok, sol.hbar_z, jnp.zeros_like(sol.hbar_z))
-    hat = theorem2(J, g_z, hz, beta).delta
-    gx = J.T @ g_z
-    _, V = structured_eigenpairs(J, hz)
-    return dict(ode_ok=ok, ode_norm=jnp.linalg.norm(d), ode_err_hat=jnp.linalg.norm(d - hat),
-                ode_err_fo=jnp.linalg.norm(d - beta * gx), ode_err_m=jnp.linalg.norm(d - delta_m),
-                cos_ode_gx=_cos(d, gx), cos_ode_v1=jnp.abs(_cos(d, V[:, 0])), ode_accepted=sol.accepted,
-                ode_rejected=sol.rejected)
-
-
-def ode_frozen_example(J, z, g_z, y, beta, delta_m, **tol) -> dict:
-    """:func:`ode_compare` for the A2 gradient flow of one example, solved in logit space
-    (:func:`jaxdyn.flow.logit_space_flow`) from its clean ``J``, ``z``; ``tol``: the solver's
-    ``rtol``, ``atol``, ``max_steps``."""
-    sol = _flow.logit_space_flow(lambda _: z, jnp.zeros(J.shape[1], J.dtype), y, beta=beta, jacobian=J, **tol)
-    return ode_compare(sol, delta_m, J, g_z, beta)
-
-
-def ode_free_example(f: Callable, x, y, J, g_z, beta, delta_m, **tol) -> dict:
-    """:func:`ode_compare` for the gradient flow on the real network ``f`` (free gating,
-    :func:`jaxdyn.flow.gradient_flow`) of one example ``x``."""
-    sol = _flow.gradient_flow(f, x, y, beta=beta, gating="free", **tol)
-    return ode_compare(sol, delta_m, J, g_z, beta)
 
 
 def frozen_example(J, z, g_z, y, beta, *, steps: int, with_delta: bool = False) -> dict:
@@ -186,24 +149,6 @@ def summarize(p: dict, correct, suffix: str = "") -> dict:
                delta_l2=_median(p["norm"]), delta_linf=_median(p["linf"]),
                **{k: _median(p[k]) for k in C3_FIELDS})
     return {**kap, **{k + suffix: v for k, v in out.items()}}
-
-
-def summarize_ode(p: dict, suffix: str = "") -> dict:
-    """The ODE-reference fields of one gating (:data:`ODE_FIELDS`) from per-example numbers of
-    :func:`ode_compare`, over the examples whose flow was solved (``ode_solved`` of them; the
-    others hit ``max_steps`` or failed, and count nowhere): ``kappa_ode`` = Σ‖δ_ode − δ̂‖ /
-    Σ‖δ_ode‖ (δ̂ with the flow's ``H̄_z``), ``kappa_ode_first_order`` (``β g_x``), ``euler_gap`` =
-    Σ‖δ*_m − δ_ode‖ / Σ‖δ_ode‖, medians of the C.3 cosines and of the solver's step counts. With
-    ``suffix="_free"``: ``kappa_ode_free``, ``kappa_ode_free_first_order``, ``<field>_free``."""
-    p = {k: np.asarray(v, np.float64) for k, v in p.items()}
-    ok = p["ode_ok"] > 0
-    den = float(np.sum(p["ode_norm"][ok]))
-    ratio = lambda e: float(np.sum(p[e][ok]) / den) if den > 0 else float("nan")  # noqa: E731
-    k = "kappa_ode" + suffix
-    return {k: ratio("ode_err_hat"), k + "_first_order": ratio("ode_err_fo"), "euler_gap" + suffix: ratio("ode_err_m"),
-            "cos_ode_gx" + suffix: _median(p["cos_ode_gx"][ok]), "cos_ode_v1" + suffix: _median(p["cos_ode_v1"][ok]),
-            "ode_solved" + suffix: int(ok.sum()), "ode_steps" + suffix: _median(p["ode_accepted"][ok]),
-            "ode_rejected" + suffix: _median(p["ode_rejected"][ok])}
 
 
 def _clean(v):
@@ -271,7 +216,9 @@ def sweep(f: Callable[[jax.Array], jax.Array], xs, ys, *, betas: Sequence[float]
       C.3 cosines medians of ``cos(δ, g_x)`` and ``|cos(δ, v₁)|`` for δ* (``delta``) and δ̂
       (``hat``); ``n_examples``, ``n_correct``, ``steps``; with ``ode``, :data:`ODE_FIELDS`
       (:func:`summarize_ode`; ``euler_gap`` is the m-step attack's distance to the flow) and
-      ``ode_rtol``/``ode_atol``/``ode_max_steps``. Non-finite numbers are ``None``.
+      ``ode_rtol``/``ode_atol``/``ode_max_steps``. Non-finite numbers are ``None``. The first and last
+      rows' ``c3_per_digit``: per example ``cos_gx_v1_clean`` (:func:`jaxdyn.theory.clean_alignment`)
+      and that row's ``cos_delta_gx``, ``cos_delta_v1`` (and ``_free``), lists (``None``: non-finite).
     """
     gating = tuple(gating)
     if not gating or any(g not in GATINGS for g in gating):
@@ -293,8 +240,10 @@ def sweep(f: Callable[[jax.Array], jax.Array], xs, ys, *, betas: Sequence[float]
     prep, fns, ode_free = _compiled(f, int(steps), chunk, gating, ode, tol)
     J, z, gz = prep(xs, ys, jnp.zeros(()))
     correct = ~np.asarray(jax.vmap(is_success)(z, ys))
+    aligned = np.asarray(jax.jit(jax.vmap(clean_alignment))(J, z, gz, ys), np.float64)
     dt = J.dtype
     rows: dict[float, dict] = {}
+    c3: dict[float, dict] = {}  # per-example C.3 cosines, kept in the first and the last row
     free_deltas: dict[float, np.ndarray] = {}  # the free attack's δ*, for the free flow's euler_gap
 
     def row(b: float) -> dict:
@@ -307,6 +256,7 @@ def sweep(f: Callable[[jax.Array], jax.Array], xs, ys, *, betas: Sequence[float]
                 if g == "free" and "delta" in p:
                     free_deltas[b] = p.pop("delta")
                 r.update(summarize(p, correct, "" if g == "frozen" else "_free"))
+                c3.setdefault(b, {}).update({k + ("" if g == "frozen" else "_free"): p[k] for k in C3_FIELDS[:2]})
                 if g == "frozen" and "frozen" in ode:
                     r.update(summarize_ode(p))
             rows[b] = {k: _clean(v) for k, v in r.items()}
@@ -332,6 +282,9 @@ def sweep(f: Callable[[jax.Array], jax.Array], xs, ys, *, betas: Sequence[float]
                 raise ValueError(f"ode_free_betas returned β={b}, not a row of the grid")
             p = jax.device_get(ode_free(xs, ys, J, gz, jnp.asarray(free_deltas[b]), jnp.asarray(b, dt)))
             rows[b].update({k: _clean(v) for k, v in summarize_ode(p, "_free").items()})
+    per = lambda a: [float(v) if math.isfinite(v) else None for v in np.asarray(a, np.float64)]  # noqa: E731
+    for b in {min(rows), max(rows)}:
+        rows[b]["c3_per_digit"] = {"cos_gx_v1_clean": per(aligned), **{k: per(v) for k, v in c3[b].items()}}
     return [rows[b] for b in sorted(rows)]
 
 

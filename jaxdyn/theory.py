@@ -44,6 +44,7 @@ __all__ = [
     "theorem1_norms",
     "theorem1_eig",
     "structured_eigenpairs",
+    "clean_alignment",
     "predict",
     "normalized",
     "lemma1_sigmoid_margin",
@@ -330,3 +331,12 @@ def match_beta(J: jax.Array, g_z: jax.Array, hbar_z: jax.Array, target_norm, *, 
 
 
 __all__ += ["prepare", "match_beta"]
+
+
+def clean_alignment(J: jax.Array, z: jax.Array, g_z: jax.Array, y) -> jax.Array:
+    """``|cos(g_x, v₁)|`` at a clean example: ``g_x = Jᵀ g_z`` against the top eigenvector ``v₁`` of
+    ``H_x = Jᵀ H_z J``, ``H_z`` at the clean logits ``z`` (C.3's premise: where it is ≈ 1 the
+    attack's turn from ``g_x`` to ``v₁`` cannot be observed)."""
+    _, V = structured_eigenpairs(J, hessian_z(z, y))
+    g_x = J.T @ g_z
+    return jnp.abs(jnp.vdot(g_x, V[:, 0])) / jnp.maximum(jnp.linalg.norm(g_x), 1e-300)

@@ -201,3 +201,23 @@ def statistic_record(name: str, iv: Interval) -> dict:
     n_resamples}`` (JSON-ready floats; NaN stays NaN)."""
     return dict(name=name, value=iv.value, ci=iv.ci, level=iv.level, n_digits=iv.n_digits, n_seeds=iv.n_seeds,
                 n_resamples=iv.n_resamples)
+
+
+def holm_verdicts(p_claim: Sequence[float], p_against: Sequence[float], *, alpha: float = 0.05) -> list[Verdict]:
+    """Per test of a family, the symmetric verdict (:func:`pvalue_verdict`) after Holm's correction
+    (:func:`holm`) over all ``2k`` one-sided p-values of the ``k`` tests at once (each test in the
+    claim's direction and against it), so the family-wise error of every "holds" and every "does
+    not hold" together stays below ``alpha``. A test whose two p-values are NaN is "not testable"
+    and does not count in the family. Combine the result with :func:`combine`."""
+    pc, pa = np.asarray(p_claim, np.float64).ravel(), np.asarray(p_against, np.float64).ravel()
+    if pc.shape != pa.shape:
+        raise ValueError(f"{pc.size} p-values in the claim's direction for {pa.size} against it")
+    _, adj = holm(np.concatenate([pc, pa]), alpha=alpha)
+    k = pc.size
+    # a NaN beside a finite p-value (one direction undefined) reads as "not significant" (1.0)
+    both_nan = np.isnan(pc) & np.isnan(pa)
+    ac, aa = (np.where(np.isnan(a) & ~both_nan, 1.0, a) for a in (adj[:k], adj[k:]))
+    return [pvalue_verdict(float(c), float(a), alpha=alpha) for c, a in zip(ac, aa)]
+
+
+__all__ += ["holm_verdicts"]

@@ -3,35 +3,45 @@
 from jaxdyn.experiments import claims
 
 
-def test_rank_verdict():
+def test_rank_verdict_holds():
     assert claims.rank_verdict([{"rho": 0.5, "p": 0.01}]) == "holds"
-    assert claims.rank_verdict([{"rho": 0.5, "p": 0.01}, {"rho": 0.1, "p": 0.5}]) == "holds partly"
-    assert claims.rank_verdict([{"rho": 0.2, "p": 0.3}, {"rho": 0.1, "p": 0.5}]) == "holds partly"
-    assert claims.rank_verdict([{"rho": 0.5, "p": 0.01}, {"rho": -0.1, "p": 0.5}]) == "holds partly"
-    # above its null band and significant
-    assert claims.rank_verdict([{"rho": 0.5, "p": 0.01, "null_hi": 0.3}]) == "holds"
+    assert claims.rank_verdict([{"rho": 0.5, "p": 0.01, "null_hi": 0.3}]) == "holds"  # above its null band
+    assert claims.rank_verdict([{"rho": 0.5, "p": 0.001, "p_null": 0.002}] * 3) == "holds"
 
 
-def test_verdict_can_fail_rank_negative_or_none():
+def test_rank_verdict_holm_controls_the_family():
+    """Before Holm, "holds partly" was any one of 12 tests significant. Twelve ρ at two-sided p 0.04 each
+    are each significant alone but not after Holm over the family: inconclusive."""
+    assert claims.rank_verdict([{"rho": 0.3, "p": 0.04}]) == "holds"
+    assert claims.rank_verdict([{"rho": 0.3, "p": 0.04}] * 12) == "inconclusive"
+    assert claims.rank_verdict([{"rho": 0.5, "p": 0.01}, {"rho": 0.1, "p": 0.5}]) == "inconclusive"
+    assert claims.rank_tests([{"rho": 0.5, "p": 1e-4}, {"rho": 0.1, "p": 0.5}]) == ["holds", "inconclusive"]
+
+
+def test_verdict_can_fail_rank_negative():
     assert claims.rank_verdict([{"rho": -0.5, "p": 0.01}]) == "does not hold"
-    assert claims.rank_verdict([{"rho": -0.1, "p": 0.5}, {"rho": 0.0, "p": 1.0}]) == "does not hold"
-    assert claims.rank_verdict([{"rho": float("nan"), "p": float("nan")}]) == "does not hold"
-    assert claims.rank_verdict([]) == "does not hold"
+    # holds on one network, refuted on another: holds partly (symmetric; was "does not hold")
+    assert claims.rank_verdict([{"rho": 0.6, "p": 1e-4}, {"rho": -0.53, "p": 1e-5}]) == "holds partly"
+    # null-level ρ (no evidence either way) is inconclusive, no longer "does not hold"
+    assert claims.rank_verdict([{"rho": -0.1, "p": 0.5}, {"rho": 0.0, "p": 1.0}]) == "inconclusive"
 
 
-def test_verdict_can_fail_rank_significantly_negative_beside_positive():
-    """A measured case: VGG-11 ρ(H̄_z, |φ|) = −0.53 (p = 1e-5) beside significantly positive ρ was
-    once "holds partly"; a significantly negative correlation refutes "rise together"."""
-    assert claims.rank_verdict([{"rho": 0.6, "p": 1e-4}, {"rho": 0.5, "p": 1e-3},
-                                {"rho": -0.53, "p": 1e-5}]) == "does not hold"
+def test_rank_verdict_not_testable():
+    assert claims.rank_verdict([{"rho": float("nan"), "p": float("nan")}]) == "not testable"
+    assert claims.rank_verdict([]) == "not testable"
+    assert claims.rank_verdict([{"rho": -0.9, "p": 1e-9, "testable": False}]) == "not testable"
+    f = claims.rank_family([("a", "ρ", {"rho": -0.9, "p": 1e-9}), ("b", "ρ", {"rho": 0.9, "p": 1e-9})],
+                           accuracies={"a": 0.52, "b": 0.95}, floor=0.8, name="n", n_digits=20)
+    assert f["verdict"] == "holds" and f["cause"] is None and "a (0.52)" in f["floor"]
+    assert f["statistic"]["n_not_testable"] == 1 and f["statistic"]["value"] == 1
 
 
 def test_verdict_can_fail_rank_inside_null_band():
-    """A ρ that is significant against independence but not above the null model's 95 % quantile
-    (a measured case: 0.20, norm-only null ≈ 0.33) is null-level."""
-    assert claims.rank_verdict([{"rho": 0.2, "p": 0.01, "null_hi": 0.33}]) == "does not hold"
-    assert claims.rank_verdict([{"rho": 0.2, "p": 0.01, "null_hi": 0.33},
-                                {"rho": 0.5, "p": 0.001, "null_hi": 0.3}]) == "holds partly"
+    """A ρ significant against independence but not above the null model (measured 0.20,
+    norm-only null ≈ 0.33) cannot hold; it is not evidence against the claim either."""
+    assert claims.rank_verdict([{"rho": 0.2, "p": 0.01, "null_hi": 0.33}]) == "inconclusive"
+    assert claims.rank_verdict([{"rho": 0.2, "p": 0.001, "p_null": 0.3}]) == "inconclusive"
+    assert claims.rank_verdict([{"rho": 0.2, "p": 0.001, "p_null": float("nan")}]) == "inconclusive"
 
 
 def test_range_and_count_verdicts():

@@ -47,23 +47,32 @@ def test_dense_layers_match_theorem6_closed_form():
             np.testing.assert_allclose(T[k, j], float(jnp.sum(das[j][k] ** 2)) * tr, rtol=1e-9)
 
 
-def _summary(at, rnd, at_def=False, n=3):
-    ex = dict(excess=[at] * n, deficit=[at_def] * n)
-    return {"m": dict(at_vs_vanilla=ex, adv_vs_random=dict(excess=[rnd] * n, deficit=[False] * n))}
+def _summary(at, rnd, n=3):
+    """One network's comparisons from one-sided p-values: ``"+"`` a strong excess, ``"-"`` a strong
+    deficit, ``"0"`` neither."""
+    p = {"+": (1e-5, 1 - 1e-5), "-": (1 - 1e-5, 1e-5), "0": (0.4, 0.6)}
+    one = lambda k: dict(p_greater=[p[k][0]] * n, p_less=[p[k][1]] * n)  # noqa: E731
+    return {"m": dict(at_vs_vanilla=one(at), adv_vs_random=one(rnd))}
 
 
 def test_theorem6_verdict_holds():
-    assert curvature.verdict(_summary(True, True))[0] == "holds"
+    assert curvature.verdict(_summary("+", "+")) == ("holds", 6, 0, 6)
 
 
 def test_verdict_can_fail_theorem6():
-    # AT's factor not above vanilla's; above it but not above the random control; a deficit; nothing
-    assert curvature.verdict(_summary(False, True))[0] == "does not hold"
-    assert curvature.verdict(_summary(True, False))[0] == "does not hold"
-    assert curvature.verdict(_summary(False, False, at_def=True))[0] == "does not hold"
-    assert curvature.verdict({})[0] == "does not hold"
+    assert curvature.verdict(_summary("-", "-"))[0] == "does not hold"
+    assert curvature.verdict(_summary("+", "-"))[0] == "holds partly"
     # real numbers: a control that matches the adversarial factor gives no excess
     a = np.exp(np.random.default_rng(0).normal(size=(12, 2)))
     s = curvature.summarize(dict(adv=a, random=a, clean=a, delta_l2=np.ones(12), layers=["a", "b"]),
                             dict(adv=a, random=a * 1.01, clean=a, delta_l2=np.ones(12), layers=["a", "b"]))
-    assert curvature.verdict({"m": s})[0] == "does not hold"
+    assert curvature.verdict({"m": s})[0] != "holds"
+
+
+def test_theorem6_verdict_inconclusive_and_not_testable():
+    assert curvature.verdict(_summary("+", "0"))[0] == "inconclusive"
+    assert curvature.verdict(_summary("0", "0"))[0] == "inconclusive"
+    assert curvature.verdict({})[0] == "not testable"
+    assert curvature.verdict(_summary("-", "-"), testable={"m": False}) == ("not testable", 0, 0, 0)
+    labels, vs = curvature.verdict_tests(_summary("+", "-", n=2))
+    assert labels[0] == "m at_vs_vanilla layer 1" and vs == ["holds", "holds", "does not hold", "does not hold"]

@@ -88,18 +88,23 @@ def _fake(n=80, *, y_of=None, ratio_of=None, flipped=None, seed=0):
                 gw_norm=gw, success=success)
 
 
-def _results(*qs):
-    models = {f"net{i}": dict(test_accuracy=0.9, beta=1.0, steps=5, n_samples=len(q["A"]), first_layer="Conv_0",
+def _results(*qs, accuracy=0.9):
+    models = {f"net{i}": dict(test_accuracy=accuracy, beta=1.0, steps=5, n_samples=len(q["A"]), first_layer="Conv_0",
                               attack_success_rate=float(np.mean(q["success"])), spearman=fig3.correlations(q),
                               controls=fig3.controls(q)) for i, q in enumerate(qs)}
     return dict(dtype="float64", models=models)
 
 
-def _verdicts(*qs):
-    c = fig3.claims(_results(*qs))
+def _claims(*qs, **kw):
+    c = fig3.claims(_results(*qs, **kw))
     assert [x["id"] for x in c] == ["fig3.influence", "fig3.exponential", "fig3.paper_protocol"]
     assert all(x["baselines"] or x["id"] == "fig3.paper_protocol" for x in c) and all(x["controls"] for x in c)
-    return {x["id"].split(".")[1]: x["verdict"] for x in c}
+    assert all(x["statistic"]["n_tests"] and ("cause" in x) == (x["verdict"] != "holds") for x in c)
+    return {x["id"].split(".")[1]: x for x in c}
+
+
+def _verdicts(*qs, **kw):
+    return {k: x["verdict"] for k, x in _claims(*qs, **kw).items()}
 
 
 def test_fig3_claims_hold_on_the_theory():
@@ -111,8 +116,27 @@ def test_fig3_claims_hold_on_the_theory():
 
 
 def test_verdict_can_fail_fig3_when_influence_falls():
-    v = _verdicts(_fake(y_of=lambda A, gw: gw / A), _fake(seed=1))
+    v = _verdicts(_fake(y_of=lambda A, gw: gw / A))
     assert v["influence"] == "does not hold" and v["paper_protocol"] == "does not hold"
+    # beside a network where it holds: holds on one, refuted on the other (symmetric, after Holm)
+    c = _claims(_fake(y_of=lambda A, gw: gw / A), _fake(seed=1))
+    assert c["influence"]["verdict"] == "holds partly" and c["paper_protocol"]["verdict"] == "holds partly"
+    st = c["influence"]["statistic"]
+    assert (st["value"], st["n_does_not_hold"], st["n_tests"]) == (4, 4, 8) and "net0" in c["influence"]["cause"]
+
+
+def test_fig3_not_testable_below_the_accuracy_floor():
+    """A collapsed network (test accuracy below the floor) is not testable, never refuted."""
+    v = _verdicts(_fake(y_of=lambda A, gw: gw / A), accuracy=0.52)
+    assert set(v.values()) == {"not testable"}
+
+
+def test_fig3_inconclusive_when_nothing_is_significant():
+    rng = np.random.default_rng(3)
+    q = _fake(n=12)
+    for k in ("abs_phi", "dgw_norm", "abs_phi_fo", "dgw_norm_fo"):
+        q[k] = rng.uniform(0.5, 1.5, 12)  # independent of every x-axis: 12 digits, Holm over the family
+    assert _verdicts(q)["influence"] == "inconclusive"
 
 
 def test_verdict_can_fail_fig3_when_only_the_vanilla_scale_rises():
@@ -121,7 +145,8 @@ def test_verdict_can_fail_fig3_when_only_the_vanilla_scale_rises():
     q["gw_norm"] = q["A"] ** 2 * np.exp(0.3 * np.random.default_rng(5).normal(size=len(q["A"])))
     q["abs_phi"] = q["dgw_norm"] = q["gw_norm"] * np.exp(-0.5 * q["A"])
     assert fig3.correlations(q)["A_hat|abs_phi"]["rho"] > 0.5
-    assert _verdicts(q)["influence"] == "does not hold"
+    c = _claims(q)["influence"]  # Â's partial ρ is significantly negative; H̄_z's (unrelated here) straddles
+    assert c["verdict"] == "inconclusive" and c["statistic"]["n_does_not_hold"] == 2 and c["statistic"]["value"] == 0
 
 
 def test_verdict_can_fail_fig3_exponential_when_first_order_explains_more():
@@ -134,7 +159,8 @@ def test_verdict_can_fail_fig3_on_unflipped_digits_alone():
     n = 80
     q = _fake(n, y_of=lambda A, gw: np.where(A > np.median(A), 100.0, 1.0) * gw / A)
     q["success"] = q["A"] > np.median(q["A"])
-    assert _verdicts(q)["influence"] == "does not hold"
+    c = _claims(q)["influence"]
+    assert c["verdict"] == "inconclusive" and c["statistic"]["n_does_not_hold"] == 2 and c["statistic"]["value"] == 0
     assert fig3.controls(q)["flipped_only"]["n"] == n // 2
 
 

@@ -29,9 +29,10 @@ def test_fig5_instability_shapes_and_controls():
     res = fig5.instability(model, v, x, y, px, py, eta=1e-3, pgd_cfg=dict(eps=0.1, alpha=0.05, steps=2),
                            key=jax.random.key(0))
     assert res["layers"] == ["Conv_0", "Conv_1", "head"]
-    for k in ("ori", "adv", "matched_loss", "random_perturbation"):
+    for k in ("ori", "adv", "matched_loss", "random_direction", "grad_step"):
         assert res[k].shape == (2, 3) and np.all(res[k] > 0), k
     assert np.all(res["delta_linf"] <= 0.1 + 1e-12)
+    assert np.all(res["random_l2_ratio"] <= 1 + 1e-12) and np.all(res["random_l2_ratio"] > 0.3)  # clipped like δ
     # the matched-loss row is Δ^(ori) of the chosen pool digit
     j = int(res["match_index"][0])
     one = fig5.instability(model, v, px[j:j + 1], py[j:j + 1], px, py, eta=1e-3,
@@ -39,7 +40,8 @@ def test_fig5_instability_shapes_and_controls():
     np.testing.assert_allclose(res["matched_loss"][0], one["ori"][0], rtol=1e-8)
     s = fig5.summarize_instability(res)
     assert s["n_layers"] == 3 and 0 <= s["layers_adv_greater"] <= 3
-    assert set(s["controls"]) == {"matched_loss", "random_perturbation"}
+    assert set(s["controls"]) == {"matched_loss", "random_direction", "grad_step"}
+    assert s["controls"]["random_direction"]["n_pairs"] == 2
     assert len(s["controls"]["matched_loss"]["median_ratio"]) == 3
 
 
@@ -55,18 +57,45 @@ def test_random_loss_matched_has_the_norm_and_the_loss():
     lf = lambda t: loss(f(t), y)  # noqa: E731
     delta = 0.3 * jnp.sign(jax.grad(lf)(x))  # an FGSM step: raises the loss
     for k in range(3):
-        r = random_loss_matched(lf, x, delta, jax.random.key(k))
+        r = random_loss_matched(lf, x, delta, jax.random.key(k), clip=None)
         assert bool(r["reached"])
         np.testing.assert_allclose(float(jnp.linalg.norm(r["perturbation"])), float(jnp.linalg.norm(delta)), rtol=1e-10)
         assert abs(float(lf(x + r["perturbation"])) - float(lf(x + delta))) <= 1e-3 * float(lf(x + delta))
         assert float(lf(x + delta)) > float(lf(x))
         assert 0 < float(r["sin_theta"]) < 1
+        c = random_loss_matched(lf, x, delta, jax.random.key(k))  # clipped into [0, 1] as x + δ is
+        assert float(jnp.min(x + c["perturbation"])) >= 0 and float(jnp.max(x + c["perturbation"])) <= 1
+        assert float(jnp.linalg.norm(c["perturbation"])) <= float(jnp.linalg.norm(delta)) + 1e-12
     # a target the random direction already exceeds: θ = 0; one out of reach: θ = π/2, not reached
     e = jnp.eye(4)
-    r0 = random_loss_matched(lambda t: jnp.sum(t**2) + t[0], jnp.zeros(4), -0.5 * e[0], jax.random.key(0))
+    r0 = random_loss_matched(lambda t: jnp.sum(t**2) + t[0], jnp.zeros(4), -0.5 * e[0], jax.random.key(0), clip=None)
     assert float(r0["theta"]) == 0.0  # target -0.25, the random direction gives 0.25
-    far = random_loss_matched(lambda t: 10 * t[1] ** 2 + t[0], jnp.zeros(4), e[1], jax.random.key(0))
+    far = random_loss_matched(lambda t: 10 * t[1] ** 2 + t[0], jnp.zeros(4), e[1], jax.random.key(0), clip=None)
     assert not bool(far["reached"]) and float(far["sin_theta"]) == pytest.approx(1.0)
+
+
+def test_random_direction_is_random_and_the_gradient_step_is_not():
+    """The old "random perturbation" had median sin θ = 1 to ∇L on the trained networks:
+    against a PGD-sized δ the loss-matched tilt ends at (here, on a random-init network, near) the ℓ2
+    gradient step. The isotropic control is nearly orthogonal to ∇L in 784 dimensions; both are
+    clipped into [0, 1] like x + δ."""
+    from jaxdyn.instability import random_direction, random_loss_matched
+    from jaxdyn.losses import loss
+
+    model, v = zoo_net("cnn3", num_classes=10, width=1 / 16)
+    f = logits_fn(model, v)
+    x = digits(1, seed=4)[0]
+    y = jnp.argmax(f(x))
+    lf = lambda t: loss(f(t), y)  # noqa: E731
+    g = jax.grad(lf)(x)
+    delta = jnp.clip(x + 0.1 * jnp.sign(g), 0, 1) - x  # an ℓ∞ step of PGD's size, clipped
+    cos = lambda a: float(jnp.vdot(a, g) / (jnp.linalg.norm(a) * jnp.linalg.norm(g)))  # noqa: E731
+    for k in range(3):
+        r = random_direction(x, delta, jax.random.key(k))
+        assert abs(cos(r)) < 0.15 and float(jnp.min(x + r)) >= 0 and float(jnp.max(x + r)) <= 1
+        gs = random_loss_matched(lf, x, delta, jax.random.key(k))
+        assert float(gs["sin_theta"]) > 0.5 and cos(gs["perturbation"]) > 0.5  # mostly ∇L (1 on trained nets)
+        np.testing.assert_allclose(float(gs["cos_grad"]), cos(gs["perturbation"]), rtol=1e-9)
 
 
 def test_match_by_loss_picks_the_closest_loss():
@@ -106,30 +135,42 @@ def test_fig5_protocol():
         fig5.config("tiny", pgd={"eps": 0.1})
 
 
-def _fake(adv_over_ori, adv_over_matched, adv_over_random, n=12, seed=0):
+def _fake(adv_over_ori, adv_over_matched, adv_over_random, n=12, seed=0, accuracy=0.9):
     """Per-digit Δ arrays (n digits, one layer per entry of the ratio lists) with the given
-    median ratios and log-normal scatter (σ 0.3), summarised as ``run`` does."""
+    median ratios and log-normal scatter (σ 0.3), summarised as ``run`` does (the gradient step at
+    the random direction's level: it is reported, not in the verdict)."""
     rng = np.random.default_rng(seed)
     L = len(adv_over_ori)
     adv = np.exp(rng.normal(0, 1, (n, L)))
     noisy = lambda r: adv / np.asarray(r) * np.exp(rng.normal(0, 0.3, (n, L)))  # noqa: E731
     res = dict(layers=[f"l{j}" for j in range(L)], adv=adv, ori=noisy(adv_over_ori), matched_loss=noisy(adv_over_matched),
-               random_perturbation=noisy(adv_over_random), matched=np.ones(n, bool), reached=np.ones(n, bool),
-               match_ratio=np.ones(n), match_index=np.arange(n), gradient_share=np.full(n, 0.5),
-               cos_control_adv=np.full(n, 0.3), delta_l2=np.ones(n),
-               **{k: np.ones(n) for k in ("loss_clean", "loss_adv", "loss_matched", "loss_control")})
-    return dict(fig5.summarize_instability(res), n_samples=n, test_accuracy=0.9)
+               random_direction=noisy(adv_over_random), grad_step=noisy([1.0] * L), matched=np.ones(n, bool),
+               reached=np.ones(n, bool), match_ratio=np.ones(n), match_index=np.arange(n),
+               gradient_share=np.full(n, 0.5), cos_control_adv=np.full(n, 0.3), delta_l2=np.ones(n),
+               **{k: np.full(n, 0.03) for k in ("cos_random_grad", "cos_random_adv")},
+               cos_grad_step_grad=np.ones(n), random_l2_ratio=np.full(n, 0.7),
+               **{k: np.ones(n) for k in ("loss_clean", "loss_adv", "loss_matched", "loss_control", "loss_random")})
+    return dict(fig5.summarize_instability(res), n_samples=n, test_accuracy=accuracy)
 
 
 def _sharp(r):
     return {"lambda_standard_end": 1.0, "lambda_adversarial_end": r, "ratio_end": r, "mean_ratio_along": r}
 
 
-def _verdicts(std, sharp=None, theorem6=None):
-    res = _results({"a": {"standard": std}}, {"a": _sharp(3.0)} if sharp is None else sharp)
+def _claims(std, sharp=None, theorem6=None, adv_accuracy=0.9):
+    res = _results({"a": {"standard": std, "adversarial": dict(test_accuracy=adv_accuracy)}},
+                   {"a": _sharp(3.0)} if sharp is None else sharp)
     cs = fig5.claims(dict(res, theorem6=theorem6 or {}))
     assert [c["id"] for c in cs] == ["fig5.instability_vs_controls", "fig5.instability", "fig5.sharpness",
                                      "fig5.theorem6"]
+    for c in (cs[0], cs[3]):
+        assert len(c["per_seed"]) == 1 and c["per_seed"][0]["verdict"] == c["verdict"]
+        assert ("cause" in c) == (c["verdict"] != "holds") and "seeds not yet resampled" in c["rule"]
+    return cs
+
+
+def _verdicts(std, sharp=None, theorem6=None, **kw):
+    cs = _claims(std, sharp, theorem6, **kw)
     return [c["verdict"] for c in cs[:3]] if theorem6 is None else cs[3]
 
 
@@ -151,38 +192,56 @@ def _t6(at_over_vanilla, adv_over_random, n=12, seed=0):
 
 def test_fig5_theorem6_claim_holds():
     c = _verdicts(_fake([3, 3], [3, 3], [3, 3]), theorem6={"a": _t6([3, 3], [3, 3])})
-    assert c["verdict"] == "holds" and "AT/vanilla" in c["measured"] and "(2/2)" in c["rule"]
+    assert c["verdict"] == "holds" and "AT/vanilla" in c["measured"] and "(4/4)" in c["rule"]
+    assert c["statistic"]["value"] == 4 and c["statistic"]["ci"] is None
 
 
 def test_verdict_can_fail_fig5_theorem6():
-    """AT's factor at the vanilla network's level, or at the random control's, or below either: fails."""
-    for at, rnd in (([1, 1], [3, 3]), ([3, 3], [1, 1]), ([3, 0.3], [3, 3]), ([3, 3], [3, 0.3])):
-        assert _verdicts(_fake([3, 3], [3, 3], [3, 3]), theorem6={"a": _t6(at, rnd)})["verdict"] == "does not hold"
-    assert _verdicts(_fake([3, 3], [3, 3], [3, 3]), theorem6={"a": _t6([3, 3, 1], [3, 3, 3], seed=2)})["verdict"] == \
-        "holds partly"
-    assert _verdicts(_fake([3, 3], [3, 3], [3, 3]), theorem6={"a": None})["verdict"] == "does not hold"
+    """AT's factor significantly below the vanilla network's and the random control's: does not hold;
+    at their level: inconclusive (no evidence either way); some layers above, others below: partly."""
+    fake = _fake([3, 3], [3, 3], [3, 3])
+    assert _verdicts(fake, theorem6={"a": _t6([0.3, 0.3], [0.3, 0.3])})["verdict"] == "does not hold"
+    for at, rnd in (([1, 1], [3, 3]), ([3, 3], [1, 1])):
+        assert _verdicts(fake, theorem6={"a": _t6(at, rnd)})["verdict"] == "inconclusive"
+    c = _verdicts(fake, theorem6={"a": _t6([3, 0.3], [3, 3])})
+    assert c["verdict"] == "holds partly" and "a at_vs_vanilla layer 2" in c["cause"]
+
+
+def test_fig5_theorem6_not_testable():
+    """The adversarially trained network below the accuracy floor (measured: VGG-11 at 0.52) or
+    nothing measured: not testable, never "does not hold"."""
+    fake = _fake([3, 3], [3, 3], [3, 3])
+    c = _verdicts(fake, theorem6={"a": _t6([0.3, 0.3], [0.3, 0.3])}, adv_accuracy=0.52)
+    assert c["verdict"] == "not testable" and "accuracy floor 0.8: a (0.52)" in c["cause"]
+    assert _verdicts(fake, theorem6={"a": None})["verdict"] == "not testable"
+    assert _verdicts(fake, adv_accuracy=0.52)[2] == "not testable"  # sharpness on a collapsed network
 
 
 def test_fig5_claims_hold():
     assert _verdicts(_fake([3, 3, 3], [3, 3, 3], [3, 3, 3])) == ["holds", "holds", "holds"]
 
 
-def test_verdict_can_fail_fig5_null_level_excess():
+def test_fig5_null_level_excess_is_inconclusive():
     """Δ^(adv) far above Δ^(ori) but at the level of both controls (the loss level explains it):
-    the paper protocol holds, C.8 against the controls does not."""
-    v = _verdicts(_fake([3, 3, 3], [1, 1, 1], [1, 1, 1]))
-    assert v[:2] == ["does not hold", "holds"]
-
-
-def test_verdict_can_fail_fig5_one_control_null():
-    """An excess over the random perturbation only (matched-loss digits as unstable): no layer passes."""
-    assert _verdicts(_fake([3, 3, 3], [1, 1, 1], [3, 3, 3]))[0] == "does not hold"
+    the paper protocol holds, C.8 against the controls finds no excess (and no deficit)."""
+    c = _claims(_fake([3, 3, 3], [1, 1, 1], [1, 1, 1]))
+    assert [x["verdict"] for x in c[:2]] == ["inconclusive", "holds"]
+    assert c[0]["statistic"]["value"] == 0 and "inconclusive: 6/6" in c[0]["cause"]
+    # over the random direction only (matched-loss digits as unstable): still inconclusive
+    assert _verdicts(_fake([3, 3, 3], [1, 1, 1], [3, 3, 3]))[0] == "inconclusive"
 
 
 def test_verdict_can_fail_fig5_significant_deficit():
-    """Two layers with an excess, one significantly below a control: does not hold (not "partly")."""
-    assert _verdicts(_fake([3, 3, 3], [3, 3, 0.3], [3, 3, 3]))[0] == "does not hold"
-    assert _verdicts(_fake([3, 3, 3], [3, 3, 1], [3, 3, 3]))[0] == "holds partly"
+    """Below both controls in every layer: does not hold; one layer below a control, the rest
+    above: holds partly."""
+    assert _verdicts(_fake([3, 3, 3], [0.3, 0.3, 0.3], [0.3, 0.3, 0.3]))[0] == "does not hold"
+    assert _verdicts(_fake([3, 3, 3], [3, 3, 0.3], [3, 3, 3]))[0] == "holds partly"
+
+
+def test_fig5_holm_over_the_family():
+    """A moderate excess (n 8, each test alone at p < 0.05) does not survive Holm over 2 × 6 tests."""
+    c = _claims(_fake([3] * 6, [1.6] * 6, [1.6] * 6, n=8, seed=1))[0]
+    assert c["verdict"] in ("inconclusive", "holds partly") and c["statistic"]["value"] < 12
 
 
 def test_verdict_can_fail_fig5_paper_protocol_and_sharpness():
@@ -192,8 +251,17 @@ def test_verdict_can_fail_fig5_paper_protocol_and_sharpness():
     assert half[1:] == ["holds partly", "holds partly"]
 
 
-def test_verdict_can_fail_fig5_without_controls():
-    """Results without controls (an old run) never pass C.8."""
+def test_fig5_not_testable_without_controls_or_below_the_floor():
+    """Results without controls (an old run), or a standard network below the accuracy floor: not
+    testable; results of an earlier version (the gradient step named random_perturbation, no random
+    direction) are read, the random direction's tests not testable."""
     std = _fake([3, 3], [3, 3], [3, 3])
     del std["controls"]
-    assert _verdicts(std)[0] == "does not hold"
+    assert _verdicts(std)[0] == "not testable"
+    assert _verdicts(_fake([3, 3], [0.3, 0.3], [0.3, 0.3], accuracy=0.5))[0] == "not testable"
+    old = _fake([3, 3], [3, 3], [3, 3])
+    old["controls"] = {"matched_loss": old["controls"]["matched_loss"],
+                       "random_perturbation": old["controls"]["grad_step"]}
+    c = _claims(old)[0]
+    assert c["verdict"] == "holds" and c["statistic"]["n_not_testable"] == 2
+    assert "gradient step" in c["measured"] and "not measured" in c["measured"]

@@ -116,25 +116,69 @@ def _c3(beta, gx, v1, *, free=None):
     return r
 
 
-def test_verdict_can_fail_c3():
-    turns = [_c3(1e-3, 1.0, 0.5), _c3(10.0, 0.4, 0.95)]
-    v = _verdicts([_net("mlp3", turns), _net("cnn3", turns)])
-    assert v["table1.c3_frozen"] == "holds" and v["table1.c3_free"] == "holds"
-    # g_x ∥ v₁ already at x (the measured case): the turn cannot be observed, C.3 fails
-    parallel = [_c3(1e-3, 1.0, 0.998), _c3(10.0, 0.99, 0.995)]
-    v = _verdicts([_net("mlp3", parallel), _net("cnn3", parallel)])
-    assert v["table1.c3_frozen"] == "does not hold" and v["table1.c3_free"] == "does not hold"
-    # the attack stays with g_x at large β (no turn to v₁), one network of two
-    stays = [_c3(1e-3, 1.0, 0.5), _c3(10.0, 0.9, 0.6)]
-    assert _verdicts([_net("mlp3", turns), _net("cnn3", stays)])["table1.c3_frozen"] == "holds partly"
+def _c3_rows(lo, hi, *, free=None, align=0.5, n=8, spread=0.0):
+    """The first and the last regime row with C.3's per-digit record: ``lo``/``hi`` the (cos(δ*, g_x),
+    |cos(δ*, v₁)|) of every digit at the smallest/largest β (``free``: the free gating's pair at
+    each), ``align`` |cos(g_x, v₁)| at x (a number or one per digit), ``spread`` a per-digit scatter
+    added to cos(δ*, g_x) at the smallest β."""
+    rows = []
+    for beta, (gx, v1), fr in ((1e-3, lo, (free or (lo, hi))[0]), (10.0, hi, (free or (lo, hi))[1])):
+        r = _c3(beta, gx, v1, free=fr)
+        off = np.linspace(-spread, spread, n) if beta < 1 else np.zeros(n)
+        r["c3_per_digit"] = dict(cos_gx_v1_clean=list(np.broadcast_to(align, (n,)).astype(float)),
+                                 cos_delta_gx=list(gx + off), cos_delta_v1=[v1] * n,
+                                 cos_delta_gx_free=list(fr[0] + off), cos_delta_v1_free=[fr[1]] * n)
+        rows.append(r)
+    return rows
+
+
+def _c3_claims(nets):
+    return {c["id"]: c for c in table1.claims(_regime_results(nets)) if ".c3_" in c["id"]}
+
+
+def test_c3_holds_and_does_not_hold():
+    turns = _c3_rows((1.0, 0.5), (0.4, 0.95))
+    c = _c3_claims([_net("mlp3", turns), _net("cnn3", turns)])
+    assert c["table1.c3_frozen"]["verdict"] == "holds" and c["table1.c3_free"]["verdict"] == "holds"
+    st = c["table1.c3_frozen"]["statistic"]
+    assert st["value"] == pytest.approx(0.5) and st["n_digits"] == 16 and "cause" not in c["table1.c3_frozen"]
+    # the attack stays with g_x at large β (no turn to v₁): does not hold; on one network of two: partly
+    stays = _c3_rows((1.0, 0.5), (0.9, 0.6))
+    assert _c3_claims([_net("mlp3", stays)])["table1.c3_frozen"]["verdict"] == "does not hold"
+    assert _c3_claims([_net("mlp3", turns), _net("cnn3", stays)])["table1.c3_frozen"]["verdict"] == "holds partly"
+
+
+def test_c3_inconclusive_when_the_turn_straddles_the_margin():
+    rows = _c3_rows((0.52, 0.5), (0.4, 0.95), spread=0.3)  # t from -0.28 to 0.32 around the margin 0.01
+    c = _c3_claims([_net("mlp3", rows)])["table1.c3_frozen"]
+    assert c["verdict"] == "inconclusive" and "eligible" in c["cause"]
+    assert c["statistic"]["ci"][0] < 0.01 < c["statistic"]["ci"][1]
+
+
+def test_c3_not_testable_where_g_x_is_already_v1():
+    """|cos(g_x, v₁)| ≈ 1 at x on confident digits: the turn cannot be observed (was "does
+    not hold"); digits below 0.9 only count, and fewer than 4 of them make the network not testable."""
+    parallel = _c3_rows((1.0, 0.998), (0.99, 0.995), align=0.998)
+    c = _c3_claims([_net("mlp3", parallel), _net("cnn3", parallel)])
+    assert c["table1.c3_frozen"]["verdict"] == "not testable" and c["table1.c3_free"]["verdict"] == "not testable"
+    assert "0/8 digits with |cos(g_x, v₁)| < 0.9" in c["table1.c3_frozen"]["cause"]
+    three = _c3_rows((1.0, 0.5), (0.4, 0.95), align=[0.5] * 3 + [0.99] * 5)
+    assert _c3_claims([_net("mlp3", three)])["table1.c3_frozen"]["verdict"] == "not testable"
+    res = _regime_results([_net("mlp3", three)])
+    res.update(c3_min_digits=3)  # the minimum is a parameter: three eligible digits then suffice
+    assert {c["id"]: c["verdict"] for c in table1.claims(res)}["table1.c3_frozen"] == "holds"
+    # results without the per-digit record (earlier versions) are not testable either
+    old = [_c3(1e-3, 1.0, 0.5), _c3(10.0, 0.4, 0.95)]
+    assert "earlier version" in _c3_claims([_net("mlp3", old)])["table1.c3_frozen"]["cause"]
 
 
 def test_verdict_can_fail_c3_free_apart_from_frozen():
-    rows = [_c3(1e-3, 1.0, 0.5, free=(1.0, 0.5)), _c3(10.0, 0.4, 0.95, free=(0.5, 0.3))]  # free turns away from both
-    v = _verdicts([_net("mlp3", rows)])
-    assert v["table1.c3_frozen"] == "holds" and v["table1.c3_free"] == "does not hold"
-    (c,) = [c for c in table1.claims(_regime_results([_net("mlp3", rows)])) if c["id"] == "table1.c3_free"]
-    assert "0.3" in c["measured"] and "smallest" in c["rule"] and "free gating" in c["claim"]
+    rows = _c3_rows((1.0, 0.5), (0.4, 0.95), free=((1.0, 0.5), (0.5, 0.3)))  # free turns away from both
+    c = _c3_claims([_net("mlp3", rows)])
+    assert c["table1.c3_frozen"]["verdict"] == "holds" and c["table1.c3_free"]["verdict"] == "does not hold"
+    f = c["table1.c3_free"]
+    assert "0.3" in f["measured"] and "smallest" in f["rule"] and "free gating" in f["claim"]
+    assert "seeds not yet resampled" in f["rule"] and "mlp3: median t" in f["cause"]
 
 
 def test_attack_regime_claim_names_its_protocol():
@@ -190,6 +234,11 @@ def test_table1_command_tiny(tiny_env):
     assert [c["id"] for c in claims] == ["table1.attack_regime_frozen", "table1.attack_regime_free",
                                          "table1.c3_frozen", "table1.c3_free",
                                          "table1.kappa_small", "table1.beats_first_order"]
+    # C.3's per-digit record in the first and the last row of the grid, |cos(g_x, v₁)| at x in [0, 1]
+    rec = row["regimes"][0]["c3_per_digit"]
+    assert len(rec["cos_gx_v1_clean"]) == row["n_samples"] and "c3_per_digit" in row["regimes"][-1]
+    assert all(0 <= a <= 1 + 1e-12 for a in rec["cos_gx_v1_clean"])
+    assert len(rec["cos_delta_v1_free"]) == row["n_samples"]
     # the ODE reference: frozen at every β, free at the free attack regime's β; κ(m) against it
     assert all(q["ode_solved"] == row["n_samples"] and q["kappa_ode"] is not None for q in row["regimes"])
     free_ode = [q for q in row["regimes"] if q.get("kappa_ode_free") is not None]

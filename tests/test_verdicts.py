@@ -143,3 +143,13 @@ def test_claims_carry_the_statistic_as_data():
         claim("x.y", "t", paper="p", protocol="q", measured="m", rule="r", verdict="inconclusive", statistic=stat)
     with pytest.raises(ValueError, match="lacks"):
         claim("x.y", "t", paper="p", protocol="q", measured="m", rule="r", verdict="holds", statistic={"name": "a"})
+
+
+def test_holm_verdicts_each_direction():
+    vs = V.holm_verdicts([1e-4, 0.9999, 0.3, np.nan], [0.9999, 1e-4, 0.7, np.nan])
+    assert [str(v) for v in vs] == ["holds", "does not hold", "inconclusive", "not testable"]
+    # alone significant, not after Holm over a family of 10 tests (20 one-sided p-values)
+    assert str(V.holm_verdicts([0.01], [0.99])[0]) == "holds"
+    assert {str(v) for v in V.holm_verdicts([0.01] * 10, [0.99] * 10)} == {"inconclusive"}
+    with pytest.raises(ValueError):
+        V.holm_verdicts([0.1, 0.2], [0.3])

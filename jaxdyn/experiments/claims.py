@@ -30,11 +30,19 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-__all__ = ["VERDICTS", "claim", "could_not_read", "range_verdict", "count_verdict", "rank_verdict"]
+from jaxdyn.verdicts import combine, holm_verdicts
+
+__all__ = ["VERDICTS", "claim", "could_not_read", "range_verdict", "count_verdict", "rank_verdict", "rank_tests",
+           "family_statistic", "family_cause", "accuracy_floor_note", "rank_family", "RANK_RULE",
+           "ACCURACY_FLOOR"]
 
 VERDICTS = ("holds", "holds partly", "does not hold", "inconclusive", "not testable")
 FIELDS = ("id", "claim", "paper", "protocol", "measured", "baselines", "controls", "rule", "verdict")
 STATISTIC_FIELDS = ("name", "value", "ci", "n_digits", "n_seeds")
+#: the default test-accuracy floor of a trained MNIST network: below it the network has collapsed (a
+#: linear classifier reaches ~0.92, chance is 0.1; the adversarially trained VGG-11 of Fig. 5 at quick
+#: scale reached 0.52) and a claim about trained networks is "not testable" on it, never "does not hold"
+ACCURACY_FLOOR = 0.8
 
 
 def claim(id: str, claim: str, *, paper: str, protocol: str, measured: str, rule: str, verdict: str,
@@ -94,22 +102,88 @@ def count_verdict(ok: Sequence[bool]) -> str:
     return "holds partly" if any(ok) else "does not hold"
 
 
-def rank_verdict(rhos: Sequence[dict], *, alpha: float = 0.05) -> str:
-    """Verdict for "these quantities rise together" from Spearman results (``{"rho", "p"}``, and
-    optionally ``"null_hi"``: the upper (e.g. 95 %) quantile of a null model's ρ).
+def _one_sided(r: dict) -> tuple[float, float]:
+    """``(p_claim, p_against)`` of one Spearman result: the two-sided ``p`` halved on ρ's side
+    (``1 - p/2`` on the other); the claim's side also needs ``p_null`` (``P(null ≥ ρ)``, the
+    intersection of both tests: the larger p) or, without it, ``ρ > null_hi`` (else p 1)."""
+    rho, p = float(r["rho"]), float(r["p"])
+    if not r.get("testable", True) or not (math.isfinite(rho) and math.isfinite(p)):
+        return float("nan"), float("nan")
+    pos = p / 2 if rho > 0 else 1 - p / 2
+    neg = p / 2 if rho < 0 else 1 - p / 2
+    if r.get("p_null") is not None:  # an undefined null p-value cannot support the claim
+        pn = float(r["p_null"])
+        pos = max(pos, pn) if math.isfinite(pn) else 1.0
+    elif "null_hi" in r and not rho > r["null_hi"]:
+        pos = 1.0
+    return pos, neg
 
-    A ρ is *above its null* when it is > 0 and, if it carries ``null_hi``, > ``null_hi`` (a ρ inside
-    the null band is null-level, like ρ ≤ 0); *significant* when also ``p < alpha``.
-    ``"does not hold"``: some ρ is significantly negative (ρ < 0, p < ``alpha``), or none is
-    significant and some is not above its null (or none could be computed); ``"holds"``: every ρ
-    significant; ``"holds partly"``: otherwise (every ρ above its null, or some significant)."""
-    rhos = [r for r in rhos if math.isfinite(r["rho"])]
-    if not rhos or any(r["rho"] < 0 and r["p"] < alpha for r in rhos):
-        return "does not hold"
-    pos = [r["rho"] > max(0.0, r.get("null_hi", 0.0)) for r in rhos]
-    sig = [ok and r["p"] < alpha for ok, r in zip(pos, rhos)]
-    if all(sig):
-        return "holds"
-    if all(pos) or any(sig):
-        return "holds partly"
-    return "does not hold"
+
+def rank_tests(rhos: Sequence[dict], *, alpha: float = 0.05) -> list[str]:
+    """Per Spearman result (``{"rho", "p"}``, ``p`` two-sided; optionally ``"p_null"``, the one-sided
+    p-value of a null model ``P(null ≥ ρ)``, or ``"null_hi"``, its upper quantile; ``"testable":
+    False`` for a network below its accuracy floor), its verdict after Holm over the family
+    (:func:`jaxdyn.verdicts.holm_verdicts`): holds when ρ > 0 is significant (and beyond the null),
+    does not hold when ρ < 0 is, inconclusive when neither, not testable without a ρ."""
+    pairs = [_one_sided(r) for r in rhos]
+    return [str(v) for v in holm_verdicts([a for a, _ in pairs], [b for _, b in pairs], alpha=alpha)]
+
+
+def rank_verdict(rhos: Sequence[dict], *, alpha: float = 0.05) -> str:
+    """Verdict for "these quantities rise together": :func:`rank_tests` (Holm over the family of
+    one-sided tests, both directions) combined by :func:`jaxdyn.verdicts.combine`: holds when every
+    testable ρ holds; does not hold when every one does not; holds partly when some hold and the
+    rest do not; inconclusive otherwise; not testable when none is testable (or there is none)."""
+    return str(combine(rank_tests(rhos, alpha=alpha)))
+
+
+RANK_RULE = ("one-sided tests of ρ > 0 (two-sided Spearman p halved on ρ's side{null}) and of ρ < 0, Holm's correction "
+             "over all {k} one-sided p-values of the family at α = {alpha}: a ρ holds when ρ > 0 is significant, does "
+             "not hold when ρ < 0 is, is inconclusive otherwise; the claim holds when every ρ holds, does not hold "
+             "when every ρ does not, holds partly when some hold and the rest do not, is inconclusive otherwise; "
+             "not testable for a network below the accuracy floor {floor} (test accuracy){extra}; over digits of one "
+             "network per architecture; seeds not yet resampled")
+
+
+def family_statistic(name: str, verdicts: Sequence[str], *, n_digits: int, n_seeds: int = 1) -> dict:
+    """The ``statistic`` field of a claim decided by a family of tests: ``value`` the number of tests
+    that hold after Holm, ``ci`` ``None`` (a count of decisions has no bootstrap interval: the
+    family-wise error α is its guarantee), the counts of each verdict, ``n_digits``, ``n_seeds``."""
+    vs = [str(v) for v in verdicts]
+    return dict(name=name, value=vs.count("holds"), ci=None, n_tests=len(vs), correction="Holm",
+                **{f"n_{v.replace(' ', '_')}": vs.count(v) for v in VERDICTS if v != "holds partly"},
+                n_digits=int(n_digits), n_seeds=int(n_seeds))
+
+
+def family_cause(labels: Sequence[str], verdicts: Sequence[str]) -> str:
+    """The measured reason of a family's verdict: which tests hold, do not, are inconclusive or not
+    testable (after Holm)."""
+    groups = {v: [lb for lb, w in zip(labels, verdicts) if str(w) == v] for v in VERDICTS}
+    parts = [f"{v}: {len(ls)}/{len(labels)} ({', '.join(ls)})" for v, ls in groups.items() if ls]
+    return "after Holm over the family, " + "; ".join(parts) if parts else "no test in the family"
+
+
+def accuracy_floor_note(accuracies: dict, floor: float) -> tuple[dict, str]:
+    """``({network: testable}, text)``: a network whose test accuracy is below ``floor`` (or unknown
+    is kept) has collapsed, the premise of a claim about a trained network is absent there."""
+    ok = {m: not (a is not None and math.isfinite(a) and a < floor) for m, a in accuracies.items()}
+    low = [f"{m} ({accuracies[m]:.3g})" for m, t in ok.items() if not t]
+    return ok, (f"below the accuracy floor {floor}: {', '.join(low)}" if low else "")
+
+
+def rank_family(tests: Sequence[tuple[str, str, dict]], *, accuracies: dict, floor: float, name: str,
+                n_digits: int, seed: int = 0, alpha: float = 0.05) -> dict:
+    """The verdict fields of a claim decided by a family of Spearman results ``tests`` (``[(network,
+    label, {"rho", "p", ...})]``, :func:`rank_tests`), the networks below ``floor`` (``accuracies``:
+    network -> test accuracy) made not testable: ``{"verdict", "statistic", "per_seed", "cause"}``
+    (``cause`` ``None`` when it holds) and ``"floor"``, the text naming the networks below the floor."""
+    ok, floor_text = accuracy_floor_note(accuracies, floor)
+    rhos = [dict(r, testable=ok.get(m, True)) for m, _, r in tests]
+    vs = rank_tests(rhos, alpha=alpha)
+    v = str(combine(vs))
+    stat = family_statistic(name, vs, n_digits=n_digits)
+    cause = None
+    if v != "holds":
+        cause = family_cause([f"{m} {lb}" for m, lb, _ in tests], vs) + (f"; {floor_text}" if floor_text else "")
+    return dict(verdict=v, statistic=stat, cause=cause, floor=floor_text,
+                per_seed=[dict(seed=int(seed), value=stat["value"], verdict=v)])

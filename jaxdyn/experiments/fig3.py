@@ -47,7 +47,7 @@ import numpy as np
 
 from jaxdyn.experiments import _common as C
 from jaxdyn import stats
-from jaxdyn.experiments.claims import claim, rank_verdict
+from jaxdyn.experiments.claims import ACCURACY_FLOOR, RANK_RULE, claim, rank_family
 from jaxdyn.metrics import spearman
 
 name = "fig3"
@@ -157,7 +157,20 @@ def claims(results: dict) -> list[dict]:
     note = (f"at fixed β, A = β H̄_z‖g̃_x‖² has the ranks of H̄_z‖g̃_x‖², counted once; Â is A along the "
             f"free-gating trajectory (= A under A2; {twin})")
 
-    head = [d["controls"]["partial_rho"]["vanilla_gw"][k] for d in models.values() for k in counted]
+    floor = (results.get("config") or {}).get("accuracy_floor", ACCURACY_FLOOR)
+    accs = {m: d.get("test_accuracy") for m, d in models.items()}
+    n_un = sum(d["controls"]["unflipped_only"]["n"] for d in models.values())
+
+    def decide(tests, n_digits, k_name, what):
+        f = rank_family(tests, accuracies=accs, floor=floor, name=k_name, n_digits=n_digits,
+                        seed=(results.get("config") or {}).get("seed", 0))
+        rule = RANK_RULE.format(null="", k=2 * len(tests), alpha=0.05, floor=floor,
+                                extra=f" ({f['floor']})" if f["floor"] else "")
+        return dict(rule=f"{what}; {rule}", verdict=f["verdict"], statistic=f["statistic"], cause=f["cause"],
+                    per_seed=f["per_seed"])
+
+    head = [(m, f"ρ({k.replace('|', ', ')})", d["controls"]["partial_rho"]["vanilla_gw"][k])
+            for m, d in models.items() for k in counted]
     c_head = claim(
         "fig3.influence", "C.5 (Fig. 3): on the digits the attack has not flipped (Lemma 1's regime), larger H̄_z and Â "
         "give larger |g̃_xᵀΔg̃_x| and ‖Δg_W‖ beyond the vanilla scale ‖g_W‖",
@@ -174,12 +187,12 @@ def claims(results: dict) -> list[dict]:
                            f"(n {d['controls']['flipped_only']['n']}), partial ρ given ‖g_W‖: "
                            f"{_rhos(d['controls']['flipped_only']['partial_rho'], counted)}" for m, d in models.items())
                  + "; " + note,
-        rule="partial Spearman ρ(x, y | ‖g_W‖ at x) over the unflipped digits, x ∈ {H̄_z, Â}, y ∈ {|φ*|, ‖Δg_W‖}, per "
-             "network; does not hold if any is significantly negative (p < 0.05); holds if every ρ > 0 with p < 0.05; "
-             "holds partly if every ρ > 0 or some significant",
-        verdict=rank_verdict(head))
+        **decide(head, n_un, "partial ρ given ‖g_W‖ holding after Holm",
+                 "partial Spearman ρ(x, y | ‖g_W‖ at x) over the unflipped digits, x ∈ {H̄_z, Â}, y ∈ {|φ*|, "
+                 "‖Δg_W‖}, per network"))
 
-    expo = [r for d in models.values() for r in d["controls"]["exponential"].values()]
+    expo = [(m, f"ρ(A, {k.split('|')[1]})", r) for m, d in models.items()
+            for k, r in d["controls"]["exponential"].items()]
     c_exp = claim(
         "fig3.exponential", "Theorem 3's e^A (not its first-order part A) drives the effect: on unflipped digits the "
         "real attack's effect over its first-order surrogate rises with A",
@@ -191,12 +204,11 @@ def claims(results: dict) -> list[dict]:
             f"{y} {fmt(v['median_diff'])} (larger in {fmt(v['frac_greater'])}, Wilcoxon p {fmt(v['p'], 1)})"
             for y, v in d["controls"]["vs_first_order"].items()) for m, d in models.items()),
         controls="first-order surrogate: the same measurement at δ = β g_x (curvature-free, real network)",
-        rule="Spearman ρ(A, |φ*|/|φ̂_fo|) and ρ(A, ‖Δg_W‖/‖Δg_W^fo‖) per network over unflipped digits; does not hold if "
-             "any is significantly negative; holds if every ρ > 0 with p < 0.05; holds partly if every ρ > 0 or some "
-             "significant",
-        verdict=rank_verdict(expo))
+        **decide(expo, n_un, "ρ(A, real / first order) holding after Holm",
+                 "Spearman ρ(A, |φ*|/|φ̂_fo|) and ρ(A, ‖Δg_W‖/‖Δg_W^fo‖) per network over unflipped digits"))
 
-    rhos = [r for d in models.values() for r in d["spearman"].values()]
+    rhos = [(m, f"ρ({k.replace('|', ', ')})", r) for m, d in models.items() for k, r in d["spearman"].items()]
+    n_all = sum(int(d.get("n_samples") or 0) for d in models.values())
     c_paper = claim(
         "fig3.paper_protocol", "paper protocol (Fig. 3): samples with large H̄_z, H̄_z‖g̃_x‖², Â get larger |g̃_xᵀΔg̃_x| "
         "and ‖Δg_W‖ (all digits, plain ρ)",
@@ -206,9 +218,8 @@ def claims(results: dict) -> list[dict]:
             + ", ".join(fmt(r['rho']) for r in sv['spearman'].values()) for a0, sv in (d.get("sensitivity") or {}).items())
             for m, d in models.items()),
         controls="none in this protocol (see fig3.influence); " + note,
-        rule="Spearman ρ of each of the 3 × 2 pairs per network over all digits; does not hold if any is significantly "
-             "negative; holds: every ρ > 0 with p < 0.05; holds partly: every ρ > 0 or some significant",
-        verdict=rank_verdict(rhos))
+        **decide(rhos, n_all, "plain ρ holding after Holm",
+                 "Spearman ρ of each of the 3 × 2 pairs per network over all digits"))
     return [c_head, c_exp, c_paper]
 
 

@@ -22,7 +22,8 @@ has a large cosine whatever the directions. The headline (``fig4.dominance``) th
   must exceed the null's 95 % quantile (``controls.null`` in the JSON holds its quantiles, for the
   leave-one-out, unit and the paper's cosine).
 
-Verdicts by :func:`jaxdyn.experiments.claims.rank_verdict` (a significantly negative ρ: does not hold).
+Verdicts by :func:`jaxdyn.experiments.claims.rank_family` (Holm over the family of one-sided tests;
+a significantly negative ρ: does not hold; a network below ``accuracy_floor``: not testable).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import numpy as np
 
 from jaxdyn.experiments import _common as C
 from jaxdyn import stats
-from jaxdyn.experiments.claims import claim, rank_verdict
+from jaxdyn.experiments.claims import ACCURACY_FLOOR, RANK_RULE, claim, rank_family
 from jaxdyn.metrics import spearman
 
 name = "fig4"
@@ -143,8 +144,19 @@ def claims(results: dict) -> list[dict]:
                          f"n {d.get('n_samples')} ({d['controls']['n_unflipped']} not flipped), {len(d['groups']['cos'])} "
                          f"groups, first layer {d.get('first_layer')} (d {d['controls']['dim']})"
                          for m, d in models.items()) + f"; {results.get('dtype', 'float64')}; raw attack, free gating"
-    head = [dict(d["controls"]["null"]["loo"]["spearman"], null_hi=d["controls"]["null"]["loo"]["quantiles"]["0.95"])
-            for d in models.values()]
+    cfg = results.get("config") or {}
+    floor, accs = cfg.get("accuracy_floor", ACCURACY_FLOOR), {m: d.get("test_accuracy") for m, d in models.items()}
+
+    def decide(tests, n_digits, k_name, what, null=""):
+        f = rank_family(tests, accuracies=accs, floor=floor, name=k_name, n_digits=n_digits, seed=cfg.get("seed", 0))
+        rule = RANK_RULE.format(null=null, k=2 * len(tests), alpha=0.05, floor=floor,
+                                extra=f" ({f['floor']})" if f["floor"] else "")
+        return dict(rule=f"{what}; {rule}", verdict=f["verdict"], statistic=f["statistic"], cause=f["cause"],
+                    per_seed=f["per_seed"])
+
+    head = [(m, "ρ(Â, cos_loo)", dict(d["controls"]["null"]["loo"]["spearman"],
+                                      null_hi=d["controls"]["null"]["loo"]["quantiles"]["0.95"],
+                                      p_null=d["controls"]["null"]["loo"].get("p_above"))) for m, d in models.items()]
     c_head = claim(
         "fig4.dominance", "C.5 (Fig. 4): on unflipped digits, the larger Â, the closer Δg_W|x to the mean of the other "
         "digits' Δg_W, beyond what the norms alone give",
@@ -154,11 +166,12 @@ def claims(results: dict) -> list[dict]:
         baselines="; ".join(f"{m}: to the mean of unit vectors: {_null_text(d['controls']['null']['unit_loo'])}; flipped "
                             f"digits apart: ρ {fmt(d['controls']['flipped_only']['rho'])}" for m, d in models.items()),
         controls="norm-only null: random directions in R^d with the real ‖Δg_W‖, ρ recomputed per draw",
-        rule="per network Spearman ρ(Â, cos_loo) over unflipped digits; does not hold if any ρ < 0 with p < 0.05; a ρ "
-             "counts only above the null's 95 % quantile; holds: every ρ above it with p < 0.05; holds partly: every "
-             "ρ above it or some significant; else does not hold",
-        verdict=rank_verdict(head))
-    rhos = [r for d in models.values() for r in (d["spearman_groups"], d["spearman_samples"])]
+        **decide(head, sum(d["controls"]["n_unflipped"] for d in models.values()), "ρ(Â, cos_loo) holding after Holm",
+                 "per network Spearman ρ(Â, cos_loo) over unflipped digits",
+                 null="; the claim's side also needs the norm-only null's P(null ≥ ρ), the larger of the two p-values "
+                      "counting"))
+    rhos = [(m, lb, d[k]) for m, d in models.items() for lb, k in (("ρ(groups)", "spearman_groups"),
+                                                                  ("ρ(samples)", "spearman_samples"))]
     paper_measured = "; ".join(
         f"{m}: mean cos per Â-group {fmt(d['groups']['cos'][0])} → {fmt(d['groups']['cos'][-1])}, ρ(groups) "
         f"{fmt(d['spearman_groups']['rho'])} (p {fmt(d['spearman_groups']['p'], 1)}), ρ(samples) "
@@ -169,9 +182,8 @@ def claims(results: dict) -> list[dict]:
         "(x in the mean, all digits)", paper="rises with Â over 10 groups", protocol=protocol, measured=paper_measured,
         controls="; ".join(f"{m}: the same ρ(samples) against the norm-only null: {_null_text(d['controls']['null']['paper'])}"
                            for m, d in models.items()) + " (not in this rule; see fig4.dominance)",
-        rule="Spearman ρ of (group mean Â, group mean cos) and of (Â, cos) over samples; does not hold if any ρ < 0 with "
-             "p < 0.05; holds: all ρ > 0 with p < 0.05 for every network; holds partly: all ρ > 0 or some significant",
-        verdict=rank_verdict(rhos))
+        **decide(rhos, sum(int(d.get("n_samples") or 0) for d in models.values()), "ρ holding after Holm",
+                 "Spearman ρ of (group mean Â, group mean cos) and of (Â, cos) over samples, per network"))
     return [c_head, c_paper]
 
 

@@ -31,7 +31,8 @@ Claims (:func:`claims`):
   (0.5), frozen and free apart, Theorem 2 must beat the first-order baseline by the factor
   ``verdict_factor`` (κ < first-order κ / F), both against the ODE reference where solved;
 * **C.3** (:func:`c3_claims`): cos(δ*, g_x) leads |cos(δ*, v₁)| by ``c3_margin`` at the smallest β
-  and trails it by as much at the largest;
+  and trails it by as much at the largest, per digit, on the digits with |cos(g_x, v₁)| <
+  ``c3_max_cos`` at x (else "not testable" when fewer than ``c3_min_digits`` remain);
 * **paper protocol**: κ at the documented small β (``beta``, 1e-3) with the A2 attack through
   the network, against the paper's range — kept because it is what the paper did; at this β no
   digit flips and κ is mostly the Euler gap, so it cannot tell a good theory from a bad one.
@@ -55,6 +56,7 @@ import numpy as np
 from jaxdyn import regimes as R
 from jaxdyn.attacks import attack
 from jaxdyn.experiments import _common as C
+from jaxdyn.experiments import _table1_c3
 from jaxdyn.models import logits_fn
 from jaxdyn.theory import prepare
 
@@ -84,10 +86,13 @@ class Config(C.TableAttackConfig):
     ode_max_steps: int = _help("the free ODE's cap on attempted steps per digit (then reported unsolved; frozen: 4096)")
     ode_free: str = _help("where the free-gating ODE runs: 'attack' (the free attack-regime β), 'all' or 'none'")
     c3_margin: float = _help("C.3's rule: the winning cosine must lead by at least this")
+    c3_max_cos: float = _help("C.3's rule runs on the digits with |cos(g_x, v1)| below this at x (claims only)")
+    c3_min_digits: int = _help("C.3 is 'not testable' on a network with fewer eligible digits (claims only)")
 
 
 _REGIME = dict(flip_range=(0.05, 0.5), regime_factor=3.0, flip_target=0.5, verdict_factor=2.0, ode_rtol=1e-6,
-               ode_free="attack", c3_margin=0.01)
+               ode_free="attack", c3_margin=0.01, c3_max_cos=_table1_c3.C3_MAX_COS,
+               c3_min_digits=_table1_c3.C3_MIN_DIGITS)
 #: Scale presets. ``beta`` is the documented strength of the paper protocol; ``betas`` the start
 #: of the regime grid (``beta`` is added to it).
 SCALES = {
@@ -111,6 +116,9 @@ def config(scale: str = "quick", **overrides) -> Config:
     C.check_table_models(cfg.models, scale, what="Table 1")
     C.check_fields(cfg, positive=("beta", "betas", "verdict_factor", "ode_rtol"),
                    counts=("n_samples", "steps", "m_grid", "ode_m_grid", "chunk", "max_betas", "ode_max_steps"))
+    if not (0 < cfg.c3_max_cos <= 1 and isinstance(cfg.c3_min_digits, int) and cfg.c3_min_digits >= 1):
+        raise ValueError(f"need 0 < c3_max_cos <= 1 and an integer c3_min_digits >= 1, got {cfg.c3_max_cos}, "
+                         f"{cfg.c3_min_digits}")
     if cfg.ode_free not in ("attack", "all", "none") or not 0 <= cfg.c3_margin < 1:
         raise ValueError(f"ode_free must be 'attack', 'all' or 'none' and 0 <= c3_margin < 1, got {cfg.ode_free!r}, "
                          f"{cfg.c3_margin}")
@@ -244,7 +252,7 @@ def run(cfg: Config, out: Path, progress: bool = True) -> dict:
     return C.table_results(cfg, rows, key="kappa", base="kappa_first_order", m_grid=list(cfg.m_grid),
                            flip_range=list(cfg.flip_range), flip_target=cfg.flip_target,
                            verdict_factor=cfg.verdict_factor, ode_m_grid=list(cfg.ode_m_grid), ode_rtol=cfg.ode_rtol,
-                           c3_margin=cfg.c3_margin)
+                           c3_margin=cfg.c3_margin, c3_max_cos=cfg.c3_max_cos, c3_min_digits=cfg.c3_min_digits)
 
 
 # --- output ------------------------------------------------------------------------------
@@ -338,47 +346,9 @@ def regime_claims(results: dict) -> list[dict]:
 
 
 def c3_claims(results: dict) -> list[dict]:
-    """Conclusion C.3 as a verdict, frozen and free apart: δ* ∥ g_x at small βλ₁, ∥ v₁ at large βλ₁."""
-    from jaxdyn.experiments.claims import claim, count_verdict
-
-    rows = [r for r in results["rows"] if r.get("regimes")]
-    if not rows:
-        return []
-    M, fmt, out = results.get("c3_margin", 0.01), C.fmt, []
-    for gating in ("frozen", "free"):
-        sfx = "" if gating == "frozen" else "_free"
-        per = []
-        for r in rows:
-            reg = sorted(r["regimes"], key=lambda q: q["beta"])
-            lo, hi = reg[0], reg[-1]
-            c = lambda q, k: q.get(k + sfx)  # noqa: E731
-            nums = [c(lo, "cos_delta_gx"), c(lo, "cos_delta_v1"), c(hi, "cos_delta_gx"), c(hi, "cos_delta_v1")]
-            ok = None not in nums and nums[0] - nums[1] >= M and nums[3] - nums[2] >= M
-            per.append((r["model"], lo, hi, bool(ok)))
-        q = lambda p, k: fmt(p.get(k + sfx))  # noqa: E731
-        out.append(claim(
-            f"{name}.c3_{gating}",
-            f"C.3: the attack's direction turns from g_x (small βλ₁) to v₁, the top eigenvector of H̄_x (large "
-            f"βλ₁) ({'A2, frozen gating' if gating == 'frozen' else 'free gating, the real network'})",
-            paper="conclusion C.3 (derived from Theorem 2, not measured in the paper)",
-            protocol=(f"the raw attack δ* (m = {results.get('steps')}, α = β/m, {results.get('dtype')}, "
-                      f"{results.get('n_samples')} digits; v₁ from that attack's H̄_z) at the smallest and the largest "
-                      f"β of each network's regime grid: " + "; ".join(
-                          f"{m} β={fmt(lo['beta'])} (βλ₁ {q(lo, 'beta_lambda_max')}) … β={fmt(hi['beta'])} "
-                          f"(βλ₁ {q(hi, 'beta_lambda_max')})" for m, lo, hi, _ in per) + f"; networks: {_acc(rows)}"),
-            measured="median cos(δ*, g_x) / |cos(δ*, v₁)|, small β → large β: " + ", ".join(
-                f"{m} {q(lo, 'cos_delta_gx')}/{q(lo, 'cos_delta_v1')} → {q(hi, 'cos_delta_gx')}/{q(hi, 'cos_delta_v1')}"
-                for m, lo, hi, _ in per) + f"; rule met for {sum(ok for *_, ok in per)}/{len(per)} networks",
-            baselines="the theory's own δ̂ (|cos(δ̂, v₁)|, small → large β): " + ", ".join(
-                f"{m} {q(lo, 'cos_hat_v1')} → {q(hi, 'cos_hat_v1')}" for m, lo, hi, _ in per),
-            controls="the ODE reference δ_ode (cos(δ_ode, g_x) / |cos(δ_ode, v₁)|, where solved): " + ", ".join(
-                f"{m} {q(lo, 'cos_ode_gx')}/{q(lo, 'cos_ode_v1')} → {q(hi, 'cos_ode_gx')}/{q(hi, 'cos_ode_v1')}"
-                for m, lo, hi, _ in per),
-            rule=(f"per network: at the smallest β cos(δ*, g_x) ≥ |cos(δ*, v₁)| + {fmt(M)} and at the largest β "
-                  f"|cos(δ*, v₁)| ≥ cos(δ*, g_x) + {fmt(M)} (medians); holds if for every network, holds partly "
-                  f"if for some, else does not hold (g_x ∥ v₁ already at x leaves C.3 unobservable: fails)"),
-            verdict=count_verdict([ok for *_, ok in per])))
-    return out
+    """Conclusion C.3 as a verdict, frozen and free apart, on the digits where it is observable
+    (:func:`jaxdyn.experiments._table1_c3.c3_claims`)."""
+    return _table1_c3.c3_claims(results, name=name)
 
 
 def claims(results: dict) -> list[dict]:

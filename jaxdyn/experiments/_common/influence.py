@@ -14,6 +14,7 @@ from jaxdyn.experiments._common.core import (FIGURE_ADV_BINARY, NetworksConfig, 
                                              train_summary)
 from jaxdyn.experiments._common.core import help_field as _help
 from jaxdyn.experiments._common.fields import check_keys
+from jaxdyn.experiments.claims import ACCURACY_FLOOR
 
 __all__ = ["BinaryInfluenceConfig", "BINARY_INFLUENCE_SCALES", "influence_baselines", "binary_influence", "binary_influence_runs"]
 
@@ -30,6 +31,8 @@ class BinaryInfluenceConfig(NetworksConfig):
     A0: float = _help("β is set so that the median clean-input A = β H_z ||g̃_x||² is A0")
     eta: float = _help("learning rate η of Δg̃_x = -η Δg_W g̃_h (scales φ only)")
     chunk: Optional[int] = _help("samples per compiled call (bounds memory; none: all at once)")
+    accuracy_floor: float = _help("test accuracy below which a network counts as collapsed: its tests are "
+                                  "'not testable' (claims only)")
 
     def check(self) -> None:
         """``ValueError`` for a bad value of the shared knobs."""
@@ -37,6 +40,8 @@ class BinaryInfluenceConfig(NetworksConfig):
             v = getattr(self, k)
             if v is not None and not v > 0:
                 raise ValueError(f"{k} must be > 0, got {v}")
+        if not 0 <= self.accuracy_floor < 1:
+            raise ValueError(f"accuracy_floor must lie in [0, 1), got {self.accuracy_floor}")
         if not (isinstance(self.widths, dict) and isinstance(self.train, dict) and "binary" in self.train):
             raise ValueError("widths must be a dict, and train a dict of load_or_train arguments with 'binary'")
         check_keys("widths", self.widths, self.models)  # a width for a network not measured is a typo
@@ -45,7 +50,7 @@ class BinaryInfluenceConfig(NetworksConfig):
                 raise ValueError(f"widths: the width of {k} must be a number > 0, got {w!r}")
 
 
-_BINARY_BASE = dict(models=("alexnet", "vgg11", "resnet50"), A0=1.0, eta=1e-3, seed=0)
+_BINARY_BASE = dict(models=("alexnet", "vgg11", "resnet50"), A0=1.0, eta=1e-3, seed=0, accuracy_floor=ACCURACY_FLOOR)
 #: the presets of :class:`BinaryInfluenceConfig` per scale: Figs. 3 and 4 measure the same networks
 #: on the same digits
 BINARY_INFLUENCE_SCALES = {
