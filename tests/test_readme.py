@@ -27,10 +27,11 @@ def test_first_python_block_is_found():
     assert block == "x = 1\n"
 
 
-def test_readme_python_example_runs(tmp_path):
+def test_readme_python_example_runs(tmp_path, tmp_path_factory):
     code = first_python_block(README.read_text())
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_ENABLE")}
-    env.update(HOME=str(tmp_path), MPLBACKEND="Agg")
+    # the example trains its network into the model cache: a fresh one, outside the folder it runs in
+    env.update(HOME=str(tmp_path), MPLBACKEND="Agg", JAXDYN_CACHE_DIR=str(tmp_path_factory.mktemp("readme-cache")))
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                        timeout=240)
     assert r.returncode == 0, f"the README's example failed:\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}"
