@@ -153,3 +153,18 @@ def test_holm_verdicts_each_direction():
     assert {str(v) for v in V.holm_verdicts([0.01] * 10, [0.99] * 10)} == {"inconclusive"}
     with pytest.raises(ValueError):
         V.holm_verdicts([0.1, 0.2], [0.3])
+
+
+def test_report_writes_the_claims_data_it_is_given():
+    from jaxdyn.experiments.report import _statistic_lines
+
+    iv = V.hierarchical_bootstrap(_groups([1.5, 1.6]))
+    c = claim("x.y", "t", paper="p", protocol="q", measured="m", rule="r", verdict="does not hold",
+              statistic=V.statistic_record("median ratio", iv), per_seed=V.per_seed(_groups([1.5, 1.6]), 1.0),
+              cause="the ratio exceeds 1 on every network")
+    lines = _statistic_lines(c)
+    assert lines[0].startswith("- statistic: median ratio = ") and "95 % interval" in lines[0]
+    assert "(80 digits, 2 seeds)" in lines[0]
+    assert lines[1] == "- per seed: seed 0: does not hold; seed 1: does not hold"
+    assert lines[2] == "- cause: the ratio exceeds 1 on every network"
+    assert _statistic_lines({"verdict": "holds"}) == []

@@ -72,6 +72,7 @@ def render(records: Sequence[dict], *, scale: str, seed: int, total_s: float,
                      f"- paper: {c['paper']}", f"- protocol: {c['protocol']}", f"- measured: {c['measured']}"]
             body += [f"- {k}: {c[k]}" for k in ("baselines", "controls") if c.get(k)]
             body += [f"- rule: {c['rule']}"]
+            body += _statistic_lines(c)
         for p in rec.get("png", []):
             body += ["", f"![{Path(p).stem}]({link(stage, p)})"]
         for p in rec.get("md", []):
@@ -79,6 +80,27 @@ def render(records: Sequence[dict], *, scale: str, seed: int, total_s: float,
         sections.append("\n".join(body) + "\n")
     lines += ["", *stage_times(records)]  # after the summary's rows, not inside its table
     return "\n".join(lines) + "\n\n" + "\n".join(sections)
+
+
+def _statistic_lines(c: dict) -> list[str]:
+    """The claims-as-data fields of a claim, as written (the statistic with its interval, the verdict
+    per seed, the measured cause); nothing for a claim without them."""
+    out = []
+    st = c.get("statistic")
+    if st:
+        ci = st.get("ci")
+        iv = f", {100 * st.get('level', 0.95):g} % interval [{_num(ci[0])}, {_num(ci[1])}]" if ci else ""
+        out.append(f"- statistic: {st['name']} = {_num(st['value'])}{iv} ({st['n_digits']} digits, "
+                   f"{st['n_seeds']} seed{'s' if st['n_seeds'] != 1 else ''})")
+    if c.get("per_seed"):
+        out.append("- per seed: " + "; ".join(f"seed {r['seed']}: {r['verdict']}" for r in c["per_seed"]))
+    if c.get("cause"):
+        out.append(f"- cause: {c['cause']}")
+    return out
+
+
+def _num(v) -> str:
+    return f"{v:.3g}" if isinstance(v, (int, float)) else str(v)
 
 
 def train_seconds(results) -> float | None:
