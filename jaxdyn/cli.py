@@ -7,8 +7,10 @@ its help), plus the scale (``--quick``, default; ``--full``), ``--out``, ``--for
 ``reproduce``. The top-level ``--help`` imports neither jax nor any experiment (the one-line
 help of each command is read from its module's docstring).
 
-Errors are one ``error:`` line: exit code 2 for bad input, 1 for a failure at run time (set
-``JAXDYN_DEBUG=1`` for its traceback), 130 when interrupted.
+Errors are one ``error:`` line: exit code 2 for bad input (an ``--out`` held by another live
+run included: :mod:`jaxdyn.runlock`), 1 for a failure at run time (a full disk or an unwritable
+file included: :class:`jaxdyn.results.WriteError`; set ``JAXDYN_DEBUG=1`` for the traceback of
+other failures), 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -134,6 +136,19 @@ def _run_experiment(name: str, args) -> dict:
     return rec
 
 
+def _run_command(args) -> None:
+    if args.command in EXPERIMENTS:
+        _run_experiment(args.command, args)
+        return
+    from jaxdyn.results import to_json_tree, write_json_atomic
+
+    mod = importlib.import_module(COMMANDS[args.command])
+    results = mod.run(args)
+    if results is not None:
+        write_json_atomic(args.out / "config.json", to_json_tree(vars(args)))
+        write_json_atomic(args.out / getattr(mod, "RESULT_NAME", "results.json"), results)
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
@@ -146,18 +161,15 @@ def main(argv=None) -> int:
     import jax
 
     x64 = jax.config.jax_enable_x64  # experiments switch float64 on; the caller's setting is restored
-    try:
-        if args.command in EXPERIMENTS:
-            _run_experiment(args.command, args)
-        else:
-            from jaxdyn.results import check_writable, to_json_tree, write_json_atomic
+    from jaxdyn.results import WriteError
+    from jaxdyn.runlock import hold
 
-            mod = importlib.import_module(COMMANDS[args.command])
-            check_writable(args.out)
-            results = mod.run(args)
-            if results is not None:
-                write_json_atomic(args.out / "config.json", to_json_tree(vars(args)))
-                write_json_atomic(args.out / getattr(mod, "RESULT_NAME", "results.json"), results)
+    try:
+        with hold(args.out):  # one folder, one run: a second run into a held --out is refused at once
+            _run_command(args)
+    except WriteError as e:  # a full disk, an unwritable file: what was written before is intact
+        print(f"error: {e} (free space or fix the file, then run the same command again to resume)", file=sys.stderr)
+        return 1
     except (ValueError, FileNotFoundError) as e:  # bad input or missing data: a message, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2

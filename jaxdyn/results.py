@@ -10,29 +10,82 @@ This module imports neither jax nor numpy at import time.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["write_bytes_atomic", "write_text_atomic", "write_json_atomic", "jsonable", "to_json_tree",
+__all__ = ["WriteError", "atomic_path", "write_bytes_atomic", "copy_atomic", "append_line_atomic", "write_text_atomic", "write_json_atomic", "jsonable", "to_json_tree",
            "read_json", "check_writable"]
 
 
-def write_bytes_atomic(path, blob: bytes) -> None:
-    """Write ``blob`` to ``path`` atomically (parent directories are created)."""
+class WriteError(OSError):
+    """A result could not be written (a full disk, a read-only or unwritable file): the message
+    names the file and the reason. The file is as it was before (old content or absent), never
+    half-written. The command line reports it as one ``error:`` line, exit code 1."""
+
+
+def _write_error(path: Path, e: OSError) -> WriteError:
+    why = e.strerror or str(e)
+    code = errno.errorcode.get(e.errno, "") if e.errno else ""
+    err = WriteError(e.errno, f"cannot write {path}: {why}{f' ({code})' if code else ''}; the results "
+                              f"written before are intact")
+    err.path = str(path)
+    return err
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path in ``path``'s folder (same suffix) to write to; on success it is
+    ``os.replace``-d onto ``path``, on failure removed. An ``OSError`` while writing (e.g. ENOSPC)
+    becomes a :class:`WriteError` naming ``path``. For writers that want a file name, like
+    matplotlib's ``savefig``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(blob)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+        os.close(fd)
+        yield Path(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp = None
+    except WriteError:
         raise
+    except OSError as e:
+        raise _write_error(path, e) from e
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_bytes_atomic(path, blob: bytes) -> None:
+    """Write ``blob`` to ``path`` atomically (parent directories are created); a failure raises
+    :class:`WriteError` and leaves ``path`` as it was."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(blob)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def append_line_atomic(path, line: str) -> None:
+    """Append one line to a small log file (e.g. ``metrics.jsonl``) by rewriting it atomically:
+    a full disk or a kill never leaves half a line."""
+    path = Path(path)
+    old = path.read_bytes() if path.exists() else b""
+    if old and not old.endswith(b"\n"):
+        old += b"\n"
+    write_bytes_atomic(path, old + line.rstrip("\n").encode("utf-8") + b"\n")
+
+
+def copy_atomic(src, dst) -> None:
+    """Copy the file ``src`` to ``dst`` atomically (``--figures-dir``)."""
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
 
 
 def write_text_atomic(path, text: str) -> None:

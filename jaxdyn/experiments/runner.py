@@ -20,14 +20,18 @@ them, and running it again with the same config resumes from them (a different c
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from jaxdyn.experiments.claims import could_not_read
-from jaxdyn.results import check_writable, read_json, to_json_tree, write_json_atomic
+from jaxdyn.runlock import hold
+from jaxdyn.results import copy_atomic, read_json, to_json_tree, write_json_atomic
 
 __all__ = ["execute", "results_file", "safe_claims", "outputs", "Pieces"]
 
@@ -55,6 +59,7 @@ class Pieces:
                 path.unlink()
         value = to_json_tree(fn())
         write_json_atomic(path, value)
+        _after_piece_stored()
         return value
 
     def done(self) -> list[str]:
@@ -62,6 +67,19 @@ class Pieces:
 
     def clear(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+#: test hook: ``JAXDYN_KILL_AFTER_PIECES=N`` SIGKILLs this process once it has stored N pieces (in all
+#: the runs of the process together), to test that a killed run resumes to the same numbers
+KILL_AFTER_PIECES_ENV = "JAXDYN_KILL_AFTER_PIECES"
+_stored = [0]
+
+
+def _after_piece_stored() -> None:
+    _stored[0] += 1
+    n = os.environ.get(KILL_AFTER_PIECES_ENV)
+    if n and _stored[0] >= int(n):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def results_file(exp: ModuleType) -> str:
@@ -115,8 +133,18 @@ def execute(exp: ModuleType, cfg, out, *, progress: bool = True, force: bool = F
 
     Returns:
       ``{"results", "claims", "cached", "runtime_s", "png", "md"}``.
+
+    Raises:
+      jaxdyn.runlock.OutInUse: another live run holds ``out`` (:func:`jaxdyn.runlock.hold`).
+      jaxdyn.results.WriteError: a result could not be written (a full disk); what was written
+        before is intact and the same call resumes from the stored pieces.
     """
-    out = check_writable(out)
+    with hold(out) as out:
+        return _execute(exp, cfg, out, progress=progress, force=force, overwrite=overwrite, fingerprint=fingerprint,
+                        figures_dir=figures_dir)
+
+
+def _execute(exp, cfg, out: Path, *, progress, force, overwrite, fingerprint, figures_dir) -> dict:
     fp = {"experiment": exp.name, "config": to_json_tree(cfg), **(fingerprint or {})}
     same, resume, other = _reusable(out, exp, fp)
     if same and not force:
@@ -141,8 +169,9 @@ def execute(exp: ModuleType, cfg, out, *, progress: bool = True, force: bool = F
     try:
         body = exp.run(cfg, out, progress)
     except BaseException as e:  # the pieces stay; a rerun with the same config resumes from them
-        write_json_atomic(out / "run.json", dict(status="failed", fingerprint=fp, error=f"{type(e).__name__}: {e}",
-                                                 pieces=Pieces(out).done()))
+        with contextlib.suppress(OSError):  # on a full disk this may fail too: the first error is the one to see
+            write_json_atomic(out / "run.json", dict(status="failed", fingerprint=fp,
+                                                     error=f"{type(e).__name__}: {e}", pieces=Pieces(out).done()))
         raise
     runtime, cpu = time.perf_counter() - t0, time.process_time() - c0
     results = {"experiment": exp.name, "scale": cfg.scale, "seed": getattr(cfg, "seed", None),
@@ -162,6 +191,5 @@ def _copy_outputs(record: dict, figures_dir) -> None:
     if figures_dir is None:
         return
     fd = Path(figures_dir)
-    fd.mkdir(parents=True, exist_ok=True)
     for p in record["png"] + record["md"]:
-        shutil.copy2(p, fd / Path(p).name)
+        copy_atomic(p, fd / Path(p).name)
