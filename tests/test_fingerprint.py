@@ -134,6 +134,34 @@ def _reused(out: Path) -> bool:
     return "| fig4 | reused |" in (out / "REPORT.md").read_text()
 
 
+def test_stage_reused_only_for_the_same_source(tmp_path, monkeypatch):
+    """In process, with a stand-in for fig4's computation (the caching is under test, not fig4):
+    the same source reuses the stage; an edit of ``regimes.py`` in the package that the
+    fingerprint reads (a copy) recomputes it; ``--force`` recomputes regardless."""
+    from jaxdyn.experiments import load, reproduce
+
+    exp = load("fig4")
+    calls = []
+    monkeypatch.setattr(exp, "run", lambda cfg, out, progress=True: calls.append(1) or {"value": len(calls)})
+    monkeypatch.setattr(exp, "plot", lambda results, out: None)
+    monkeypatch.setattr(exp, "claims", lambda results: [])
+    copy = _copy_package(tmp_path)
+    monkeypatch.setattr(F, "PACKAGE_ROOT", copy)
+    out = tmp_path / "out"
+
+    def stage():
+        return reproduce.reproduce(scale="tiny", out=out, only=["fig4"], progress=False)["stages"]["fig4"]
+
+    assert not stage()["cached"] and len(calls) == 1
+    assert stage()["cached"] and len(calls) == 1
+    _touch(copy / "regimes.py")
+    assert not stage()["cached"] and len(calls) == 2
+    assert stage()["cached"] and len(calls) == 2
+    (copy / "experiments" / "_common" / "new_helper.py").write_text("Y = 2\n")
+    assert not stage()["cached"] and len(calls) == 3
+
+
+@pytest.mark.slow
 def test_editing_a_module_no_stage_names_recomputes_the_stage(tmp_path, data_dir):
     """End to end, in a copy of the package run as a subprocess: same source -> the stage is
     reused; ``regimes.py`` (which fig4 neither imports nor names) edited -> recomputed, the
