@@ -15,11 +15,36 @@ import errno
 import json
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
-__all__ = ["WriteError", "atomic_path", "write_bytes_atomic", "copy_atomic", "append_line_atomic", "write_text_atomic", "write_json_atomic", "jsonable", "to_json_tree",
+__all__ = ["WriteError", "atomic_path", "write_bytes_atomic", "copy_atomic", "append_line_atomic", "remove_stale_temps", "write_text_atomic", "write_json_atomic", "jsonable", "to_json_tree",
            "read_json", "check_writable"]
+
+
+#: the suffix of the temporary files (``.<name>.<random>.tmp``: no ``*.json`` / ``*.png`` glob sees them)
+TEMP_SUFFIX = ".tmp"
+#: test hook: ``JAXDYN_KILL_IN_WRITE=<text>`` SIGKILLs the process in the middle of writing a file whose
+#: name contains ``<text>`` (its bytes in the temporary file, not yet in place) — a kill "anywhere"
+KILL_IN_WRITE_ENV = "JAXDYN_KILL_IN_WRITE"
+
+
+def _kill_hook(path: Path) -> None:
+    what = os.environ.get(KILL_IN_WRITE_ENV)
+    if what and what in path.name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def remove_stale_temps(folder) -> list[str]:
+    """Remove the temporary files a killed run left in ``folder`` (not below it); returns their
+    names. Call it only while holding the folder (:func:`jaxdyn.runlock.hold`)."""
+    gone = []
+    for p in Path(folder).glob(f".*{TEMP_SUFFIX}"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            gone.append(p.name)
+    return gone
 
 
 class WriteError(OSError):
@@ -47,10 +72,11 @@ def atomic_path(path):
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
         os.close(fd)
         yield Path(tmp)
         os.chmod(tmp, 0o644)
+        _kill_hook(path)
         os.replace(tmp, path)
         tmp = None
     except WriteError:

@@ -4,7 +4,7 @@
 operating system releases it when the holding process ends, however it ends (SIGKILL included),
 so a folder whose holder is gone is taken over at once by the next run. A run that ends
 removes the lock file (a killed one cannot: the next run takes the file over). The holder's pid, host,
-command and start time are kept beside it in ``<out>/.jaxdyn.lock.json`` (the lock file itself
+command and start time are kept beside it in ``<out>/.jaxdyn.lock.holder`` (JSON; the lock file itself
 is truncated by every contender, so it cannot carry them), for the message of a refused run.
 
 A second run into a held folder does not wait: it raises :class:`OutInUse` (a ``ValueError``:
@@ -31,7 +31,7 @@ from jaxdyn.results import check_writable, write_json_atomic
 
 __all__ = ["OutInUse", "hold", "holder", "LOCK_NAME", "INFO_NAME"]
 
-LOCK_NAME, INFO_NAME = ".jaxdyn.lock", ".jaxdyn.lock.json"
+LOCK_NAME, INFO_NAME = ".jaxdyn.lock", ".jaxdyn.lock.holder"
 
 _held: dict[str, list] = {}  # resolved folder -> [FileLock, depth]
 _guard = threading.Lock()

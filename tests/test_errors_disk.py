@@ -100,6 +100,7 @@ def test_metrics_log_line_is_whole_or_absent(tmp_path, monkeypatch):
     assert checkpoint.read_metrics(tmp_path) == [{"epoch": 1, "loss": 0.5}]
 
 
+@pytest.mark.slow  # ~30 s: a clean, a failed and a resumed sweep; test_real_full_disk is the default one
 def test_full_disk_mid_sweep_then_resume(tiny_env, monkeypatch, capsys):
     """The second β's piece hits a full disk: one line, exit 1, the first piece kept; with room
     again the same command resumes and gives the results of an uninterrupted run."""

@@ -31,7 +31,7 @@ from typing import Any
 
 from jaxdyn.experiments.claims import could_not_read
 from jaxdyn.runlock import hold
-from jaxdyn.results import copy_atomic, read_json, to_json_tree, write_json_atomic
+from jaxdyn.results import copy_atomic, remove_stale_temps, read_json, to_json_tree, write_json_atomic
 
 __all__ = ["execute", "results_file", "safe_claims", "outputs", "Pieces"]
 
@@ -140,6 +140,8 @@ def execute(exp: ModuleType, cfg, out, *, progress: bool = True, force: bool = F
         before is intact and the same call resumes from the stored pieces.
     """
     with hold(out) as out:
+        for folder in (out, Pieces(out).dir):  # what a run killed in the middle of a write left behind
+            remove_stale_temps(folder)
         return _execute(exp, cfg, out, progress=progress, force=force, overwrite=overwrite, fingerprint=fingerprint,
                         figures_dir=figures_dir)
 

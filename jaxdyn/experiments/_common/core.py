@@ -196,7 +196,7 @@ def save_figure(fig, path, *, title: str | None = None, dpi: int = 110, rect=Non
     fig.tight_layout(**({} if rect is None else {"rect": rect}))
     try:
         with atomic_path(path) as tmp:  # a full disk or a kill never leaves half a PNG
-            fig.savefig(tmp, dpi=dpi, format=Path(path).suffix.lstrip(".") or "png")
+            fig.savefig(tmp, dpi=dpi, format=Path(path).suffix.lstrip(".") or "png")  # the temp name has no suffix
     finally:
         plt.close(fig)
 
