@@ -161,6 +161,31 @@ def test_stage_reused_only_for_the_same_source(tmp_path, monkeypatch):
     assert not stage()["cached"] and len(calls) == 3
 
 
+def test_single_command_results_are_not_stale_either(tmp_path, monkeypatch, capsys):
+    """``execute`` (every experiment command) keys stored results the same way: the same source
+    reuses them, an edited module recomputes them (no ``--force`` needed: same config), and
+    another config is still refused without ``--force``."""
+    from jaxdyn.experiments import load, runner
+
+    exp = load("kappa-sweep")
+    calls = []
+    monkeypatch.setattr(exp, "run", lambda cfg, out, progress=True: calls.append(1) or {"rows": []})
+    monkeypatch.setattr(exp, "plot", lambda results, out: None)
+    monkeypatch.setattr(exp, "claims", lambda results: [])
+    copy = _copy_package(tmp_path)
+    monkeypatch.setattr(F, "PACKAGE_ROOT", copy)
+    out, cfg = tmp_path / "out", exp.config("tiny")
+    assert not runner.execute(exp, cfg, out, progress=False)["cached"]
+    assert runner.execute(exp, cfg, out, progress=False)["cached"] and len(calls) == 1
+    _touch(copy / "flow.py")
+    assert not runner.execute(exp, cfg, out, progress=False)["cached"] and len(calls) == 2
+    assert "recomputing" in capsys.readouterr().out
+    monkeypatch.setattr(F, "library_versions", lambda: {"jax": "0.0.1"})
+    assert not runner.execute(exp, cfg, out, progress=False)["cached"] and len(calls) == 3
+    with pytest.raises(ValueError, match="--force"):
+        runner.execute(exp, exp.config("tiny", n_samples=3), out, progress=False)
+
+
 @pytest.mark.slow
 def test_editing_a_module_no_stage_names_recomputes_the_stage(tmp_path, data_dir):
     """End to end, in a copy of the package run as a subprocess: same source -> the stage is
