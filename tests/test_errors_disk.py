@@ -122,6 +122,27 @@ def test_full_disk_mid_sweep_then_resume(tiny_env, monkeypatch, capsys):
     assert strip(a) == strip(b) and a["verdict"] == b["verdict"]
 
 
+TRAIN = ["train", "--model", "mlp3", "--width", "0.0625", "--n-train", "256", "--batch-size", "64", "--n-test", "50",
+         "--n-eval-robust", "0", "--epochs", "1", "--no-progress"]
+
+
+@pytest.mark.slow  # ~15 s (a tiny training, twice); checkpoints are written by the same helper as the tests above
+def test_training_on_a_full_disk(tmp_path, monkeypatch, capsys, data_dir):
+    """``train``: the finished model cannot be written — one line naming ``final.msgpack``, exit 1,
+    the checkpoint, config and metrics intact; with room again the same command finishes."""
+    out = tmp_path / "run"
+    with monkeypatch.context() as mp:
+        mp.setattr(results, "open", FullDisk("final.msgpack"), raising=False)
+        assert cli.main(TRAIN + ["--out", str(out), "--data-dir", data_dir]) == 1
+    line = _one_error_line(capsys)
+    assert "final.msgpack" in line and "No space left on device" in line
+    assert not (out / "final.msgpack").exists() and checkpoint.read_metrics(out)
+    _readable(out)
+    _no_temp_files(out)
+    assert cli.main(TRAIN + ["--out", str(out), "--data-dir", data_dir]) == 0
+    assert (out / "final.msgpack").exists()
+
+
 def test_unwritable_figures_dir_is_one_line_exit_1(tiny_env, capsys):
     """A file standing where a figure must go (root ignores permission bits, not file types)."""
     out = tiny_env / "disk-clean"
