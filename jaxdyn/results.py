@@ -3,7 +3,10 @@
 Every file a command writes goes through here, so that a reader (or a killed run) never sees a
 half-written file: the bytes go to a temporary file in the same directory, which is then
 ``os.replace``-d into place (atomic on POSIX). Files are created with the usual ``0o644`` mode
-(``tempfile`` would make them ``0o600``).
+(``tempfile`` would make them ``0o600``). A write that fails (a full disk: ENOSPC; a read-only or
+unwritable place) raises :class:`WriteError`, which names the file; the file keeps its old
+content (or stays absent) and no temporary file is left. The command line reports it as one
+``error:`` line, exit code 1.
 
 This module imports neither jax nor numpy at import time.
 """
@@ -19,8 +22,9 @@ import signal
 import tempfile
 from pathlib import Path
 
-__all__ = ["WriteError", "atomic_path", "write_bytes_atomic", "copy_atomic", "append_line_atomic", "remove_stale_temps", "write_text_atomic", "write_json_atomic", "jsonable", "to_json_tree",
-           "read_json", "check_writable"]
+__all__ = ["WriteError", "atomic_path", "write_bytes_atomic", "copy_atomic", "append_line_atomic",
+           "remove_stale_temps", "write_text_atomic", "write_json_atomic", "jsonable", "to_json_tree", "read_json",
+           "check_writable"]
 
 
 #: the suffix of the temporary files (``.<name>.<random>.tmp``: no ``*.json`` / ``*.png`` glob sees them)
@@ -92,10 +96,8 @@ def write_bytes_atomic(path, blob: bytes) -> None:
     """Write ``blob`` to ``path`` atomically (parent directories are created); a failure raises
     :class:`WriteError` and leaves ``path`` as it was."""
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
+        with open(tmp, "wb") as fh:  # no fsync: a killed process loses nothing written; a power cut is out of scope
             fh.write(blob)
-            fh.flush()
-            os.fsync(fh.fileno())
 
 
 def append_line_atomic(path, line: str) -> None:
