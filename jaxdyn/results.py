@@ -23,8 +23,8 @@ import tempfile
 from pathlib import Path
 
 __all__ = ["WriteError", "atomic_path", "write_bytes_atomic", "copy_atomic", "append_line_atomic",
-           "remove_stale_temps", "write_text_atomic", "write_json_atomic", "jsonable", "to_json_tree", "read_json",
-           "check_writable"]
+           "remove_stale_temps", "remove_file", "write_text_atomic", "write_json_atomic", "jsonable", "to_json_tree",
+           "read_json", "check_writable"]
 
 
 #: the suffix of the temporary files (``.<name>.<random>.tmp``: no ``*.json`` / ``*.png`` glob sees them)
@@ -54,15 +54,19 @@ def remove_stale_temps(folder) -> list[str]:
 class WriteError(OSError):
     """A result could not be written (a full disk, a read-only or unwritable file): the message
     names the file and the reason. The file is as it was before (old content or absent), never
-    half-written. The command line reports it as one ``error:`` line, exit code 1."""
+    half-written. The command line reports it as one ``error:`` line, exit code 1. ``errno``,
+    ``strerror`` and ``filename`` are those of the failed write."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else super().__str__()
 
 
-def _write_error(path: Path, e: OSError) -> WriteError:
+def _write_error(path: Path, e: OSError, verb: str = "write") -> WriteError:
     why = e.strerror or str(e)
     code = errno.errorcode.get(e.errno, "") if e.errno else ""
-    err = WriteError(e.errno, f"cannot write {path}: {why}{f' ({code})' if code else ''}; the results "
-                              f"written before are intact")
-    err.path = str(path)
+    err = WriteError(f"cannot {verb} {path}: {why}{f' ({code})' if code else ''}; the results written before "
+                     "are intact")
+    err.errno, err.strerror, err.filename = e.errno, e.strerror, str(path)
     return err
 
 
@@ -108,6 +112,15 @@ def append_line_atomic(path, line: str) -> None:
     if old and not old.endswith(b"\n"):
         old += b"\n"
     write_bytes_atomic(path, old + line.rstrip("\n").encode("utf-8") + b"\n")
+
+
+def remove_file(path) -> None:
+    """Remove the file ``path`` if it is there; a failure (e.g. a directory in its place) raises
+    :class:`WriteError`."""
+    try:
+        Path(path).unlink(missing_ok=True)
+    except OSError as e:
+        raise _write_error(Path(path), e, "remove") from e
 
 
 def copy_atomic(src, dst) -> None:

@@ -42,9 +42,11 @@ def _no_temp_files(root: Path) -> None:
 def _readable(out: Path) -> None:
     """Every JSON file parses and every PNG decodes."""
     for p in out.rglob("*.json"):
-        json.loads(p.read_text())
+        if p.is_file():
+            json.loads(p.read_text())
     for p in out.rglob("*.png"):
-        assert mpimg.imread(p).size > 0
+        if p.is_file():
+            assert mpimg.imread(p).size > 0
 
 
 class FullDisk:
@@ -143,19 +145,42 @@ def test_training_on_a_full_disk(tmp_path, monkeypatch, capsys, data_dir):
     assert (out / "final.msgpack").exists()
 
 
-def test_unwritable_figures_dir_is_one_line_exit_1(tiny_env, capsys):
-    """A file standing where a figure must go (root ignores permission bits, not file types)."""
-    out = tiny_env / "disk-clean"
-    if not (out / "kappa_sweep.json").exists():
-        assert cli.main(SWEEP + ["--betas", "1e-3,1e-1", "--out", str(out)]) == 0
+@pytest.fixture
+def stand_in(monkeypatch):
+    """kappa-sweep with a stand-in computation (writing is under test, not the sweep): one number
+    and a figure."""
+    from jaxdyn.experiments import load
+
+    exp = load("kappa-sweep")
+    monkeypatch.setattr(exp, "run", lambda cfg, out, progress=True: {"rows": [], "value": 1.5})
+    monkeypatch.setattr(exp, "plot", lambda results, out: C.save_figure(plt.figure(figsize=(2, 2)),
+                                                                         Path(out) / "kappa_vs_beta.png"))
+    monkeypatch.setattr(exp, "claims", lambda results: [])
+    return SWEEP + ["--betas", "1e-3"]
+
+
+@pytest.mark.parametrize("where", ["figures-dir", "results-file"])
+def test_unwritable_file_is_one_line_exit_1(tmp_path, stand_in, capsys, where):
+    """A file standing where a directory must go, or a directory where a result must go (root
+    ignores permission bits, not file types): one line naming it, exit 1, earlier results intact."""
+    out = tmp_path / "out"
+    assert cli.main(stand_in + ["--out", str(out)]) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    blocker = tiny_env / "blocker"
-    blocker.write_text("x")
     capsys.readouterr()
-    assert cli.main(SWEEP + ["--betas", "1e-3,1e-1", "--out", str(out), "--figures-dir", str(blocker / "f")]) == 1
+    if where == "figures-dir":
+        blocker = tmp_path / "blocker"
+        blocker.write_text("x")
+        assert cli.main(stand_in + ["--out", str(out), "--figures-dir", str(blocker / "f")]) == 1
+        assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    else:
+        (out / "claims.json").unlink()
+        (out / "claims.json").mkdir()  # the run's claims cannot be written
+        assert cli.main(stand_in + ["--out", str(out), "--force"]) == 1
     line = _one_error_line(capsys)
-    assert "cannot write" in line and "blocker" in line
-    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert "cannot" in line and ("blocker" in line if where == "figures-dir" else "claims.json" in line)
+    assert "No such file" not in line and "Traceback" not in line
+    _readable(out)
+    _no_temp_files(tmp_path)
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ import jax
 from jaxdyn.experiments.claims import could_not_read
 from jaxdyn.fingerprint import stage_fingerprint
 from jaxdyn.runlock import hold
-from jaxdyn.results import copy_atomic, remove_stale_temps, read_json, to_json_tree, write_json_atomic
+from jaxdyn.results import copy_atomic, remove_file, remove_stale_temps, read_json, to_json_tree, write_json_atomic
 
 __all__ = ["execute", "results_file", "safe_claims", "outputs", "Pieces"]
 
@@ -186,7 +186,7 @@ def _execute_as(exp, cfg, out: Path, *, progress, force, overwrite, fingerprint,
     if force or other or stale:  # nothing of another run may end up mixed into this one
         Pieces(out).clear()
         for stale in (results_file(exp), "claims.json"):
-            (out / stale).unlink(missing_ok=True)
+            remove_file(out / stale)
     elif resume:
         print(f"[{exp.name}] resuming in {out}: {len(Pieces(out).done())} finished piece(s) kept")
     write_json_atomic(out / "run.json", dict(status="running", fingerprint=fp))
