@@ -24,10 +24,24 @@ pytestmark = pytest.mark.timeout(600)
 SWEEP = ["kappa-sweep", "--scale", "tiny", "--betas", "1e-3,1e-2,1e-1", "--n-samples", "2", "--no-progress"]
 
 
+def _command(argv, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    """The command in a fresh process (as a user runs it: JAX's default flags, which the stored
+    results' fingerprint records — the test process has its own, set by conftest)."""
+    env = {**os.environ, "MPLBACKEND": "Agg", "JAXDYN_NO_PIN": "1", **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "jaxdyn", *argv], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
 def _killed(argv, env_extra: dict) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MPLBACKEND": "Agg", "JAXDYN_NO_PIN": "1", **env_extra}
-    r = subprocess.run([sys.executable, "-m", "jaxdyn", *argv], env=env, capture_output=True, text=True, timeout=300)
+    r = _command(argv, env_extra)
     assert r.returncode == -signal.SIGKILL, (r.returncode, r.stderr[-2000:])
+    return r
+
+
+def _resumed(argv) -> subprocess.CompletedProcess:
+    r = _command(argv)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "resuming" in r.stdout or "reused" in r.stdout, r.stdout[-2000:]
     return r
 
 
@@ -41,7 +55,7 @@ def _rows(path: Path) -> list[dict]:
 
 
 @pytest.mark.slow  # ~60 s on one core (two killed runs in subprocesses); tests/test_errors_kills.py is the default one
-def test_sweep_killed_after_a_piece_and_mid_write_resumes_identically(tiny_env, capsys):
+def test_sweep_killed_after_a_piece_and_mid_write_resumes_identically(tiny_env):
     clean, out = tiny_env / "clean", tiny_env / "killed"
     assert cli.main(SWEEP + ["--out", str(clean)]) == 0  # trains the tiny network into the module's cache
 
@@ -55,9 +69,8 @@ def test_sweep_killed_after_a_piece_and_mid_write_resumes_identically(tiny_env, 
     assert len(list((out / "pieces").glob("*.json"))) == 3
     assert _temps(out) and not (out / "kappa_vs_beta.png").exists() and not (out / "kappa_sweep.json").exists()
 
-    capsys.readouterr()
-    assert cli.main(SWEEP + ["--out", str(out)]) == 0
-    assert "resuming" in capsys.readouterr().out
+    r = _resumed(SWEEP + ["--out", str(out)])
+    assert "resuming" in r.stdout and "recomputing" not in r.stdout
     assert _rows(out / "kappa_sweep.json") == _rows(clean / "kappa_sweep.json")
     a, b = (json.loads((d / "kappa_sweep.json").read_text()) for d in (clean, out))
     assert a["verdict"] == b["verdict"] and a["config"] == b["config"]
@@ -91,7 +104,10 @@ def test_reproduce_stage_killed_resumes_identically(tiny_env, kill):
         assert cli.main(_reproduce(clean)) == 0
     _killed(_reproduce(out), kill)
     assert not (out / "fig4" / "fig4.json").exists() and not (out / "REPORT.md").exists()
-    assert cli.main(_reproduce(out)) == 0
+    r = _resumed(_reproduce(out))
+    assert "recomputing" not in r.stdout
+    if "JAXDYN_KILL_AFTER_PIECES" in kill:
+        assert "[fig4] resuming" in r.stdout and "1 finished piece(s) kept" in r.stdout
     a, b = (json.loads((d / "fig4" / "fig4.json").read_text()) for d in (clean, out))
     assert _untimed(a) == _untimed(b)
     ca, cb = (json.loads((d / "claims.json").read_text()) for d in (clean, out))
