@@ -14,7 +14,8 @@ import numpy as np
 import jax
 
 __all__ = ["is_concrete", "check_positive", "check_steps", "check_choice", "check_example", "check_batch",
-           "check_array", "check_label", "check_call", "num_classes", "label_ok", "valid", "INVALID_STEP",
+           "check_array", "check_label", "check_label_static", "check_logits",
+           "check_theory_inputs", "check_eig_inputs", "check_call", "num_classes", "label_ok", "valid", "INVALID_STEP",
            "check_in_clip", "in_clip"]
 
 #: ``AttackResult.success_step`` of an attack whose input was invalid (NaN/inf values, a label
@@ -96,22 +97,102 @@ def num_classes(f, x) -> int:
 
 def check_label(y, C: int | None) -> None:
     """``y`` valid for a head of ``C`` logits: an integer in ``[0, C)`` (softmax) or ±1 (``C == 1``,
-    the binary head). Checked when concrete; under ``jit`` see :func:`label_ok`. ``C=None``: a
-    custom loss whose labels mean something else (nothing to check)."""
-    if not is_concrete(y) or C is None:
+    the binary head). Its rank and dtype are checked always (they are static: also under ``jit``
+    and ``vmap``, where a float label of a softmax head raises at trace time as it does eagerly);
+    its value when concrete (under ``jit`` see :func:`label_ok`). ``C=None``: a custom loss whose
+    labels mean something else (nothing to check)."""
+    if C is None:
+        return
+    check_label_static(y, C)
+    if not is_concrete(y):
         return
     a = np.asarray(y)
-    if a.ndim != 0:
-        raise ValueError(f"y must be a scalar label for one example, got shape {list(a.shape)} "
-                         "(for a batch, jax.vmap the per-example function)")
     if C == 1:
         if not np.isfinite(a) or a.item() not in (-1, 1):
             raise ValueError(f"the binary head (one logit) takes labels +1 or -1, got {a.item()!r}")
         return
-    if not np.issubdtype(a.dtype, np.integer):
-        raise ValueError(f"labels of a {C}-class head are integers in [0, {C}), got {a.item()!r} of dtype {a.dtype}")
     if not 0 <= int(a) < C:
         raise ValueError(f"label {int(a)} is out of range for a {C}-class head: labels are integers in [0, {C})")
+
+
+def _label_dtype(y) -> np.dtype:
+    if hasattr(y, "dtype"):
+        return np.dtype(y.dtype)
+    if isinstance(y, bool):
+        return np.dtype(bool)
+    if isinstance(y, (int, np.integer)):
+        return np.dtype(np.int64)
+    if isinstance(y, (float, np.floating)):
+        return np.dtype(np.float64)
+    return np.asarray(y).dtype
+
+
+def check_label_static(y, C: int) -> None:
+    """The static part of :func:`check_label`: ``y`` a scalar of an integer dtype (a softmax head)
+    or of an integer or floating dtype (the binary head), whether ``y`` is concrete or traced."""
+    import jax.numpy as jnp
+
+    if np.ndim(y) != 0:
+        raise ValueError(f"y must be a scalar label for one example, got shape {list(np.shape(y))} "
+                         "(for a batch, jax.vmap the per-example function)")
+    dt = _label_dtype(y)
+    shown = repr(np.asarray(y).item()) if is_concrete(y) else "a traced value"
+    if C == 1:
+        if dt == np.bool_ or not (jnp.issubdtype(dt, jnp.integer) or jnp.issubdtype(dt, jnp.floating)):
+            raise ValueError(f"the binary head (one logit) takes labels +1 or -1 of an integer or float dtype, "
+                             f"got {shown} of dtype {dt}")
+        return
+    if dt == np.bool_ or not jnp.issubdtype(dt, jnp.integer):
+        raise ValueError(f"labels of a {C}-class head are integers in [0, {C}), got {shown} of dtype {dt}; "
+                         f"convert with y.astype(jnp.int32)")
+
+
+def check_logits(z, what: str = "loss") -> None:
+    """``z`` the logits of one example: a floating ``[C]`` array (static: also under ``jit``)."""
+    import jax.numpy as jnp
+
+    if not hasattr(z, "shape") or not hasattr(z, "dtype"):
+        raise ValueError(f"{what} expects logits z as a JAX/NumPy array of shape [C], got a {type(z).__name__}")
+    if len(z.shape) != 1 or z.shape[0] < 1:
+        raise ValueError(f"{what} expects logits of shape [C], got {tuple(z.shape)} "
+                         "(for a batch, jax.vmap the per-example function)")
+    if not jnp.issubdtype(np.dtype(z.dtype), jnp.floating):
+        raise ValueError(f"{what} expects floating logits, got dtype {np.dtype(z.dtype)}")
+
+
+def check_theory_inputs(J, g_z, hbar_z) -> int:
+    """Theorems 1/2 by the ``C x C`` path: ``J: [C, n]``, ``g_z: [C]``, ``hbar_z: [C, C]``, all
+    floating (static: also under ``jit``). Returns ``C``."""
+    import jax.numpy as jnp
+
+    for name, a, nd in (("J", J, 2), ("g_z", g_z, 1), ("hbar_z", hbar_z, 2)):
+        if not hasattr(a, "shape") or not hasattr(a, "dtype"):
+            raise ValueError(f"{name} must be a JAX/NumPy array, got a {type(a).__name__}")
+        if len(a.shape) != nd:
+            raise ValueError(f"{name} must have {nd} dimensions, got shape {tuple(a.shape)} "
+                             "(one example; jax.vmap the function for a batch)")
+        if not jnp.issubdtype(np.dtype(a.dtype), jnp.floating):
+            raise ValueError(f"{name} must be floating, got dtype {np.dtype(a.dtype)}")
+    C = J.shape[0]
+    if tuple(g_z.shape) != (C,) or tuple(hbar_z.shape) != (C, C):
+        raise ValueError(f"shapes do not agree: J {tuple(J.shape)} has C = {C} rows, so g_z must be [{C}] and "
+                         f"hbar_z [{C}, {C}]; got g_z {tuple(g_z.shape)}, hbar_z {tuple(hbar_z.shape)}")
+    return C
+
+
+def check_eig_inputs(g_x, hbar_x) -> int:
+    """The ``n``-dimensional path: ``g_x: [n]`` and ``hbar_x: [n, n]``, floating (static)."""
+    import jax.numpy as jnp
+
+    if len(np.shape(g_x)) != 1:
+        raise ValueError(f"g_x must be a flat vector [n], got shape {tuple(np.shape(g_x))}; pass g_x.reshape(-1)")
+    n = int(np.shape(g_x)[0])
+    if len(np.shape(hbar_x)) != 2 or tuple(np.shape(hbar_x)) != (n, n):
+        raise ValueError(f"hbar_x must be [n, n] with n = {n} (the size of g_x), got shape {tuple(np.shape(hbar_x))}")
+    for name, a in (("g_x", g_x), ("hbar_x", hbar_x)):
+        if not hasattr(a, "dtype") or not jnp.issubdtype(np.dtype(a.dtype), jnp.floating):
+            raise ValueError(f"{name} must be a floating array, got {getattr(a, 'dtype', type(a).__name__)}")
+    return n
 
 
 def label_ok(y, C: int | None):

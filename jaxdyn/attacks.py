@@ -242,6 +242,7 @@ def pgd(
     ``PGD_UNROLL_MAX_STEPS`` steps fully (PGD-40 on a CNN runs ~5x faster on CPU that way,
     docs/performance.md) and scans longer ones. For a batch see :func:`jaxdyn.batch.pgd_batch`.
     """
+    steps = _checks.check_steps(steps)  # before it is compared: a float or a string says "steps"
     if unroll is None:
         unroll = True if steps <= PGD_UNROLL_MAX_STEPS else 1
     _checks.check_choice("norm", norm, ("linf", "l2"))
@@ -338,8 +339,7 @@ def logit_space_attack(
         raise ValueError("record needs a static (Python int) steps")
     steps = steps if _checks.traced_steps(steps) else _checks.check_steps(steps)
     _checks.check_choice("norm", norm, ("raw", "l2"))
-    _checks.check_example(x, y)
-    _checks.check_label(y, jax.eval_shape(f, x).shape[0] if loss_fn is loss else None)
+    _checks.check_call(f, x, y, labels=loss_fn is loss)
     a_step = _step_size(beta, alpha, steps)
     z0, J, G, C = logit_frame(f, x, jacobian)
     hessian_z_ = _hessian_for(loss_fn)

@@ -9,10 +9,11 @@ top-level ``--help`` imports neither jax nor any experiment (the one-line help o
 read from its module's docstring, as plain text). Flags are never abbreviated: an unknown flag is
 an error that names the closest one.
 
-Errors are one ``error:`` line: exit code 2 for bad input (checked before ``--out`` is created),
-1 for a failure at run time (set ``JAXDYN_DEBUG=1`` for its traceback), 130 when interrupted.
-absl's warnings and Python's deprecation warnings are silenced while a command runs (not with
-``JAXDYN_DEBUG=1``).
+Errors are one ``error:`` line: exit code 2 for bad input (checked before ``--out`` is created;
+an ``--out`` held by another live run included: :mod:`jaxdyn.runlock`), 1 for a failure at run
+time (a full disk or an unwritable file included: :class:`jaxdyn.results.WriteError`; set
+``JAXDYN_DEBUG=1`` for the traceback of other failures), 130 when interrupted. absl's warnings and
+Python's deprecation warnings are silenced while a command runs (not with ``JAXDYN_DEBUG=1``).
 """
 
 from __future__ import annotations
@@ -240,6 +241,30 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split())
 
 
+def _run_command(args) -> bool:
+    """Run the command: an experiment holds its ``--out`` inside :func:`jaxdyn.experiments.runner.execute`
+    (after its config is checked); another command is checked, then holds ``--out`` while it runs.
+    ``False`` for a command that writes nothing (``models``)."""
+    if args.command in EXPERIMENTS:
+        _run_experiment(args.command, args)
+        return True
+    from jaxdyn.results import to_json_tree, write_json_atomic
+    from jaxdyn.runlock import hold
+
+    mod = importlib.import_module(COMMANDS[args.command])
+    if hasattr(mod, "check"):  # bad input fails before --out is created
+        mod.check(args)
+    if not getattr(mod, "WRITES_OUT", True):  # `models`: prints, writes nothing
+        mod.run(args)
+        return False
+    with hold(args.out):  # one folder, one run: a second run into a held --out is refused at once
+        results = mod.run(args)
+        if results is not None:
+            write_json_atomic(args.out / "config.json", to_json_tree(vars(args)))
+            write_json_atomic(args.out / getattr(mod, "RESULT_NAME", "results.json"), results)
+    return True
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
@@ -251,26 +276,17 @@ def main(argv=None) -> int:
     import jax
 
     x64 = jax.config.jax_enable_x64  # experiments switch float64 on; the caller's setting is restored
+    from jaxdyn.results import WriteError
+
     data_dir = getattr(args, "data_dir", None)
     try:
         with _quiet_libraries(), _data_dir(data_dir):
             _check_data_dir(data_dir)
-            if args.command in EXPERIMENTS:
-                _run_experiment(args.command, args)
-            else:
-                from jaxdyn.results import check_writable, to_json_tree, write_json_atomic
-
-                mod = importlib.import_module(COMMANDS[args.command])
-                if hasattr(mod, "check"):  # bad input fails before --out is created
-                    mod.check(args)
-                if not getattr(mod, "WRITES_OUT", True):  # `models`: prints, writes nothing
-                    mod.run(args)
-                    return 0
-                check_writable(args.out)
-                results = mod.run(args)
-                if results is not None:
-                    write_json_atomic(args.out / "config.json", to_json_tree(vars(args)))
-                    write_json_atomic(args.out / getattr(mod, "RESULT_NAME", "results.json"), results)
+            wrote = _run_command(args)
+    except WriteError as e:  # a full disk, an unwritable file: what was written before is intact
+        print(f"error: {_one_line(e)} (free space or fix the file, then run the same command again to resume)",
+              file=sys.stderr)
+        return 1
     except (ValueError, FileNotFoundError) as e:  # bad input or missing data: a message, no traceback
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
@@ -289,5 +305,6 @@ def main(argv=None) -> int:
         return 1
     finally:
         jax.config.update("jax_enable_x64", x64)
-    print(f"results written to {args.out.resolve()}")
+    if wrote:
+        print(f"results written to {args.out.resolve()}")
     return 0

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["load_mnist", "binary_task", "subset", "MNIST_DIR", "MNIST_FILES", "MNIST_MD5", "TFDS"]
+__all__ = ["load_mnist", "fingerprint", "binary_task", "subset", "MNIST_DIR", "MNIST_FILES", "MNIST_MD5", "TFDS"]
 
 #: the folder of the four official MNIST files built into jaxdyn (package data)
 MNIST_DIR = Path(__file__).resolve().parent / "datasets" / "mnist"
@@ -83,10 +83,49 @@ def load_mnist(split: str = "train", *, data_dir=None, dtype=np.float32):
     """
     if split not in MNIST_FILES:
         raise ValueError(f"split must be one of {sorted(MNIST_FILES)}, got {split!r}")
+    return _load_float(_source(data_dir), split, np.dtype(dtype).name)
+
+
+def _source(data_dir) -> str:
+    """Where :func:`load_mnist` reads: a resolved folder of IDX files, or ``"tfds"``."""
     if data_dir is None:
         data_dir = os.environ.get("JAXDYN_DATA_DIR") or MNIST_DIR
-    source = TFDS if str(data_dir) == TFDS else str(Path(data_dir).expanduser().resolve())
-    return _load_float(source, split, np.dtype(dtype).name)
+    return TFDS if str(data_dir) == TFDS else str(Path(data_dir).expanduser().resolve())
+
+
+def fingerprint(data_dir=None) -> dict:
+    """The md5 of the data :func:`load_mnist` would read (same ``data_dir`` resolution), for the
+    caches' keys: ``{"source": "idx", "md5": {file: md5}}`` (a missing file: ``None``), or for
+    tensorflow-datasets the md5 of the decoded uint8 arrays of both splits (loaded for it; ``None``
+    when they cannot be). Never raises for missing data: a run that needs the data fails there."""
+    source = _source(data_dir)
+    if source == TFDS:
+        try:
+            md5 = {split: _md5_arrays(*_load_tfds_split(split)) for split in MNIST_FILES}
+        except (FileNotFoundError, ValueError, ImportError):
+            md5 = None
+        return {"source": TFDS, "md5": md5}
+    md5 = {}
+    for name in (f for pair in MNIST_FILES.values() for f in pair):
+        path = Path(source) / name
+        md5[name] = _md5_file(str(path), *_stamp(path)) if path.is_file() else None
+    return {"source": "idx", "md5": md5}
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=None)
+def _md5_file(path: str, size: int, mtime_ns: int) -> str:  # cached per file version
+    return hashlib.md5(Path(path).read_bytes()).hexdigest()
+
+
+def _md5_arrays(images: np.ndarray, labels: np.ndarray) -> str:
+    h = hashlib.md5(np.ascontiguousarray(images).tobytes())
+    h.update(np.ascontiguousarray(labels).astype("<i4").tobytes())
+    return h.hexdigest()
 
 
 @functools.lru_cache(maxsize=None)

@@ -238,9 +238,7 @@ def logit_space_flow(f: Callable[[jax.Array], jax.Array], x: jax.Array, y, *, be
     error control sees ``a`` instead of δ) at ``O(C²)`` per right-hand side. ``jacobian``: a
     precomputed ``J`` (``[C, n]``); the other arguments as :func:`gradient_flow`.
     """
-    _checks.check_example(x, y)
-    n_classes = jax.eval_shape(f, x).shape[0] if loss_fn is loss else None
-    _checks.check_label(y, n_classes)
+    n_classes = _checks.check_call(f, x, y, labels=loss_fn is loss)
     _checks.check_positive("beta", beta)
     max_steps = _check_tolerances(rtol, atol, max_steps)
     z0, J, G, C = logit_frame(f, x, jacobian)

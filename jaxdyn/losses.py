@@ -24,9 +24,8 @@ def loss(z: jax.Array, y: jax.Array) -> jax.Array:
     Binary (``C == 1``): ``softplus(-y z)`` with ``y`` in {-1, +1}.
     Multi-class: ``logsumexp(z) - z[y]`` with integer ``y``.
     """
-    if z.ndim != 1:
-        raise ValueError(f"loss expects logits of shape [C], got {z.shape}")
-    _checks.check_label(y, z.shape[0])  # when concrete; under jit the attacks flag invalid labels
+    _checks.check_logits(z, "loss")
+    _checks.check_label(y, z.shape[0])  # rank and dtype always; the value when concrete (under jit: NaN)
     if z.shape[0] == 1:
         return jax.nn.softplus(-jnp.asarray(y, z.dtype) * z[0])
     return jax.nn.logsumexp(z) - z[jnp.asarray(y, jnp.int32)]
@@ -43,6 +42,7 @@ def hessian_z(z: jax.Array, y: jax.Array) -> jax.Array:
 
     Closed forms: softmax ``diag(p) - p p^T``; sigmoid ``s(z) s(-z)``.
     """
+    _checks.check_logits(z, "hessian_z")  # y is not used: H_z does not depend on the label
     if z.shape[0] == 1:
         s = jax.nn.sigmoid(z[0])
         return jnp.reshape(s * (1 - s), (1, 1))

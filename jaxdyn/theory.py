@@ -102,6 +102,7 @@ def theorem2(J: jax.Array, g_z: jax.Array, hbar_z: jax.Array, beta) -> Predictio
     Returns:
       :class:`Prediction` of flattened ``[n]`` vectors.
     """
+    _checks.check_theory_inputs(J, g_z, hbar_z)
     _checks.check_positive("beta", beta)
     C = g_z.shape[0]
     M = beta * (hbar_z @ (J @ J.T))
@@ -121,6 +122,7 @@ def theorem1(J: jax.Array, g_z: jax.Array, hbar_z: jax.Array, alpha, steps: int)
     power = _matrix_power_traced if _checks.traced_steps(steps) else jnp.linalg.matrix_power
     steps = steps if _checks.traced_steps(steps) else _checks.check_steps(steps)
     _checks.check_positive("alpha", alpha)
+    _checks.check_theory_inputs(J, g_z, hbar_z)
     C = g_z.shape[0]
     P = jnp.eye(C, dtype=g_z.dtype) + alpha * (hbar_z @ (J @ J.T))
     top = jnp.concatenate([P, (alpha * g_z)[:, None]], axis=1)
@@ -144,6 +146,7 @@ def theorem2_eig(g_x: jax.Array, hbar_x: jax.Array, beta) -> Prediction:
     ``δ̂ = Σ_i (e^{βλ_i} - 1)/λ_i γ_i v_i`` (``β γ_i v_i`` where ``λ_i = 0``),
     ``g_{x+δ̂} = Σ_i e^{βλ_i} γ_i v_i``, ``γ_i = g_x^T v_i``. ``g_x``: ``[n]``, ``hbar_x``: ``[n, n]``.
     """
+    _checks.check_eig_inputs(g_x, hbar_x)
     _checks.check_positive("beta", beta)
     lam, V = jnp.linalg.eigh(0.5 * (hbar_x + hbar_x.T))
     gamma = V.T @ g_x
@@ -202,6 +205,7 @@ def theorem1_eig(g_x: jax.Array, hbar_x: jax.Array, alpha, steps: int) -> Predic
     ``expm1(m log1p(αλ))/λ`` for accuracy when ``αλ`` is small.
     """
     steps = _checks.check_steps(steps)
+    _checks.check_eig_inputs(g_x, hbar_x)
     _checks.check_positive("alpha", alpha)
     lam, V = jnp.linalg.eigh(0.5 * (hbar_x + hbar_x.T))
     gamma = V.T @ g_x
@@ -300,7 +304,7 @@ def prepare(f: Callable, x: jax.Array, y, *, loss_fn: Callable | None = None):
       ``(J, z, g_z)``: the input Jacobian ``[C, n]``, the logits ``[C]`` and ``∂L/∂z`` ``[C]``
       (``g_x = Jᵀ g_z``). ``jax.vmap`` it for a batch.
     """
-    _checks.check_example(x, y)
+    _checks.check_call(f, x, y, labels=loss_fn is None)
     z = f(x)
     gz = grad_z(z, y) if loss_fn is None else jax.grad(loss_fn)(z, y)
     return input_jacobian(f, x), z, gz

@@ -41,6 +41,7 @@ import numpy as np
 
 from jaxdyn.experiments import _common as C
 from jaxdyn.experiments.claims import claim, count_verdict, range_verdict
+from jaxdyn.results import write_text_atomic
 from jaxdyn.matching import ATTACK_FLIPS, attack_row, flip_rate, make_fig1_fn, make_pgd_fn, make_raw_free_fn
 from jaxdyn.pgd_variants import variant
 
@@ -287,8 +288,7 @@ def run(cfg: Config, out: Path, progress: bool = True) -> dict:
 
 def plot(results: dict, out: Path) -> None:
     """``appendix.md`` and, when :data:`FIG1_MODEL` ran, ``fig1_perturbations.png``."""
-    Path(out).mkdir(parents=True, exist_ok=True)
-    (Path(out) / "appendix.md").write_text(markdown(results))
+    write_text_atomic(Path(out) / "appendix.md", markdown(results))
     if any("fig1" in r for r in results["rows"]):
         plot_fig1(results, Path(out) / "fig1_perturbations.png")
 

@@ -45,7 +45,7 @@ from jaxdyn.experiments.claims import ACCURACY_FLOOR
 from jaxdyn.instability import (CONTROLS, MATCH_TOL, instability, measure_fn, read_controls,  # noqa: F401
                                 summarize_instability)
 from jaxdyn.losses import loss
-from jaxdyn.results import to_json_tree
+from jaxdyn.results import append_line_atomic, to_json_tree
 
 name = "fig5"
 title = "Figure 5 — oscillation (C.8)"
@@ -180,9 +180,8 @@ class SharpnessTracker:
         dt = self.x.dtype
         lc, la = self._lam(state["params"], extra, self.x, self.y, jax.random.key(self.seed),
                            jnp.asarray(self.pgd_cfg["eps"], dt), jnp.asarray(self.pgd_cfg["alpha"], dt))
-        with open(self.log, "a") as fh:
-            fh.write(json.dumps({"step": int(step), "lambda_clean": float(lc), "lambda_adv": float(la),
-                                 "train_loss": float(loss_value)}) + "\n")
+        append_line_atomic(self.log, json.dumps({"step": int(step), "lambda_clean": float(lc),
+                                                 "lambda_adv": float(la), "train_loss": float(loss_value)}))
 
     def records(self, run_dir: Path) -> list:
         log = Path(run_dir) / "sharpness.jsonl"

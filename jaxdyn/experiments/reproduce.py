@@ -5,8 +5,10 @@ each with :func:`jaxdyn.experiments.runner.execute` in its own sub-directory of 
 merges their claims into one ``claims.json`` and renders ``REPORT.md`` beside it
 (:mod:`jaxdyn.experiments.report`, which decides nothing).
 
-A stage is reused when its fingerprint matches: the resolved config plus a hash of the
-experiment's source, of the shared helpers and of the engine (``--force`` recomputes). Trained
+A stage is reused when its fingerprint matches: the resolved config, a hash of all of jaxdyn's
+source (every module: an edit anywhere recomputes), the md5 of the MNIST files read, the versions
+of jax/jaxlib/flax/optax/numpy and JAX's dtype flags (:mod:`jaxdyn.fingerprint`; ``--force``
+recomputes). Trained
 networks are cached separately (``JAXDYN_CACHE_DIR``), so even a forced run does not retrain.
 
 Scales: ``--quick`` (default; CI's 2 CPU cores), ``--full`` (the paper's scale, for a GPU), and
@@ -15,7 +17,6 @@ Scales: ``--quick`` (default; CI's 2 CPU cores), ``--full`` (the paper's scale, 
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import time
 import traceback
@@ -26,26 +27,18 @@ from jaxdyn._cli_text import SHOWN_SCALES, preset_note
 from jaxdyn.cli import CommandError, add_scale_arguments
 from jaxdyn.experiments import REPRODUCE, load
 from jaxdyn.experiments._common import SCALES
-from jaxdyn.results import read_json, write_json_atomic, write_text_atomic
+from jaxdyn.results import WriteError, copy_atomic, read_json, write_json_atomic, write_text_atomic
 
 RESULT_NAME = "reproduce.json"
 #: the command reads MNIST: the command line gives it ``--data-dir``
 READS_DATA = True
 
-#: the engine modules every stage's fingerprint covers (beside its own module and _common)
-ENGINE = ("attacks", "_attack_loop", "gating", "hessian", "influence", "losses", "metrics", "models", "theory", "params")
-
-
 def _fingerprint(exp) -> dict:
-    from jaxdyn import __version__
+    """The stage's cache key besides its config (:func:`jaxdyn.fingerprint.stage_fingerprint`):
+    all of jaxdyn's source, the data's md5, the library versions and JAX's dtype flags."""
+    from jaxdyn.fingerprint import stage_fingerprint
 
-    root = Path(__file__).resolve().parents[1]
-    files = [Path(exp.__file__), Path(__file__).with_name("_common.py")]
-    files += [root / f"{m}.py" for m in ENGINE]
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.read_bytes() if f.exists() else b"")
-    return {"version": __version__, "source_sha256": h.hexdigest()}
+    return stage_fingerprint(exp.name)
 
 
 def _missing(stage: str, why: str) -> dict:
@@ -79,19 +72,26 @@ def run_stage(stage: str, *, scale: str, out: Path, seed: int, progress: bool, f
     long run is in flight does not get the results of the code that was loaded."""
     from jaxdyn.experiments.runner import execute
 
+    import jax
+
     stage_dir = Path(out) / stage
     exp = load(stage)
     t0 = time.perf_counter()
+    x64 = jax.config.jax_enable_x64  # a stage switches float64 on; the next stage starts as this one did
     try:
         cfg = exp.config(scale, seed=seed, **({} if models is None else dict(models=tuple(models))))
         rec = execute(exp, cfg, stage_dir, progress=progress, force=force, overwrite=True,
                       fingerprint=fingerprint or _fingerprint(exp))
+    except WriteError:  # a full disk or an unwritable file: the whole command stops (cli: one line)
+        raise
     except Exception as e:  # noqa: BLE001 — recorded in the report; the other stages still run
         error = f"{type(e).__name__}: {e}"
         stage_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(stage_dir / "error.txt", traceback.format_exc())
         print(f"[reproduce] stage {stage} failed: {error} (traceback in {stage_dir / 'error.txt'})", file=sys.stderr)
         return {**_missing(stage, error), "status": "failed", "runtime_s": time.perf_counter() - t0}
+    finally:
+        jax.config.update("jax_enable_x64", x64)
     return {"stage": stage, "status": "ok", "error": None, **rec}
 
 
@@ -121,11 +121,7 @@ def reproduce(*, scale: str = "quick", out: Path = Path("results/reproduce"), se
     Returns ``{"scale", "seed", "total_s", "report", "stages": {stage: {status, runtime_s, cached,
     error}}, "verdicts": [{stage, id, claim, verdict}]}``.
     """
-    import shutil
-
-    from jaxdyn.experiments import report
-    from jaxdyn.experiments._common import progress_bar
-    from jaxdyn.results import check_writable
+    from jaxdyn.runlock import hold
 
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {list(SCALES)}, got {scale!r}")
@@ -137,7 +133,15 @@ def reproduce(*, scale: str = "quick", out: Path = Path("results/reproduce"), se
     if models is not None and not report_only:  # bad names fail here, before any stage runs
         for st in (s for s in stages if s in TABLE_STAGES):
             load(st).config(scale, seed=seed, models=models)
-    out = check_writable(out)
+    with hold(out) as out:
+        return _reproduce(scale=scale, out=out, seed=seed, progress=progress, force=force, figures_dir=figures_dir,
+                          stages=stages, report_only=report_only, models=models)
+
+
+def _reproduce(*, scale, out, seed, progress, force, figures_dir, stages, report_only, models) -> dict:
+    from jaxdyn.experiments import report
+    from jaxdyn.experiments._common import progress_bar
+
     t0 = time.perf_counter()
     fps = {} if report_only else {st: _fingerprint(load(st)) for st in stages}
     records = []
@@ -156,10 +160,9 @@ def reproduce(*, scale: str = "quick", out: Path = Path("results/reproduce"), se
                                                          report_only=report_only))
     if figures_dir is not None:
         fd = Path(figures_dir)
-        fd.mkdir(parents=True, exist_ok=True)
         for rec in records:
             for p in rec.get("png", []) + rec.get("md", []):
-                shutil.copy2(p, fd / Path(p).name)
+                copy_atomic(p, fd / Path(p).name)
         write_text_atomic(fd / "REPORT.md", report.render(records, scale=scale, seed=seed, total_s=total,
                                                             link=lambda stage, p: Path(p).name, report_only=report_only))
     verdicts = [dict(stage=c["stage"], id=c["id"], claim=c["claim"], verdict=c["verdict"]) for c in claims]

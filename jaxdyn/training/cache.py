@@ -1,7 +1,10 @@
 """The model cache: :func:`load_or_train` returns a trained model, training it only once.
 
-The entry of a config is ``<cache_dir>/<model>-<hash[:16]>`` (:meth:`TrainConfig.run_name`), a
-run directory of :mod:`jaxdyn.training.checkpoint`.
+The entry of a config is ``<cache_dir>/<model>-<key[:16]>`` (:meth:`TrainConfig.run_name`), a
+run directory of :mod:`jaxdyn.training.checkpoint`. The key (:meth:`TrainConfig.cache_key`)
+hashes the config, the training code (the training package and every jaxdyn module it imports,
+:func:`jaxdyn.fingerprint.training_source_hash`) and the library versions: a cached model was
+trained by the code that would train it now.
 
 **Trackers** (``callbacks=``) record numbers along training (e.g. Fig. 5's λ_max,
 :class:`jaxdyn.experiments.fig5.SharpnessTracker`). A tracker has
@@ -61,8 +64,9 @@ def load_or_train(name: str, *, num_classes: int = 10, binary=None, width: float
                   data_dir=None, callbacks: Sequence[Tracker] = (), **more):
     """A trained model from the cache, or train it (and cache it).
 
-    The cache entry is ``<cache_dir>/<name>-<hash>`` with ``hash`` the sha256 of the full
-    :class:`TrainConfig` (``more`` takes its other fields: ``adv_steps``, ``n_eval_robust``, …).
+    The cache entry is ``<cache_dir>/<name>-<key>`` with ``key`` :meth:`TrainConfig.cache_key`
+    (the full :class:`TrainConfig`, the training code, the library versions; ``more`` takes the
+    config's other fields: ``adv_steps``, ``n_eval_robust``, …).
     A cached model is loaded, never silently retrained; an interrupted one resumes. With
     ``allow_train=False`` a missing entry raises ``FileNotFoundError``.
 

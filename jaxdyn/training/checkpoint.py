@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdyn.models import get_model, init_variables
-from jaxdyn.results import read_json, write_bytes_atomic, write_json_atomic
+from jaxdyn.results import append_line_atomic, read_json, write_bytes_atomic, write_json_atomic
 from jaxdyn.training.config import TrainConfig
 
 __all__ = ["load_run", "is_finished"]
@@ -137,8 +137,7 @@ def write_config(run_dir: Path, cfg: TrainConfig) -> None:
 
 # --- the metrics log -----------------------------------------------------------------------
 def append_metrics(run_dir: Path, line: dict) -> None:
-    with open(run_dir / METRICS, "a") as fh:
-        fh.write(json.dumps(line) + "\n")
+    append_line_atomic(run_dir / METRICS, json.dumps(line))
 
 
 def truncate_metrics(run_dir: Path, keep_below_epoch: int) -> None:

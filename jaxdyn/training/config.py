@@ -171,9 +171,20 @@ class TrainConfig:
         blob = json.dumps({"format": FORMAT_VERSION, **d}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
+    def cache_key(self) -> str:
+        """sha256 of :meth:`hash`, of the training code (:func:`jaxdyn.fingerprint.training_source_hash`:
+        the training package and every jaxdyn module it imports) and of the versions of
+        jax/jaxlib/flax/optax/numpy. Deterministic; an edit of the training code or a new library
+        version gives a new key, hence a newly trained network (the old entry stays on disk)."""
+        from jaxdyn.fingerprint import library_versions, training_source_hash
+
+        blob = json.dumps({"config": self.hash(), "code": training_source_hash(),
+                           "libraries": library_versions()}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
     def run_name(self) -> str:
-        """The name of this config's entry in the model cache: ``<model>-<hash[:16]>``."""
-        return f"{self.model}-{self.hash()[:16]}"
+        """The name of this config's entry in the model cache: ``<model>-<cache_key[:16]>``."""
+        return f"{self.model}-{self.cache_key()[:16]}"
 
 
 def _check_int(name, v, lo):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from jaxdyn.experiments._common.fields import check_json_fields
 from jaxdyn.sharding import chunked  # noqa: F401  (the experiments' chunked per-sample work)
+from jaxdyn.results import atomic_path
 from jaxdyn.training import presets
 
 __all__ = [
@@ -199,9 +200,11 @@ def save_figure(fig, path, *, title: str | None = None, dpi: int = 110, rect=Non
     if title is not None:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(**({} if rect is None else {"rect": rect}))
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:  # a full disk or a kill never leaves half a PNG
+            fig.savefig(tmp, dpi=dpi, format=Path(path).suffix.lstrip(".") or "png")  # the temp name has no suffix
+    finally:
+        plt.close(fig)
 
 
 def fmt(v, digits: int = 2) -> str:
