@@ -32,17 +32,7 @@ import numpy as np
 import jaxdyn as jd
 from jaxdyn import models
 from _bench_common import nchw, to_torch
-
-
-def time_calls(fn, repeats):
-    """First call (compiles; excluded), then ``repeats`` timed calls, each waiting for its result."""
-    first, _, out = bc.timed_cpu(fn)
-    runs, cpus = [], []
-    for _ in range(max(1, repeats)):
-        t, c, out = bc.timed_cpu(fn)
-        runs.append(t)
-        cpus.append(c)
-    return dict(first_run_s=first, **bc.summarize(runs, cpus)), out
+from bench_pgd_torch import time_torch as time_calls  # first call (compiles) excluded, then timed calls
 
 
 def load_weights(which: str, seed: int):

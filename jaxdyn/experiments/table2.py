@@ -92,9 +92,8 @@ def config(scale: str = "quick", **overrides) -> Config:
     C.check_fields(cfg, positive=("beta", "betas", "eta", "norm_c", "A_targets"),
                    counts=("n_samples", "steps", "chunk", "sweep_steps"))
     check_choice("adv", cfg.adv, ADV_CHOICES)
-    for k in ("train", "train_overrides"):  # the task is Table 2's: a "binary" there would be overridden or override it
-        if isinstance(getattr(cfg, k), dict) and "binary" in getattr(cfg, k):
-            raise ValueError(f"{k}: 'binary' is Table 2's task {BINARY}, not a setting")
+    for k in [k for k in ("train", "train_overrides") if "binary" in (getattr(cfg, k) or {})]:  # the task is fixed
+        raise ValueError(f"{k}: 'binary' is Table 2's task {BINARY}, not a setting")
     return cfg
 
 
