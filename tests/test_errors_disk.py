@@ -1,4 +1,4 @@
-"""Nothing half-written (issue 23): every result, piece, checkpoint, log line and figure is
+"""Nothing half-written: every result, piece, checkpoint, log line and figure is
 written to a temporary file in its folder and ``os.replace``-d into place; a full disk (ENOSPC)
 or an unwritable file ends a command with one ``error:`` line naming the file, exit code 1, and
 what was written before intact and readable — and the same command, once there is room, resumes.

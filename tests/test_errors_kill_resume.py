@@ -1,4 +1,4 @@
-"""Kill anywhere, resume to the same numbers (issue 23): a command SIGKILLed at a chosen point of an
+"""Kill anywhere, resume to the same numbers: a command SIGKILLed at a chosen point of an
 experiment — after a piece is stored, or in the middle of writing a file (its bytes in a
 temporary file, not yet in place) — then run again, gives results identical to an uninterrupted
 run; leftovers of the killed write are removed, nothing half-written is ever read.

@@ -1,4 +1,4 @@
-"""One folder, one run (issue 23): a second run into an ``--out`` that a live run holds is refused
+"""One folder, one run: a second run into an ``--out`` that a live run holds is refused
 at once — one ``error:`` line naming the holder's pid, exit code 2, no work done — and the folder
 is taken over as soon as the holder is gone (SIGKILL included: the OS releases its lock).
 

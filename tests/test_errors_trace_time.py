@@ -1,4 +1,4 @@
-"""Static mistakes raise at trace time (issue 23): the dtype of the labels, the rank and shape of
+"""Static mistakes raise at trace time: the dtype of the labels, the rank and shape of
 the inputs and non-integer step counts are known when ``jit`` or ``vmap`` traces a call, so they
 raise the same ``ValueError`` there as eagerly — only *value* errors (NaN pixels, a label value
 out of range) stay the documented NaN δ / ``success_step == INVALID_STEP``

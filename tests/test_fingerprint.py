@@ -1,4 +1,4 @@
-"""Fingerprints that cover what ran (issue 23): a ``reproduce`` stage is reused only when all of
+"""Fingerprints that cover what ran: a ``reproduce`` stage is reused only when all of
 jaxdyn's source, its config, the data's md5, the library versions and JAX's dtype flags are
 those of the stored run; a model-cache entry only when the training code is the same.
 
