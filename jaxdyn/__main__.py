@@ -1,5 +1,5 @@
 import sys
 
-from jaxdyn.cli import main
+from jaxdyn.cli.app import main
 
 sys.exit(main())

@@ -32,7 +32,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxdyn.results import write_json_atomic  # noqa: E402
+from jaxdyn._internal.results import write_json_atomic  # noqa: E402
 
 __all__ = [
     "REPO", "parser", "enable_x64", "timed", "timed_cpu", "summarize", "primary_key", "t_", "compile_and_time", "time_compiled", "memory_stats", "machine_info", "load_digits",
@@ -189,11 +189,11 @@ def machine_info(extra_versions: dict | None = None) -> dict:
 def load_digits(n: int, *, seed: int = 0, dtype=np.float32, split: str = "test"):
     """``n`` MNIST digits ``x: [n, 28, 28, 1]`` in [0, 1] and labels ``y: int32 [n]``.
 
-    MNIST comes from :func:`jaxdyn.data.load_mnist` (the built-in files, or ``JAXDYN_DATA_DIR``).
+    MNIST comes from :func:`jaxdyn.datasets.loading.load_mnist` (the built-in files, or ``JAXDYN_DATA_DIR``).
     If it cannot be read the benchmark still runs on uniform random images (timings do not depend on pixel
     values) and says so: the returned ``source`` is ``"random"``.
     """
-    from jaxdyn import data
+    from jaxdyn.datasets import loading as data
 
     try:
         x, y = data.load_mnist(split)
@@ -210,7 +210,7 @@ def load_digits(n: int, *, seed: int = 0, dtype=np.float32, split: str = "test")
 
 def init_model(name: str, *, dtype=jnp.float32, seed: int = 0, num_classes: int = 10, width: float = 1.0):
     """A zoo model with its random-init variables cast to ``dtype``: ``(model, variables, info)``."""
-    from jaxdyn import models
+    from jaxdyn.core import models
 
     model = models.get_model(name, num_classes=num_classes, width=width)
     variables = models.cast(models.init_variables(model, jax.random.key(seed)), dtype)
@@ -264,13 +264,13 @@ def finish(out, rows: list, results: dict, *, note: str = "(median)") -> dict:
 def to_torch(model, variables):
     """A ``torch.nn.Sequential`` computing the same logits as the flax ``model`` (NCHW input).
 
-    Supports :class:`jaxdyn.models.MLP` and :class:`jaxdyn.models.CNN` (the ``mlp*`` and ``cnn*``
+    Supports :class:`jaxdyn.core.models.MLP` and :class:`jaxdyn.core.models.CNN` (the ``mlp*`` and ``cnn*``
     zoo models).
     """
     import torch
     from torch import nn
 
-    from jaxdyn import models
+    from jaxdyn.core import models
 
     params = variables["params"]
 
@@ -326,7 +326,7 @@ def from_torch(model, tmodel, variables):
     initial weights) with every parameter replaced by the current one of ``tmodel`` (float32).
     Used to evaluate a PyTorch-trained copy with jaxdyn's evaluation, so both sides of a
     comparison are measured by the same code."""
-    from jaxdyn import models
+    from jaxdyn.core import models
 
     mods = [m for m in tmodel if hasattr(m, "weight")]
     params = variables["params"]

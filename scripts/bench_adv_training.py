@@ -49,7 +49,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn import attacks, models, training
+from jaxdyn import training
+
+from jaxdyn.attacks import multistep as attacks
+
+from jaxdyn.core import models
 from jaxdyn.training import presets
 from jaxdyn.training import step as train_step
 

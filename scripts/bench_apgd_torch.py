@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxdyn as jd
-from jaxdyn import models
+from jaxdyn.core import models
 from _bench_common import nchw, to_torch
 from bench_pgd_torch import time_torch as time_calls  # first call (compiles) excluded, then timed calls
 

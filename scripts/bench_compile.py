@@ -20,9 +20,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn import attacks, models, sharding
+from jaxdyn.attacks import multistep as attacks
 
 
+
+from jaxdyn.core import models
+
+from jaxdyn._internal import sharding
 def attack_fn(model, steps, counter=None):
     def one(variables, x, y, beta):
         if counter is not None:

@@ -24,8 +24,12 @@ import _bench_common as bc
 import jax
 import jax.numpy as jnp
 
-from jaxdyn import losses, models, sharding
-from jaxdyn.hessian import hessian_z_autodiff, input_hessian, input_hessian_structured
+from jaxdyn.core import losses
+
+from jaxdyn.core import models
+
+from jaxdyn._internal import sharding
+from jaxdyn.core.hessian import hessian_z_autodiff, input_hessian, input_hessian_structured
 
 
 def paths(model):

@@ -22,8 +22,12 @@ import _bench_common as bc
 import jax
 import jax.numpy as jnp
 
-from jaxdyn import attacks, models, sharding
-from jaxdyn.gating import input_jacobian
+from jaxdyn.attacks import multistep as attacks
+
+from jaxdyn.core import models
+
+from jaxdyn._internal import sharding
+from jaxdyn.core.gating import input_jacobian
 
 
 def logit_fn(model, steps):

@@ -34,7 +34,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn import attacks, models, sharding
+from jaxdyn.attacks import multistep as attacks
+
+from jaxdyn.core import models
+
+from jaxdyn._internal import sharding
 from _bench_common import nchw, to_torch  # noqa: F401 -- to_torch re-exported (tests use it from here)
 
 

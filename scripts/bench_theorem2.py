@@ -21,8 +21,14 @@ import _bench_common as bc
 import jax
 import jax.numpy as jnp
 
-from jaxdyn import losses, models, sharding, theory
-from jaxdyn.hessian import input_hessian
+from jaxdyn.core import losses
+
+from jaxdyn.core import models
+
+from jaxdyn._internal import sharding
+
+from jaxdyn.core import theory
+from jaxdyn.core.hessian import input_hessian
 
 
 def cc_fn(model):

@@ -53,7 +53,7 @@ REPO = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve()
 if str(REPO) not in sys.path:  # the item bodies import jaxdyn from this checkout
     sys.path.insert(0, str(REPO))
-MNIST_DIR = REPO / "jaxdyn" / "datasets" / "mnist"  # jaxdyn.data.MNIST_DIR, without importing jaxdyn here
+MNIST_DIR = REPO / "jaxdyn" / "datasets" / "mnist"  # jaxdyn.datasets.loading.MNIST_DIR, without importing jaxdyn here
 
 #: the benchmarks at GPU sizes: (script, args, timeout s). Sizes are picked so that the whole
 #: check fits about 8 minutes on one H100 with compilation; every item has its own timeout.
@@ -282,7 +282,7 @@ def _env_item(path: Path) -> None:
 
     import importlib
 
-    for mod in ("jaxdyn.training", "jaxdyn.experiments.reproduce", "jaxdyn.cli"):  # what reproduce imports
+    for mod in ("jaxdyn.training", "jaxdyn.experiments.reproduce", "jaxdyn.cli.app"):  # what reproduce imports
         importlib.import_module(mod)
 
     devs = jax.devices()
@@ -300,7 +300,7 @@ def _env_item(path: Path) -> None:
 def slice_plan(key: str, scale: str, steps: int):
     """``(preset kwargs, steps of the slice, steps of the full preset)`` of slice ``key``: the
     slice trains the preset's config on ``n × batch_size`` examples for one epoch."""
-    from jaxdyn import data
+    from jaxdyn.datasets import loading as data
     from jaxdyn.training import presets
 
     preset, model, binary, adv = SLICES[key]
@@ -371,7 +371,7 @@ def _eval_timing(cfg):
     does not depend on them), for a slice stopped by the time cap: accuracies are dropped."""
     import jax
 
-    from jaxdyn import models
+    from jaxdyn.core import models
     from jaxdyn.training import evaluation, loop
 
     _, _, xte, yte = loop.load_data(cfg)

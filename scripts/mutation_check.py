@@ -25,24 +25,24 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 #: name -> (file, original text, mutated text, test files to run, what the bug is)
 MUTATIONS = {
-    "theorem2_delta": ("jaxdyn/theory.py", "return Prediction(J.T @ a, J.T @ (eM @ g_z))",
+    "theorem2_delta": ("jaxdyn/core/theory.py", "return Prediction(J.T @ a, J.T @ (eM @ g_z))",
                        "return Prediction((1 + 1e-6) * (J.T @ a), J.T @ (eM @ g_z))",
                        ["tests/test_theory_engine.py"], "Theorem 2's δ̂ (C x C path) off by 1e-6 relative"),
-    "hz_softmax": ("jaxdyn/losses.py", "return jnp.diag(p) - jnp.outer(p, p)",
+    "hz_softmax": ("jaxdyn/core/losses.py", "return jnp.diag(p) - jnp.outer(p, p)",
                    "return (1 + 1e-6) * (jnp.diag(p) - jnp.outer(p, p))",
                    ["tests/test_losses.py"], "closed-form softmax H_z off by 1e-6 relative"),
-    "hz_sigmoid": ("jaxdyn/losses.py", "return jnp.reshape(s * (1 - s), (1, 1))",
+    "hz_sigmoid": ("jaxdyn/core/losses.py", "return jnp.reshape(s * (1 - s), (1, 1))",
                    "return jnp.reshape((1 + 1e-6) * s * (1 - s), (1, 1))",
                    ["tests/test_losses.py"], "closed-form sigmoid H_z off by 1e-6 relative"),
-    "eq9": ("jaxdyn/influence.py", "return e1 * phi_ori - eta * g_z**2 * q / hbar_z * (e * e1)",
+    "eq9": ("jaxdyn/core/influence.py", "return e1 * phi_ori - eta * g_z**2 * q / hbar_z * (e * e1)",
             "return (1 + 1e-6) * (e1 * phi_ori - eta * g_z**2 * q / hbar_z * (e * e1))",
             ["tests/test_testing.py"], "Eq. 9 (Theorem 3) off by 1e-6 relative"),
-    "kappa": ("jaxdyn/metrics.py",
+    "kappa": ("jaxdyn/analyses/metrics.py",
               "return jnp.mean(per_sample_norm(delta_star - delta_hat)) / jnp.mean(per_sample_norm(delta_star))",
               "return (1 + 1e-6) * jnp.mean(per_sample_norm(delta_star - delta_hat)) / "
               "jnp.mean(per_sample_norm(delta_star))",
               ["tests/test_metrics_numpy.py"], "κ off by 1e-6 relative"),
-    "linf_step": ("jaxdyn/attacks.py", "    return jnp.sign(g)", "    return 0.999 * jnp.sign(g)",
+    "linf_step": ("jaxdyn/attacks/multistep.py", "    return jnp.sign(g)", "    return 0.999 * jnp.sign(g)",
                   ["tests/test_attacks.py"], "ℓ∞ step shrunk by 0.1 %"),
 }
 

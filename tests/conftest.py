@@ -38,7 +38,7 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
-from jaxdyn.data import MNIST_DIR  # noqa: E402
+from jaxdyn.datasets.loading import MNIST_DIR  # noqa: E402
 
 # Numerical tests run in float64 (docs/spec.md, "Precision"); code under test must not depend on it.
 jax.config.update("jax_enable_x64", True)

@@ -3,7 +3,7 @@
 import jax
 import jax.numpy as jnp
 
-from jaxdyn import models
+from jaxdyn.core import models
 
 SHAPE = (6, 6, 1)  # small images: n = 36, so dense n x n references are cheap
 

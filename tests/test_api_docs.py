@@ -33,7 +33,7 @@ def test_api_reference_builds_clean_and_complete(tmp_path):
         if name != "__version__":
             assert f'id="{name}"' in top, f"jaxdyn.{name} is missing from the API reference"
     modules = api_docs.public_modules()
-    assert {"jaxdyn.data", "jaxdyn.theory", "jaxdyn.training", "jaxdyn.regimes", "jaxdyn.testing"} <= set(modules)
+    assert {"jaxdyn.datasets.loading", "jaxdyn.core.theory", "jaxdyn.training", "jaxdyn.analyses.regimes", "jaxdyn.testing"} <= set(modules)
     assert not any("._" in m for m in modules)
     for m in modules:
         assert (tmp_path / (m.replace(".", "/") + ".html")).is_file(), m
@@ -48,5 +48,5 @@ def test_only_generated_init_annotations_are_benign():
 
     assert benign("Error parsing type annotation Any for jaxdyn.experiments.fig2.Config.__init__. "
                   "Import of Any failed: name 'Any' is not defined")
-    assert not benign("Error parsing type annotation Foo for jaxdyn.theory.predict. Import of Foo failed: x")
+    assert not benign("Error parsing type annotation Foo for jaxdyn.core.theory.predict. Import of Foo failed: x")
     assert not benign("Found 'nope' in jaxdyn.__all__, but it does not resolve: x")

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from jaxdyn import cli
+from jaxdyn.cli import app as cli
 from jaxdyn.experiments import appendix
 from tests.helpers import assert_protocol
 
@@ -93,7 +93,7 @@ def test_verdict_can_fail_appendix_j():
 
 
 def test_attack_row_and_flip_rate():
-    from jaxdyn import matching
+    from jaxdyn.analyses import variant_matching as matching
 
     rows = [dict(beta=b, label_flips=f) for b, f in ((0.1, 0.0), (3.0, 0.7), (1.0, 0.5), (10.0, 1.0))]
     assert matching.attack_row(rows)["beta"] == 1.0

@@ -1,4 +1,4 @@
-"""jaxdyn.attacks: A2 attacks in logit space, PGD's ball and box, the ℓ∞ step, the ℓ2 random
+"""jaxdyn.attacks.multistep: A2 attacks in logit space, PGD's ball and box, the ℓ∞ step, the ℓ2 random
 start, vmap against a loop, H̄_z's definition and compile counts (float64)."""
 
 import functools
@@ -10,7 +10,10 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 import jaxdyn.testing as T
-from jaxdyn import attacks, gating, models, theory
+from jaxdyn.attacks import multistep as attacks
+from jaxdyn.core import gating
+from jaxdyn.core import models
+from jaxdyn.core import theory
 from jaxdyn.testing import strategies as S
 from tests import _props
 from tests.helpers import SHAPE, small_input, small_label, small_net

@@ -1,4 +1,4 @@
-"""Batch attacks (jaxdyn.batch), APGD (jaxdyn.apgd_attack), the public robust_accuracy and the
+"""Batch attacks (jaxdyn.attacks.batch), APGD (jaxdyn.attacks.apgd_attack), the public robust_accuracy and the
 range check of the per-example attacks: against the per-example engine bit for bit, against hand
 computations, and on a small trained network (the checks the field runs on a new attack)."""
 
@@ -11,7 +11,10 @@ import optax
 import pytest
 
 import jaxdyn as jd
-from jaxdyn import apgd_attack, attacks, batch, models
+from jaxdyn.attacks import apgd_attack
+from jaxdyn.attacks import multistep as attacks
+from jaxdyn.attacks import batch
+from jaxdyn.core import models
 from tests.helpers import SHAPE, small_input, small_net
 
 

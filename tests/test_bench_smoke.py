@@ -98,7 +98,7 @@ def test_torch_converter_cnn_layout():
     import jax
     import jax.numpy as jnp
 
-    from jaxdyn import models
+    from jaxdyn.core import models
 
     mod = _load("bench_pgd_torch")
     model = models.get_model("cnn3", width=0.25)
@@ -158,7 +158,7 @@ def test_torch_from_torch_roundtrip_and_pgd_copy():
     import jax
     import jax.numpy as jnp
 
-    from jaxdyn import models
+    from jaxdyn.core import models
 
     bc = _load("_bench_common")
     for name in ("mlp3", "cnn3"):

@@ -1,10 +1,16 @@
-"""Bad input raises clear errors before any work (jaxdyn._checks and its callers)."""
+"""Bad input raises clear errors before any work (jaxdyn._internal.checks and its callers)."""
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdyn import _checks, attacks, metrics, theory
+from jaxdyn._internal import checks as _checks
+
+from jaxdyn.attacks import multistep as attacks
+
+from jaxdyn.analyses import metrics
+
+from jaxdyn.core import theory
 from tests.helpers import small_input, small_net
 
 

@@ -4,12 +4,12 @@ per config field, and one ``error:`` line (exit code 2) for bad input."""
 import subprocess
 import sys
 
-from jaxdyn import cli
+from jaxdyn.cli import app as cli
 from jaxdyn.experiments import EXPERIMENTS
 
 PROBE = """
 import sys, contextlib, io
-from jaxdyn import cli
+from jaxdyn.cli import app as cli
 with contextlib.redirect_stdout(io.StringIO()):
     try:
         cli.main(["--help"])

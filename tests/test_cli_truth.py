@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from jaxdyn import cli
+from jaxdyn.cli import app as cli
 from jaxdyn.experiments import EXPERIMENTS, load, runner
 from jaxdyn.experiments.reproduce import TABLE_STAGES
 from jaxdyn.training import QUICK, QUICK_ADV, TrainConfig
@@ -178,7 +178,7 @@ def test_data_dir_is_used_for_the_run_and_checked_first(data_dir, tmp_path, monk
 PROBE = """
 import sys, warnings
 from absl import logging as absl_logging
-from jaxdyn import cli
+from jaxdyn.cli import app as cli
 from jaxdyn.experiments import runner
 
 def fake(*a, **k):

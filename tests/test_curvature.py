@@ -1,4 +1,4 @@
-"""Theorem 6 measured directly (``jaxdyn.curvature``), float64: the per-layer trace of the
+"""Theorem 6 measured directly (``jaxdyn.analyses.curvature``), float64: the per-layer trace of the
 curvature a perturbation adds, against its dense closed form with the true ``H_h`` (a second
 derivative, no Gauss-Newton step), and the verdict rule of ``fig5.theorem6``."""
 
@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdyn import curvature
-from jaxdyn.losses import loss
-from jaxdyn.models import cast, get_model, init_variables
-from jaxdyn.params import layer_paths
+from jaxdyn.analyses import curvature
+from jaxdyn.core.losses import loss
+from jaxdyn.core.models import cast, get_model, init_variables
+from jaxdyn.core.params import layer_paths
 
 pytestmark = pytest.mark.timeout(300)
 

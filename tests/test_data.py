@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from jaxdyn import data
+from jaxdyn.datasets import loading as data
 
 pytestmark = pytest.mark.timeout(120)
 

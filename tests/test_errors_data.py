@@ -18,7 +18,7 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from jaxdyn import data
+from jaxdyn.datasets import loading as data
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -80,7 +80,7 @@ def test_default_is_built_in_without_tfds_or_warnings(tmp_path):
     """No ``JAXDYN_DATA_DIR``, an empty home: the files built into jaxdyn, md5-checked, the official
     first labels, nothing imported from tensorflow-datasets or absl, nothing on stderr."""
     code = ("import sys\n"
-            "from jaxdyn import data\n"
+            "from jaxdyn.datasets import loading as data\n"
             "x, y = data.load_mnist('test'); print(x.shape, x.dtype, y[:5].tolist())\n"
             "assert 'tensorflow_datasets' not in sys.modules and 'absl' not in sys.modules\n")
     env = _clean_env(HOME=str(tmp_path), TFDS_DATA_DIR=str(tmp_path / "empty"))
@@ -132,7 +132,7 @@ def test_tfds_path_works_without_tensorflow(data_dir, tmp_path):
         pytest.skip("tensorflow is installed here")
     _prepare(data_dir, tmp_path)
     code = ("import sys; sys.modules['importlib_resources'] = None\n"
-            "from jaxdyn import data\n"
+            "from jaxdyn.datasets import loading as data\n"
             "x, y = data.load_mnist('test'); print(x.shape, y[:5].tolist())\n"
             "assert 'tensorflow' not in sys.modules\n")
     env = _clean_env(JAXDYN_DATA_DIR="tfds", TFDS_DATA_DIR=str(tmp_path))
@@ -144,7 +144,7 @@ def test_tfds_path_works_without_tensorflow(data_dir, tmp_path):
 def _load_in_subprocess(tmp_path, **extra_env):
     env = _clean_env(JAXDYN_DATA_DIR="tfds", TFDS_DATA_DIR=str(tmp_path / "empty"), **extra_env)
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-c", "from jaxdyn import data; data.load_mnist('test')"],
+    r = subprocess.run([sys.executable, "-c", "from jaxdyn.datasets import loading as data; data.load_mnist('test')"],
                        env=env, capture_output=True, text=True, timeout=60)
     return r, time.perf_counter() - t0
 

@@ -20,7 +20,9 @@ import matplotlib.image as mpimg  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from jaxdyn import cli, results  # noqa: E402
+from jaxdyn.cli import app as cli  # noqa: E402
+
+from jaxdyn._internal import results
 from jaxdyn.experiments import _common as C  # noqa: E402
 from jaxdyn.training import checkpoint  # noqa: E402
 
@@ -50,7 +52,7 @@ def _readable(out: Path) -> None:
 
 
 class FullDisk:
-    """``open`` for ``jaxdyn.results`` that raises ENOSPC (after writing some bytes) for the
+    """``open`` for ``jaxdyn._internal.results`` that raises ENOSPC (after writing some bytes) for the
     temporary files of targets whose name contains ``match``, from the ``after``-th on."""
 
     def __init__(self, match: str, after: int = 1):

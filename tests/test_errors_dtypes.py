@@ -6,8 +6,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdyn import attacks, losses, models, theory
+from jaxdyn.attacks import multistep as attacks
 
+
+from jaxdyn.core import losses
+
+from jaxdyn.core import models
+
+from jaxdyn.core import theory
 pytestmark = pytest.mark.timeout(120)
 
 SHAPE = (6, 6, 1)

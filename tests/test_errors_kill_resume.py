@@ -4,7 +4,7 @@ temporary file, not yet in place) — then run again, gives results identical to
 run; leftovers of the killed write are removed, nothing half-written is ever read.
 
 The kill points are two test hooks: ``JAXDYN_KILL_AFTER_PIECES=N`` (:mod:`jaxdyn.experiments.runner`)
-and ``JAXDYN_KILL_IN_WRITE=<name>`` (:mod:`jaxdyn.results`). tests/test_errors_kills.py kills a
+and ``JAXDYN_KILL_IN_WRITE=<name>`` (:mod:`jaxdyn._internal.results`). tests/test_errors_kills.py kills a
 sweep at a random moment instead."""
 
 import json
@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from jaxdyn import cli, runlock
-from jaxdyn.results import TEMP_SUFFIX
+from jaxdyn.cli import app as cli
+
+from jaxdyn._internal import runlock
+from jaxdyn._internal.results import TEMP_SUFFIX
 
 pytestmark = pytest.mark.timeout(600)
 

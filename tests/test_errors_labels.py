@@ -6,7 +6,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdyn import _checks, attacks, losses, theory
+from jaxdyn._internal import checks as _checks
+
+from jaxdyn.attacks import multistep as attacks
+
+from jaxdyn.core import losses
+
+from jaxdyn.core import theory
 from tests.helpers import small_input, small_net
 
 pytestmark = pytest.mark.timeout(120)
@@ -81,7 +87,7 @@ def test_custom_loss_labels_not_checked(nets):
 def test_train_num_classes_mismatch_exits_2(capsys, tmp_path):
     """``train --num-classes 5`` on 10-class MNIST is refused before training (it exited 0 with
     accuracy 0.386)."""
-    from jaxdyn import cli
+    from jaxdyn.cli import app as cli
 
     assert cli.main(["train", "--model", "mlp3", "--num-classes", "5", "--n-train", "16", "--out", str(tmp_path / "t")]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -12,12 +12,14 @@ import time
 
 import pytest
 
-from jaxdyn import cli, runlock
+from jaxdyn.cli import app as cli
+
+from jaxdyn._internal import runlock
 from jaxdyn.experiments import load, runner
 
 pytestmark = pytest.mark.timeout(240)
 
-HOLD = ("import sys, time\nfrom jaxdyn.runlock import hold\n"
+HOLD = ("import sys, time\nfrom jaxdyn._internal.runlock import hold\n"
         "with hold(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(600)\n")
 
 
@@ -98,7 +100,7 @@ def test_hold_is_reentrant_and_released(tmp_path):
         with runlock.hold(out):  # the command line and execute() hold the same folder
             assert runlock.holder(out)["pid"] == os.getpid()
         assert runlock.holder(out)["pid"] == os.getpid()
-        code = ("import sys\nfrom jaxdyn.runlock import hold, OutInUse\n"
+        code = ("import sys\nfrom jaxdyn._internal.runlock import hold, OutInUse\n"
                 "try:\n    hold(sys.argv[1]).__enter__()\nexcept OutInUse as e:\n    print(e)\n")
         r = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=60)
         assert f"pid {os.getpid()}" in r.stdout

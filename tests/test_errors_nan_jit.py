@@ -9,8 +9,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdyn import attacks, models, theory
-from jaxdyn._checks import INVALID_STEP
+from jaxdyn.attacks import multistep as attacks
+
+from jaxdyn.core import models
+
+from jaxdyn.core import theory
+from jaxdyn._internal.checks import INVALID_STEP
 from tests.helpers import small_input, small_net
 
 pytestmark = pytest.mark.timeout(120)

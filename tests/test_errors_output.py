@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from jaxdyn import cli
+from jaxdyn.cli import app as cli
 
 pytestmark = pytest.mark.timeout(300)
 

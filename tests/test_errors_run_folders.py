@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from jaxdyn import cli
+from jaxdyn.cli import app as cli
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -46,7 +46,7 @@ def test_truncated_cached_model_names_file(run, capsys, tmp_path):
 
 
 def test_corrupt_stored_results_name_file(tmp_path):
-    from jaxdyn.results import read_json
+    from jaxdyn._internal.results import read_json
 
     p = tmp_path / "kappa_sweep.json"
     p.write_text('{"betas": [0.1, ')
@@ -67,7 +67,7 @@ def test_corrupt_piece_is_recomputed(tmp_path):
 _X64 = """
 import sys, jax
 jax.config.update("jax_enable_x64", {x64})
-from jaxdyn import cli
+from jaxdyn.cli import app as cli
 rc = cli.main({argv!r})
 assert jax.config.jax_enable_x64 is {x64}, "x64 changed"
 rc2 = cli.main(["kappa-sweep", "--scale", "tiny", "--betas", "-1", "--out", {bad!r}])  # an error path

@@ -7,7 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdyn import _checks, attacks, models, theory
+from jaxdyn._internal import checks as _checks
+
+from jaxdyn.attacks import multistep as attacks
+
+from jaxdyn.core import models
+
+from jaxdyn.core import theory
 from tests.helpers import digits, zoo_net
 
 pytestmark = pytest.mark.timeout(120)

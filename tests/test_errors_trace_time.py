@@ -12,7 +12,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdyn import attacks, flow, hessian, losses, theory
+from jaxdyn.attacks import multistep as attacks
+
+from jaxdyn.attacks import flow
+
+from jaxdyn.core import hessian
+
+from jaxdyn.core import losses
+
+from jaxdyn.core import theory
 from tests.helpers import SHAPE, small_input, small_net
 
 pytestmark = pytest.mark.timeout(180)

@@ -6,12 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdyn import theory
-from jaxdyn.attacks import attack
+from jaxdyn.core import theory
+from jaxdyn.attacks.multistep import attack
 from jaxdyn.experiments import fig2
-from jaxdyn.gating import input_jacobian
-from jaxdyn.losses import grad_z
-from jaxdyn.models import logits_fn
+from jaxdyn.core.gating import input_jacobian
+from jaxdyn.core.losses import grad_z
+from jaxdyn.core.models import logits_fn
 
 from tests.helpers import check_protocol, digits, zoo_net
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.timeout(300)
 @pytest.mark.slow  # default-suite time: the norm curves are tested against the C x C path in test_theory
 def test_fig2_theory_curves_match_the_cxc_path():
     """The eigenpair sums of fig2 for ``||g(β)||`` and ``||δ̂(β)||`` equal ``||Jᵀ e^{βH̄_zG} g_z||``
-    and ``||δ̂||`` of :func:`jaxdyn.theory.theorem2` (one matrix exponential, no eigenpairs)."""
+    and ``||δ̂||`` of :func:`jaxdyn.core.theory.theorem2` (one matrix exponential, no eigenpairs)."""
     model, v = zoo_net("mlp3", num_classes=10, width=1 / 32)
     x = digits(2)
     f = logits_fn(model, v)
@@ -148,10 +148,10 @@ def test_verdict_can_fail_fig2_rate_vs_theorem2():
 @pytest.mark.slow  # four compiles of a 12-step attack
 def test_free_attack_traced_norm_is_the_attack_for_every_norm():
     """Fig. 2's one-compile free-gating attack (norm traced) records what
-    :func:`jaxdyn.attacks.attack` records for each norm, to float64 rounding, and flags a
+    :func:`jaxdyn.attacks.multistep.attack` records for each norm, to float64 rounding, and flags a
     non-finite input as the attack does."""
-    from jaxdyn.attacks import NORMS
-    from jaxdyn.growth import free_attack_traced_norm
+    from jaxdyn.attacks.multistep import NORMS
+    from jaxdyn.analyses.growth import free_attack_traced_norm
 
     model, v = zoo_net("mlp3", num_classes=10, width=1 / 32)
     x = digits(2, seed=3)

@@ -6,10 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdyn import influence
+from jaxdyn.core import influence
+from jaxdyn.analyses import real_attack
 from jaxdyn.experiments import _common as C
 from jaxdyn.experiments import fig3
-from jaxdyn.models import logits_fn
+from jaxdyn.core.models import logits_fn
 
 from tests.helpers import check_protocol, digits, zoo_net
 
@@ -23,7 +24,7 @@ EXACT = 1e-10
 def test_fig3_quantities_consistent_and_A_hat_equals_A_under_frozen_gating():
     """Under A2, ``z`` is affine in ``x`` so ``g̃`` is constant along the attack and
     ``Â = Σ_{t=1}^m α H̄_z ||g̃||² = β H̄_z ||g̃_x||² = A`` exactly; ``||Δg_W||`` computed here equals
-    :func:`jaxdyn.influence.measure`'s (see ``test_influence.py``)."""
+    :func:`jaxdyn.core.influence.measure`'s (see ``test_influence.py``)."""
     model, v = zoo_net("cnn3", num_classes=1, width=1 / 16)
     x = digits(4, seed=1)
     z = jax.vmap(logits_fn(model, v))(x)[:, 0]
@@ -31,7 +32,7 @@ def test_fig3_quantities_consistent_and_A_hat_equals_A_under_frozen_gating():
     assert "/".join(influence.first_layer_path(model, v)) == "Conv_0"
     z_of, W, _ = influence.first_layer_fn(model, v)
     for gating in ("frozen", "free"):
-        q = jax.vmap(lambda xi, yi: influence.attack_influence(z_of, W, xi, yi, beta=0.5, steps=5, eta=1e-2,
+        q = jax.vmap(lambda xi, yi: real_attack.attack_influence(z_of, W, xi, yi, beta=0.5, steps=5, eta=1e-2,
                                                                gating=gating))(x, y)
         q = {k: np.asarray(a) for k, a in q.items()}
         if gating == "frozen":
@@ -41,7 +42,7 @@ def test_fig3_quantities_consistent_and_A_hat_equals_A_under_frozen_gating():
     # the experiments' batched form (free gating, β from A0, chunked): the same numbers per sample
     layer, [(a0, beta, qb)] = C.binary_influence(model, v, x, y, A0=1.0, steps=5, eta=1e-2, chunk=3)
     assert layer == "Conv_0" and a0 == 1.0 and beta > 0
-    one = influence.attack_influence(z_of, W, x[3], y[3], beta=beta, steps=5, eta=1e-2)
+    one = real_attack.attack_influence(z_of, W, x[3], y[3], beta=beta, steps=5, eta=1e-2)
     np.testing.assert_allclose(qb["A_hat"][3], float(one["A_hat"]), rtol=1e-10)
     assert np.all(np.abs(qb["cos_to_mean"]) <= 1 + 1e-12)
     corr = fig3.correlations(qb)

@@ -4,7 +4,7 @@ the verdict rules."""
 import numpy as np
 import pytest
 
-from jaxdyn import stats
+from jaxdyn.analyses import stats
 from jaxdyn.experiments import fig4
 
 from tests.helpers import check_protocol

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jaxdyn.experiments import fig5
-from jaxdyn.models import get_model, logits_fn
+from jaxdyn.core.models import get_model, logits_fn
 
 from tests.helpers import check_protocol, digits, zoo_net
 
@@ -47,8 +47,8 @@ def test_fig5_instability_shapes_and_controls():
 
 def test_random_loss_matched_has_the_norm_and_the_loss():
     """The control has the ℓ2 norm of δ, raises the loss by the same amount (to 1e-3) and is not δ."""
-    from jaxdyn.instability import random_loss_matched
-    from jaxdyn.losses import loss
+    from jaxdyn.analyses.instability import random_loss_matched
+    from jaxdyn.core.losses import loss
 
     model, v = zoo_net("cnn3", num_classes=10, width=1 / 16)
     f = logits_fn(model, v)
@@ -79,8 +79,8 @@ def test_random_direction_is_random_and_the_gradient_step_is_not():
     against a PGD-sized δ the loss-matched tilt ends at (here, on a random-init network, near) the ℓ2
     gradient step. The isotropic control is nearly orthogonal to ∇L in 784 dimensions; both are
     clipped into [0, 1] like x + δ."""
-    from jaxdyn.instability import random_direction, random_loss_matched
-    from jaxdyn.losses import loss
+    from jaxdyn.analyses.instability import random_direction, random_loss_matched
+    from jaxdyn.core.losses import loss
 
     model, v = zoo_net("cnn3", num_classes=10, width=1 / 16)
     f = logits_fn(model, v)
@@ -99,7 +99,7 @@ def test_random_direction_is_random_and_the_gradient_step_is_not():
 
 
 def test_match_by_loss_picks_the_closest_loss():
-    from jaxdyn.instability import match_by_loss
+    from jaxdyn.analyses.instability import match_by_loss
 
     pool = np.asarray([0.01, 0.1, 0.5, 1.0, 2.0, 8.0])
     m = match_by_loss([0.09, 1.9, 3.0, 0.011], pool)
@@ -175,9 +175,9 @@ def _verdicts(std, sharp=None, theorem6=None, **kw):
 
 
 def _t6(at_over_vanilla, adv_over_random, n=12, seed=0):
-    """A Theorem-6 summary (jaxdyn.curvature.summarize) from per-digit factors with the given median
+    """A Theorem-6 summary (jaxdyn.analyses.curvature.summarize) from per-digit factors with the given median
     ratios per layer and log-normal scatter (σ 0.3)."""
-    from jaxdyn import curvature
+    from jaxdyn.analyses import curvature
 
     rng = np.random.default_rng(seed)
     L = len(at_over_vanilla)

@@ -16,8 +16,12 @@ from pathlib import Path
 import jax
 import pytest
 
-from jaxdyn import data, fingerprint as F, training
+from jaxdyn import training
 
+
+from jaxdyn.datasets import loading as data
+
+from jaxdyn._internal import fingerprint as F
 pytestmark = pytest.mark.timeout(300)
 
 ROOT = F.PACKAGE_ROOT

@@ -1,4 +1,4 @@
-"""``jaxdyn.flow``: the Dormand–Prince solver and the gradient flow ``dδ/dt = g_{x+δ}`` (A3's limit).
+"""``jaxdyn.attacks.flow``: the Dormand–Prince solver and the gradient flow ``dδ/dt = g_{x+δ}`` (A3's limit).
 
 Checked against closed forms, not against another library: a quadratic loss on an affine model
 (where the flow is Theorem 2's δ̂ exactly, with ``H̄_z`` the constant Hessian), ``y' = λ y``; the
@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdyn import flow
-from jaxdyn.attacks import attack, logit_space_attack
-from jaxdyn.theory import theorem2
+from jaxdyn.attacks import flow
+from jaxdyn.attacks.multistep import attack, logit_space_attack
+from jaxdyn.core.theory import theorem2
 
 TOL = dict(rtol=1e-11, atol=1e-13)
 

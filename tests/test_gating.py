@@ -1,4 +1,4 @@
-"""jaxdyn.gating (assumption A2): the frozen network is the linearisation; gate flips."""
+"""jaxdyn.core.gating (assumption A2): the frozen network is the linearisation; gate flips."""
 
 import functools
 
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from hypothesis import given, strategies as st
 
 import jaxdyn.testing as T
-from jaxdyn import gating
+from jaxdyn.core import gating
 from tests import _props
 from tests.helpers import SHAPE, small_input, small_net
 

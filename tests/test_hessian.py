@@ -1,4 +1,4 @@
-"""jaxdyn.hessian: the structured input Hessian, Hessian-vector products and H̄_x against
+"""jaxdyn.core.hessian: the structured input Hessian, Hessian-vector products and H̄_x against
 jax.hessian, on random piecewise-affine networks (float64)."""
 
 import functools
@@ -9,7 +9,8 @@ import numpy as np
 from hypothesis import given, strategies as st
 
 import jaxdyn.testing as T
-from jaxdyn import gating, hessian
+from jaxdyn.core import gating
+from jaxdyn.core import hessian
 from jaxdyn.testing import strategies as S
 from tests import _props
 from tests.helpers import small_net

@@ -12,10 +12,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdyn import influence, theory
-from jaxdyn.gating import input_jacobian
-from jaxdyn.losses import loss
-from jaxdyn.models import cast, get_model, init_variables
+from jaxdyn.core import influence
+from jaxdyn.analyses import real_attack
+
+from jaxdyn.core import theory
+from jaxdyn.core.gating import input_jacobian
+from jaxdyn.core.losses import loss
+from jaxdyn.core.models import cast, get_model, init_variables
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -107,7 +110,7 @@ def test_eq9_not_exact_for_sigmoid_and_error_is_second_order():
     def f(x):
         return z_of(W, x)
 
-    from jaxdyn.attacks import attack
+    from jaxdyn.attacks.multistep import attack
 
     gx_norm2 = float(jnp.sum(jax.grad(lambda x: f(x)[0])(x) ** 2))
     hz0 = float(jax.nn.sigmoid(f(x)[0]) * jax.nn.sigmoid(-f(x)[0]))
@@ -251,7 +254,7 @@ def test_bad_input():
 def test_influence_A_clean_is_beta_times_the_top_eigenvalue_of_H_x():
     """For one logit, ``H_x = g̃_x H_z g̃_xᵀ`` has the single eigenvalue ``H_z ||g̃_x||²``: the
     clean-input ``A`` per unit β, computed here from the structured eigenpairs instead."""
-    from jaxdyn.losses import hessian_z
+    from jaxdyn.core.losses import hessian_z
 
     model, variables = _binary_net("cnn3", 1 / 8, seed=14)
     z_of, W, _ = influence.first_layer_fn(model, variables)
@@ -271,7 +274,7 @@ def test_attack_influence_against_the_attack_and_explicit_gradients(gating):
     """Per-sample Figs. 3-4 quantities: Δg_W is the difference of the first layer's loss gradients
     at ``x + δ`` (of the same raw attack, recomputed here) and at ``x``; under A2 ``Â = A`` exactly
     (``g̃`` is constant along the attack); ``H̄_z`` is the attack's."""
-    from jaxdyn.attacks import attack
+    from jaxdyn.attacks.multistep import attack
 
     model, variables = _binary_net("cnn3", 1 / 16, seed=16)
     z_of, W, _ = influence.first_layer_fn(model, variables)
@@ -279,7 +282,7 @@ def test_attack_influence_against_the_attack_and_explicit_gradients(gating):
     x = _image(17)
     y = float(jnp.sign(f(x)[0]))
     beta, steps, eta = 0.5, 5, 1e-2
-    q = influence.attack_influence(z_of, W, x, y, beta=beta, steps=steps, eta=eta, gating=gating)
+    q = real_attack.attack_influence(z_of, W, x, y, beta=beta, steps=steps, eta=eta, gating=gating)
     r = attack(f, x, y, beta=beta, steps=steps, norm="raw", gating=gating)
     if gating == "frozen":
         def z_at(Wk, x2):
@@ -327,10 +330,10 @@ def test_real_attack_phi_measures_at_the_attack():
     z_of, W, _ = influence.first_layer_fn(model, variables)
     x = _image(8)
     y = float(jnp.sign(z_of(W, x)[0]))
-    from jaxdyn.attacks import attack
+    from jaxdyn.attacks.multistep import attack
 
     for gating in ("free", "frozen"):
-        q = influence.real_attack_phi(z_of, W, x, y, beta=2.0, steps=5, eta=0.1, gating=gating)
+        q = real_attack.real_attack_phi(z_of, W, x, y, beta=2.0, steps=5, eta=0.1, gating=gating)
         d = attack(lambda t: z_of(W, t), x, y, steps=5, beta=2.0, gating=gating).delta
         m = influence.measure(z_of, W, x, y, d, eta=0.1, gating=gating)
         np.testing.assert_allclose(float(q["phi"]), float(m.phi), rtol=1e-12)

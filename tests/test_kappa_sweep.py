@@ -5,7 +5,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn import cli, models
+from jaxdyn.cli import app as cli
+
+from jaxdyn.core import models
 from jaxdyn.experiments import kappa_sweep
 
 

@@ -1,4 +1,4 @@
-"""jaxdyn.losses: closed forms against jax.grad / jax.hessian, Lemma 1, success (float64)."""
+"""jaxdyn.core.losses: closed forms against jax.grad / jax.hessian, Lemma 1, success (float64)."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,9 @@ import numpy as np
 from hypothesis import given, strategies as st
 
 import jaxdyn.testing as T
-from jaxdyn import hessian, losses, theory
+from jaxdyn.core import hessian
+from jaxdyn.core import losses
+from jaxdyn.core import theory
 from jaxdyn.testing import strategies as S
 
 # closed forms vs autodiff: entries <= 1/4 agree to ~1e-16 absolute, but s(1 - s) for the sigmoid

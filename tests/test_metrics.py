@@ -5,9 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdyn import metrics, params
-from jaxdyn.losses import loss
-from jaxdyn.models import cast, get_model, init_variables
+from jaxdyn.analyses import metrics
+
+from jaxdyn.core import params
+from jaxdyn.core.losses import loss
+from jaxdyn.core.models import cast, get_model, init_variables
 
 pytestmark = pytest.mark.timeout(300)
 

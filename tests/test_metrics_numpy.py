@@ -1,11 +1,11 @@
-"""jaxdyn.metrics against independent NumPy formulas (float64)."""
+"""jaxdyn.analyses.metrics against independent NumPy formulas (float64)."""
 
 import jax.numpy as jnp
 import numpy as np
 from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from jaxdyn import metrics
+from jaxdyn.analyses import metrics
 
 # the same sums in a different order: ~1e-15 relative; 1e-12 still sees a 1e-6 bug
 RTOL = 1e-12

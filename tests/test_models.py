@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdyn import losses
-from jaxdyn.models import cast, get_model, init_variables, logits_fn, model_names, param_count, relu
+from jaxdyn.core import losses
+from jaxdyn.core.models import cast, get_model, init_variables, logits_fn, model_names, param_count, relu
 
 pytestmark = pytest.mark.timeout(300)
 

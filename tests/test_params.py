@@ -5,8 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdyn import influence, params
-from jaxdyn.models import cast, get_model, init_variables
+from jaxdyn.core import influence
+
+from jaxdyn.core import params
+from jaxdyn.core.models import cast, get_model, init_variables
 
 NETS = [("two_layer", 0.2), ("mlp3", 1 / 32), ("cnn3", 1 / 8), ("rescnn4", 1 / 8)]
 

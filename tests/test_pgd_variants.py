@@ -1,12 +1,16 @@
-"""The traced-variant PGD attack (jaxdyn.pgd_variants) against the static attack of
-jaxdyn.attacks, and the Appendix-D function built on it (float64)."""
+"""The traced-variant PGD attack (jaxdyn.attacks.variants) against the static attack of
+jaxdyn.attacks.multistep, and the Appendix-D function built on it (float64)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdyn import attacks, matching, pgd_variants
+from jaxdyn.attacks import multistep as attacks
+
+from jaxdyn.analyses import variant_matching as matching
+
+from jaxdyn.attacks import variants as pgd_variants
 from tests.helpers import small_input, small_label, small_net
 
 # (norm, eps, alpha, clip): unclipped ball steps, a clip, Madry's α (projection active)

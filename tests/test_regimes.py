@@ -1,4 +1,4 @@
-"""``jaxdyn.regimes.sweep``: the numbers of each row against the same quantities computed directly
+"""``jaxdyn.analyses.regimes.sweep``: the numbers of each row against the same quantities computed directly
 (attack + predict + metrics.kappa), one compile over β, free == frozen where no gate flips, the
 flip fraction rising with β, and the grid's extension to a flip range."""
 
@@ -7,11 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdyn import metrics
-from jaxdyn.attacks import attack
-from jaxdyn.losses import is_success
-from jaxdyn.regimes import C3_FIELDS, FREE_FIELDS, ROW_FIELDS, sweep
-from jaxdyn.theory import predict, structured_eigenpairs
+from jaxdyn.analyses import metrics
+from jaxdyn.attacks.multistep import attack
+from jaxdyn.core.losses import is_success
+from jaxdyn.analyses.regimes import C3_FIELDS, FREE_FIELDS, ROW_FIELDS, sweep
+from jaxdyn.core.theory import predict, structured_eigenpairs
 from tests.helpers import small_input, small_net
 
 STEPS = 12
@@ -128,8 +128,8 @@ def test_bad_arguments():
 
 @pytest.mark.slow  # default-suite time: the ODE path runs by default in test_table1_command_tiny
 def test_ode_reference_fields_match_direct_computation():
-    from jaxdyn import flow
-    from jaxdyn.regimes import ODE_FIELDS, convergence
+    from jaxdyn.attacks import flow
+    from jaxdyn.analyses.regimes import ODE_FIELDS, convergence
 
     f, xs, ys = _batch(n=3)
     beta, tol = 2.0, dict(rtol=1e-9, atol=1e-12, max_steps=4096)

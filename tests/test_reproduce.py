@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from jaxdyn import cli
+from jaxdyn.cli import app as cli
 from jaxdyn.experiments import EXPERIMENTS, REPRODUCE, claims, load, reproduce, runner
 
 pytestmark = pytest.mark.timeout(600)

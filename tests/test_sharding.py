@@ -1,4 +1,4 @@
-"""jaxdyn.sharding: the batch axis over a 1-D device mesh gives the same results as one device.
+"""jaxdyn._internal.sharding: the batch axis over a 1-D device mesh gives the same results as one device.
 
 The multi-device check runs in a subprocess with ``--xla_force_host_platform_device_count=8``
 (the flag must be set before jax is imported, and this test process has jax imported already).
@@ -16,8 +16,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdyn import models, sharding, theory
+from jaxdyn.core import models
 
+
+from jaxdyn._internal import sharding
+
+from jaxdyn.core import theory
 REPO = Path(__file__).resolve().parents[1]
 
 # float64 throughout. Per example the sharded and unsharded programs do the same arithmetic, but
@@ -87,7 +91,11 @@ _CHILD = textwrap.dedent(
     jax.config.update("jax_enable_x64", True)
     jax.config.update("jax_numpy_rank_promotion", "raise")
     jax.config.update("jax_numpy_dtype_promotion", "strict")
-    from jaxdyn import attacks, metrics, models, sharding, theory
+    from jaxdyn.attacks import multistep as attacks
+    from jaxdyn.analyses import metrics
+    from jaxdyn.core import models
+    from jaxdyn._internal import sharding
+    from jaxdyn.core import theory
     from tests.test_sharding import _setup
 
     model, v, x, y = _setup(13)          # 13: not a multiple of 8, so the batch is padded

@@ -1,10 +1,10 @@
-"""jaxdyn.stats: each control against a direct computation or a case with a known answer."""
+"""jaxdyn.analyses.stats: each control against a direct computation or a case with a known answer."""
 
 import numpy as np
 import pytest
 from scipy import stats as ss
 
-from jaxdyn import stats
+from jaxdyn.analyses import stats
 
 
 def _residual_rho(x, y, z):

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from jaxdyn import cli
+from jaxdyn.cli import app as cli
 from jaxdyn.experiments import table1
 from tests.helpers import assert_protocol
 

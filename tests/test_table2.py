@@ -97,7 +97,9 @@ def test_phi_star_is_measured_without_the_theory(monkeypatch):
     import jax
     import jax.numpy as jnp
 
-    from jaxdyn import influence, matching
+    from jaxdyn.core import influence
+
+    from jaxdyn.analyses import real_attack
     from tests.test_influence import _binary_net, _image
 
     model, variables = _binary_net("mlp3", 1 / 32, seed=3)
@@ -111,7 +113,7 @@ def test_phi_star_is_measured_without_the_theory(monkeypatch):
         return jax.tree.map(np.asarray, fn(variables, x, y, jnp.asarray(1.0)))
 
     before = measured()
-    kp = {g: matching.real_attack_kappa(before[g], eta=0.1) for g in before}
+    kp = {g: real_attack.real_attack_kappa(before[g], eta=0.1) for g in before}
     garbage = lambda **kw: 1e3 * jnp.ones_like(kw["A"])  # noqa: E731
     monkeypatch.setattr(influence, "theorem3", garbage)
     monkeypatch.setattr(influence, "theorem4", garbage)
@@ -119,7 +121,7 @@ def test_phi_star_is_measured_without_the_theory(monkeypatch):
     for g in before:
         for k in ("phi", "phi_adv", "phi_ori", "A", "hbar_z"):
             np.testing.assert_array_equal(before[g][k], after[g][k])
-        kp2 = matching.real_attack_kappa(after[g], eta=0.1)
+        kp2 = real_attack.real_attack_kappa(after[g], eta=0.1)
         assert kp2["kappa_prime"] != kp[g]["kappa_prime"] and kp2["kappa_prime_eq10"] != kp[g]["kappa_prime_eq10"]
         assert kp2["kappa_prime_null"] == kp[g]["kappa_prime_null"]
 
@@ -165,7 +167,7 @@ def test_batch_fn_one_compile_for_headline_and_grid():
     import jax
     import jax.numpy as jnp
 
-    from jaxdyn import influence
+    from jaxdyn.core import influence
     from tests.test_influence import _binary_net, _image
 
     model, variables = _binary_net("mlp3", 1 / 32, seed=3)

@@ -11,7 +11,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import jaxdyn.testing as T
-from jaxdyn import attacks, influence, losses, theory
+from jaxdyn.attacks import multistep as attacks
+from jaxdyn.core import influence
+from jaxdyn.core import losses
+from jaxdyn.core import theory
 from jaxdyn.testing import strategies as S
 from tests import _props
 
@@ -157,8 +160,8 @@ def test_lemma1_and_loss_checkers_fail_on_wrong_curvature(monkeypatch):
 def test_linf_checker_fails_on_a_shrunk_step(monkeypatch):
     spec = _props.FEW[0]
     _, v = T.build(spec, 4)
-    real = attacks._direction
-    monkeypatch.setattr(attacks, "_direction", lambda g, norm: (0.999 if norm == "linf" else 1.0) * real(g, norm))
+    real = attacks.direction
+    monkeypatch.setattr(attacks, "direction", lambda g, norm: (0.999 if norm == "linf" else 1.0) * real(g, norm))
     with pytest.raises(AssertionError, match="l_inf"):
         T.assert_linf_steps_exact(_fresh(T.apply_fn(spec)), T.random_input(4), jnp.float64(1.0), params=v, alpha=0.01)
 

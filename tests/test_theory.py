@@ -1,4 +1,4 @@
-"""``jaxdyn.theory`` beyond the Theorem 1/2 reference tests (float64): ``prepare`` (the network at
+"""``jaxdyn.core.theory`` beyond the Theorem 1/2 reference tests (float64): ``prepare`` (the network at
 a clean input), ``match_beta`` (Appendix D), the Theorem 1/2 norm curves of Fig. 2 against the
 norms of the C x C path, and the masked H̄_z average.
 """
@@ -8,10 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdyn import attacks, theory
-from jaxdyn.gating import input_jacobian
-from jaxdyn.losses import grad_z
-from jaxdyn.theory import match_beta, predict, prepare, theorem2
+from jaxdyn.attacks import multistep as attacks
+
+from jaxdyn.core import theory
+from jaxdyn.core.gating import input_jacobian
+from jaxdyn.core.losses import grad_z
+from jaxdyn.core.theory import match_beta, predict, prepare, theorem2
 from tests.helpers import small_input, small_label, small_net
 
 

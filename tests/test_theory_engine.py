@@ -1,4 +1,4 @@
-"""Theorems 1 and 2 (jaxdyn.theory): the C x C path against the n x n eigendecomposition, the
+"""Theorems 1 and 2 (jaxdyn.core.theory): the C x C path against the n x n eigendecomposition, the
 exact case of a loss quadratic in z, the limits of conclusion C.3 and κ on the cross-entropy
 (float64). The lead merges this file with tests/test_theory.py."""
 
@@ -11,7 +11,11 @@ import pytest
 from hypothesis import assume, given, strategies as st
 
 import jaxdyn.testing as T
-from jaxdyn import attacks, gating, losses, metrics, theory
+from jaxdyn.attacks import multistep as attacks
+from jaxdyn.core import gating
+from jaxdyn.core import losses
+from jaxdyn.analyses import metrics
+from jaxdyn.core import theory
 from jaxdyn.testing import strategies as S
 from tests import _props
 from tests.helpers import small_input, small_label, small_net
@@ -97,7 +101,7 @@ def test_c3_limits_are_different_directions():
     _, _, f = small_net(16, 4)
     x, y = small_input(16), small_label(4, 16)
     T.assert_c3_limits(f, x, y)
-    from jaxdyn.losses import grad_z, hessian_z
+    from jaxdyn.core.losses import grad_z, hessian_z
 
     J = gating.input_jacobian(f, x)
     gz, hz = grad_z(f(x), y), hessian_z(f(x), y)

@@ -9,8 +9,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdyn import data, losses, training
-from jaxdyn.models import get_model, init_variables
+from jaxdyn import training
+
+from jaxdyn.datasets import loading as data
+
+from jaxdyn.core import losses
+from jaxdyn.core.models import get_model, init_variables
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -100,8 +104,8 @@ def test_adversarial_examples_respect_threat_model(batch, adv, eps):
 def test_training_attack_is_the_engines_pgd(batch, name, norm, random_start):
     """perturb_batch's lean PGD (training.step.pgd_delta) returns attacks.pgd's delta bit for bit
     (same random start, same steps; the analysis outputs are what it drops)."""
-    from jaxdyn import attacks
-    from jaxdyn.models import logits_fn
+    from jaxdyn.attacks import multistep as attacks
+    from jaxdyn.core.models import logits_fn
 
     x, y = (jnp.asarray(a[:6]) for a in batch)
     model = get_model(name, width=1 / 8)
@@ -219,14 +223,14 @@ def test_quick_preset_covers_tables():
     (["--model", "mlp3", "--binary", "3"], "--binary"),
 ])
 def test_cli_bad_flags(tmp_path, capsys, argv, match):
-    from jaxdyn.cli import main
+    from jaxdyn.cli.app import main
 
     assert main(["train", "--out", str(tmp_path), *argv]) == 2
     assert match.replace("\\", "") in capsys.readouterr().err
 
 
 def test_cli_smoke(tmp_path, data_dir):
-    from jaxdyn.cli import main
+    from jaxdyn.cli.app import main
 
     rc = main(["train", "--out", str(tmp_path), "--model", "mlp3", "--width", "0.03125", "--n-train", "128",
                "--batch-size", "32", "--n-test", "50", "--n-eval-robust", "0", "--data-dir", data_dir,

@@ -6,7 +6,9 @@ import json
 import jax
 import pytest
 
-from jaxdyn import cli, models
+from jaxdyn.cli import app as cli
+
+from jaxdyn.core import models
 from jaxdyn.training import TrainConfig, presets
 from jaxdyn.training import cache as cache_mod
 from jaxdyn.training import evaluation

@@ -1,4 +1,4 @@
-"""The statistics behind verdicts (jaxdyn.verdicts): the hierarchical bootstrap, the five verdicts
+"""The statistics behind verdicts (jaxdyn.analyses.verdicts): the hierarchical bootstrap, the five verdicts
 from symmetric rules, Holm's correction, and the claims-as-data fields; every rule is fed numbers
 where it must say each of its answers."""
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jaxdyn import verdicts as V
+from jaxdyn.analyses import verdicts as V
 from jaxdyn.experiments.claims import VERDICTS, claim
 
 

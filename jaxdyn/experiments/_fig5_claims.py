@@ -3,19 +3,19 @@ to keep each file short.
 
 C.8 against its controls and Theorem 6 are families of paired one-sided Wilcoxon tests (per network,
 layer and comparison); each family is decided with Holm's correction over all its one-sided p-values
-and the symmetric five verdicts (:func:`jaxdyn.verdicts.holm_verdicts`, :func:`jaxdyn.verdicts.combine`).
+and the symmetric five verdicts (:func:`jaxdyn.analyses.verdicts.holm_verdicts`, :func:`jaxdyn.analyses.verdicts.combine`).
 A network below the accuracy floor (``accuracy_floor`` of the config, :data:`ACCURACY_FLOOR` for
 results without it) is "not testable", never "does not hold".
 """
 
 from __future__ import annotations
 
-from jaxdyn import curvature
+from jaxdyn.analyses import curvature
 from jaxdyn.experiments import _common as C
 from jaxdyn.experiments.claims import (ACCURACY_FLOOR, accuracy_floor_note, claim, family_cause,
                                        family_statistic)
-from jaxdyn.instability import MATCH_TOL, VERDICT_CONTROLS, read_controls
-from jaxdyn.verdicts import combine, holm_verdicts
+from jaxdyn.analyses.instability import MATCH_TOL, VERDICT_CONTROLS, read_controls
+from jaxdyn.analyses.verdicts import combine, holm_verdicts
 
 __all__ = ["claims", "control_tests"]
 
@@ -28,7 +28,7 @@ def _layers_text(flags) -> str:
 
 def control_tests(models: dict, *, floor: float, alpha: float = 0.05) -> tuple[list, list, str]:
     """``(labels, verdicts, floor_text)`` of C.8's family: per standardly trained network, control of
-    :data:`~jaxdyn.instability.VERDICT_CONTROLS` and layer, the paired tests of ``Δ^(adv)`` against
+    :data:`~jaxdyn.analyses.instability.VERDICT_CONTROLS` and layer, the paired tests of ``Δ^(adv)`` against
     the control, Holm over all of them (a control not measured, e.g. the random direction in results
     of an earlier version, and a network below ``floor``: "not testable")."""
     ok, floor_text = accuracy_floor_note({m: d["instability"]["standard"].get("test_accuracy")
@@ -145,11 +145,11 @@ def claims(results: dict) -> list[dict]:
               "loss level and perturbations of the same size", paper="Δ^(adv) larger than Δ^(ori) (\"much higher\")",
               protocol=protocol, measured="; ".join(ctl_parts) or "no controls measured",
               baselines="Δ^(ori) on the same digits (the paper's comparison, claim fig5.instability); the ℓ2 gradient "
-                        "step of δ's norm, loss-matched (jaxdyn.instability.random_loss_matched; a one-step attack, "
+                        "step of δ's norm, loss-matched (jaxdyn.analyses.instability.random_loss_matched; a one-step attack, "
                         "so not a control of 'adversarial')",
               controls="(a) Δ^(ori) on clean digits whose loss is within ×1.25 of the adversarial example's; (b) Δ on "
                        "x + r, r an isotropic Gaussian direction of the ℓ2 norm of δ, x + r clipped into [0, 1] as "
-                       "x + δ is (jaxdyn.instability.random_direction)",
+                       "x + δ is (jaxdyn.analyses.instability.random_direction)",
               rule="per layer of the standardly trained networks and per control, paired one-sided Wilcoxon "
                    "signed-rank tests of log Δ^(adv) − log Δ^(control) over digits, each direction; "
                    + holm.format(k=2 * len(vs), n=f_ctl["statistic"]["value"], t=len(vs)),
@@ -172,7 +172,7 @@ def claims(results: dict) -> list[dict]:
                   f"{m}: {w} (ratio {fmt(s['ratio_end'])})" for (m, s), w in zip(ss.items(), vs_sharp))
               + (f"; {low}" if low else "")),
         claim("fig5.theorem6", curvature.STATEMENT, **curvature.CLAIM_TEXT,
-              protocol=f"T_j = tr Φ_Δa^* H_h Φ_Δa per layer (jaxdyn.curvature; Σ_i Δa_i² tr H_h for a dense layer), "
+              protocol=f"T_j = tr Φ_Δa^* H_h Φ_Δa per layer (jaxdyn.analyses.curvature; Σ_i Δa_i² tr H_h for a dense layer), "
                        f"H_h at the clean digit, δ as above; the first {cfg['n_samples']} pool digits both networks "
                        f"classify correctly; {results['dtype']}",
               measured="; ".join(f"{m}: {curvature.describe(t, fmt)}" for m, t in t6.items()) or "not measured",

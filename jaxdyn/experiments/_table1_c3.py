@@ -5,7 +5,7 @@ C.3 says the attack's direction turns from ``g_x`` (small ``βλ₁``) to ``v₁
 of ``H̄_x`` (large ``βλ₁``). On a digit where ``|cos(g_x, v₁)|`` is already ≈ 1 at the clean point
 (confident softmax digits: ``H_z`` is nearly rank one along ``g_z``) the turn cannot be observed,
 by the theory's own ``δ̂`` either: the premise is absent. The rule therefore runs on the digits with
-``|cos(g_x, v₁)| < c3_max_cos`` at ``x`` only (:func:`jaxdyn.theory.clean_alignment`, recorded per
+``|cos(g_x, v₁)| < c3_max_cos`` at ``x`` only (:func:`jaxdyn.core.theory.clean_alignment`, recorded per
 digit in the first and the last row of each regime grid) and says "not testable" for a network with
 fewer than ``c3_min_digits`` of them.
 """
@@ -18,7 +18,7 @@ import numpy as np
 
 from jaxdyn.experiments import _common as C
 from jaxdyn.experiments.claims import claim
-from jaxdyn.verdicts import combine, hierarchical_bootstrap, side_verdict, statistic_record
+from jaxdyn.analyses.verdicts import combine, hierarchical_bootstrap, side_verdict, statistic_record
 
 __all__ = ["c3_claims", "c3_turns", "C3_MAX_COS", "C3_MIN_DIGITS"]
 
@@ -74,7 +74,7 @@ def c3_claims(results: dict, *, name: str = "table1") -> list[dict]:
     the module docstring): per network the median over eligible digits of ``t`` (:func:`c3_turns`)
     with a bootstrap interval at level ``1 − 0.05/k`` (``k`` networks tested, Bonferroni), "holds"
     above the margin, "does not hold" below it, "inconclusive" across it; combined over networks by
-    :func:`jaxdyn.verdicts.combine`."""
+    :func:`jaxdyn.analyses.verdicts.combine`."""
     rows = [r for r in results["rows"] if r.get("regimes")]
     if not rows:
         return []

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxdyn.experiments import _common as C
-from jaxdyn.results import write_text_atomic
+from jaxdyn._internal.results import write_text_atomic
 
 
 def plot(results: dict, out: Path) -> None:

@@ -5,24 +5,24 @@ follows the same curve as the raw gradient flow, so δ̂ of Theorem 2 should poi
 perturbation, and ``C δ̂/||δ̂||`` like the effective component of an ℓ∞-PGD perturbation
 (``Σ_t α (σ_tᵀ sign g_t) σ_t``, ``σ_t = g_t/||g_t||``; Sec. 3.2). For each attack:
 
-* the attack is :func:`jaxdyn.attacks.attack` with ``norm="l2"`` / ``"linf"`` (run as
-  :func:`jaxdyn.pgd_variants.variant_attack`: one compile for all), ``steps`` few steps of size ``α = ε/steps`` from ``x`` (no random start; the ε-ball projection is then never
+* the attack is :func:`jaxdyn.attacks.multistep.attack` with ``norm="l2"`` / ``"linf"`` (run as
+  :func:`jaxdyn.attacks.variants.variant_attack`: one compile for all), ``steps`` few steps of size ``α = ε/steps`` from ``x`` (no random start; the ε-ball projection is then never
   active, so the attack is the normalised ascent the theory describes) — variants with clipping
   to [0, 1] and with Madry's ``α = 2.5 ε/steps`` (projection active) are reported beside it;
 * δ̂ is Theorem 2 with ``H̄_z`` averaged over that attack's own trajectory (docs/spec.md's weights
   ``||Δx^(t)||``) and β chosen so that ``||δ̂(β)|| = ||δ^(ℓ2)||`` (resp. ``||δ^(effective)||``)
-  — the point of the flow at the attack's distance (:func:`jaxdyn.theory.match_beta`). ``C``
+  — the point of the flow at the attack's distance (:func:`jaxdyn.core.theory.match_beta`). ``C``
   only scales, so ``1 - cos`` does not depend on it;
 * the matching errors ``1 - cos(δ̂, δ^(ℓ2))`` and ``1 - cos(C δ̂/||δ̂||, δ^(effective,ℓ∞))`` (mean
   over digits) beside the ``g_x``-only baseline ``1 - cos(g_x, ·)``, frozen (A2) and free, also over
   an ε grid (``eps_l2``, ``eps_linf``: 0.01 to the usual budgets); the verdict: beating the baseline.
 
 **Appendix J** — how much an attack changes what A2 freezes: the fraction of ReLU gates whose state
-at ``x + δ`` differs from that at ``x`` (:func:`jaxdyn.gating.flip_fraction`) and the relative
+at ``x + δ`` differs from that at ``x`` (:func:`jaxdyn.core.gating.flip_fraction`) and the relative
 change ``|λ_1(x+δ) - λ_1(x)| / λ_1(x)`` of the top eigenvalue of ``H̄_x = W̃ H̄_z W̃ᵀ`` when
 ``W̃ = Jᵀ`` is taken at ``x + δ`` instead of ``x`` (same ``H̄_z``: the change due to the gating
 alone), for the free-gating raw attack over a β grid (verdict at the β where it flips half the
-digits: :func:`jaxdyn.matching.attack_row`) and for the free ℓ2/ℓ∞ PGD attacks above.
+digits: :func:`jaxdyn.analyses.variant_matching.attack_row`) and for the free ℓ2/ℓ∞ PGD attacks above.
 
 **Figure 1** — δ̂ against δ* (Table 1's setting) and against few-step PGD for the 3-layer MLP and
 three digits, drawn from the results (``appendix.json``) only (:func:`plot_fig1`).
@@ -41,9 +41,9 @@ import numpy as np
 
 from jaxdyn.experiments import _common as C
 from jaxdyn.experiments.claims import claim, count_verdict, range_verdict
-from jaxdyn.results import write_text_atomic
-from jaxdyn.matching import ATTACK_FLIPS, attack_row, flip_rate, make_fig1_fn, make_pgd_fn, make_raw_free_fn
-from jaxdyn.pgd_variants import variant
+from jaxdyn._internal.results import write_text_atomic
+from jaxdyn.analyses.variant_matching import ATTACK_FLIPS, attack_row, flip_rate, make_fig1_fn, make_pgd_fn, make_raw_free_fn
+from jaxdyn.attacks.variants import variant
 
 name = "appendix"
 title = "Appendix D/J and Figure 1"

@@ -16,12 +16,12 @@ Fields of a claim:
 * ``rule``: the rule, stated so a reader can recompute the verdict;
 * ``verdict``: one of :data:`VERDICTS`.
 
-Claims as data (:mod:`jaxdyn.verdicts`), optional until every experiment is on the statistics
+Claims as data (:mod:`jaxdyn.analyses.verdicts`), optional until every experiment is on the statistics
 footing, and validated when given:
 
 * ``statistic``: ``{name, value, ci: [lo, hi], level, n_digits, n_seeds, n_resamples}``
-  (:func:`jaxdyn.verdicts.statistic_record`);
-* ``per_seed``: ``[{seed, value, ci, n_digits, verdict}]`` (:func:`jaxdyn.verdicts.per_seed`);
+  (:func:`jaxdyn.analyses.verdicts.statistic_record`);
+* ``per_seed``: ``[{seed, value, ci, n_digits, verdict}]`` (:func:`jaxdyn.analyses.verdicts.per_seed`);
 * ``cause``: the measured reason a verdict is not "holds" (required then, once ``statistic`` is given).
 """
 
@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from jaxdyn.verdicts import combine, holm_verdicts
+from jaxdyn.analyses.verdicts import combine, holm_verdicts
 
 __all__ = ["VERDICTS", "claim", "could_not_read", "range_verdict", "count_verdict", "rank_verdict", "rank_tests",
            "family_statistic", "family_cause", "accuracy_floor_note", "rank_family", "RANK_RULE",
@@ -123,7 +123,7 @@ def rank_tests(rhos: Sequence[dict], *, alpha: float = 0.05) -> list[str]:
     """Per Spearman result (``{"rho", "p"}``, ``p`` two-sided; optionally ``"p_null"``, the one-sided
     p-value of a null model ``P(null ≥ ρ)``, or ``"null_hi"``, its upper quantile; ``"testable":
     False`` for a network below its accuracy floor), its verdict after Holm over the family
-    (:func:`jaxdyn.verdicts.holm_verdicts`): holds when ρ > 0 is significant (and beyond the null),
+    (:func:`jaxdyn.analyses.verdicts.holm_verdicts`): holds when ρ > 0 is significant (and beyond the null),
     does not hold when ρ < 0 is, inconclusive when neither, not testable without a ρ."""
     pairs = [_one_sided(r) for r in rhos]
     return [str(v) for v in holm_verdicts([a for a, _ in pairs], [b for _, b in pairs], alpha=alpha)]
@@ -131,7 +131,7 @@ def rank_tests(rhos: Sequence[dict], *, alpha: float = 0.05) -> list[str]:
 
 def rank_verdict(rhos: Sequence[dict], *, alpha: float = 0.05) -> str:
     """Verdict for "these quantities rise together": :func:`rank_tests` (Holm over the family of
-    one-sided tests, both directions) combined by :func:`jaxdyn.verdicts.combine`: holds when every
+    one-sided tests, both directions) combined by :func:`jaxdyn.analyses.verdicts.combine`: holds when every
     testable ρ holds; does not hold when every one does not; holds partly when some hold and the
     rest do not; inconclusive otherwise; not testable when none is testable (or there is none)."""
     return str(combine(rank_tests(rhos, alpha=alpha)))

@@ -11,14 +11,14 @@ out of the fits.
 Step sizes are fixed along each attack (``β ∝ m``): the baselines take steps of ℓ2 length ``step``
 (``α_linf = step / sqrt(n)``). The raw attack's steps grow with ``||g||`` and digits differ in
 confidence by orders of magnitude, so its α is set per sample such that it succeeds after about
-``raw_target`` steps under A2 (:func:`jaxdyn.attacks.calibrate_raw_alpha`): every trajectory is
+``raw_target`` steps under A2 (:func:`jaxdyn.attacks.multistep.calibrate_raw_alpha`): every trajectory is
 resolved and ``α λ_1`` stays small (A3's regime, where Theorems 1 and 2 agree).
 
 Every trajectory gets a least-squares fit of ``log ||·||`` against ``t`` on ``t ≤ m_success``
-(rate and R², :func:`jaxdyn.metrics.growth_fits`) and, as a contrast, a linear fit. The raw
+(rate and R², :func:`jaxdyn.analyses.metrics.growth_fits`) and, as a contrast, a linear fit. The raw
 attack's measured rate is compared with the same fit to Theorem 2's curves at ``β = α t``
-(:func:`jaxdyn.theory.theorem2_norms`, ``H̄_z`` averaged over the sample's trajectory up to
-``m_success``, docs/spec.md), with ``α λ_1`` and with Theorem 1 (:func:`~jaxdyn.theory.theorem1_norms`).
+(:func:`jaxdyn.core.theory.theorem2_norms`, ``H̄_z`` averaged over the sample's trajectory up to
+``m_success``, docs/spec.md), with ``α λ_1`` and with Theorem 1 (:func:`~jaxdyn.core.theory.theorem1_norms`).
 The ``H̄_z`` of docs/spec.md weights steps by length, so the last (least confident) steps dominate; ``H_z`` at
 the clean input gives the other end of the range (``rate_fit_grad_clean``).
 """
@@ -36,17 +36,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn.attacks import NORMS, attack, calibrate_raw_alpha, logit_space_attack
+from jaxdyn.attacks.multistep import NORMS, attack, calibrate_raw_alpha, logit_space_attack
 from jaxdyn.experiments import _common as C
 from jaxdyn.experiments.claims import claim
-from jaxdyn.gating import GATINGS, input_jacobian
-from jaxdyn.growth import (R2_EXP, RATE_CONST, RATE_FACTOR, RATE_FACTOR_LOOSE, classify_cell, growth_verdict,  # noqa: F401
+from jaxdyn.core.gating import GATINGS, input_jacobian
+from jaxdyn.analyses.growth import (R2_EXP, RATE_CONST, RATE_FACTOR, RATE_FACTOR_LOOSE, classify_cell, growth_verdict,  # noqa: F401
                            free_attack_traced_norm, rate_verdict, summarize_run)
-from jaxdyn.losses import grad_z, loss
-from jaxdyn.metrics import growth_fits
-from jaxdyn.models import logits_fn
-from jaxdyn.results import to_json_tree
-from jaxdyn.theory import hbar_z_weighted, structured_eigenpairs, theorem1_norms, theorem2_norms
+from jaxdyn.core.losses import grad_z, loss
+from jaxdyn.analyses.metrics import growth_fits
+from jaxdyn.core.models import logits_fn
+from jaxdyn._internal.results import to_json_tree
+from jaxdyn.core.theory import hbar_z_weighted, structured_eigenpairs, theorem1_norms, theorem2_norms
 
 name = "fig2"
 title = "Figure 2 — exponential growth (C.2)"
@@ -75,7 +75,7 @@ SCALES = {
 
 def config(scale: str = "quick", **overrides) -> Config:
     """The resolved config; ``ValueError`` for bad values (checked before any work)."""
-    from jaxdyn.models import model_names
+    from jaxdyn.core.models import model_names
 
     cfg = C.make_config(Config, SCALES, scale, overrides)
     C.check_models(cfg.models, model_names(), what="fig2")
@@ -113,7 +113,7 @@ def _attack_fn(model, norm: str, gating: str, steps: int):
 
 def _free_attack_fn(model, steps: int):
     """A jitted ``(variables, x, y, alpha, k) -> dict``: :func:`_attack_fn` under free gating with
-    the norm ``NORMS[k]`` traced (:func:`jaxdyn.growth.free_attack_traced_norm`: one compile for
+    the norm ``NORMS[k]`` traced (:func:`jaxdyn.analyses.growth.free_attack_traced_norm`: one compile for
     the raw, ℓ2 and ℓ∞ attacks instead of three; the same numbers to float64 rounding)."""
     def run(variables, x, y, alpha, k):
         f = logits_fn(model, variables)
@@ -127,8 +127,8 @@ def _free_attack_fn(model, steps: int):
 
 
 def _theory_fn(model, steps: int):
-    """Jitted predicted norm curves for ``t = 0..steps`` (:func:`jaxdyn.theory.theorem2_norms`,
-    ``β = αt``, and :func:`~jaxdyn.theory.theorem1_norms`) with the ``H̄_z`` of docs/spec.md averaged over each
+    """Jitted predicted norm curves for ``t = 0..steps`` (:func:`jaxdyn.core.theory.theorem2_norms`,
+    ``β = αt``, and :func:`~jaxdyn.core.theory.theorem1_norms`) with the ``H̄_z`` of docs/spec.md averaged over each
     sample's trajectory up to its ``m_success``, and Theorem 2 with ``H_z`` at the clean input."""
 
     def run(variables, x, y, alpha, H_seq, step_norm, success_step, jacobian=None):
@@ -153,7 +153,7 @@ def _theory_fn(model, steps: int):
 
 
 def _fits(traj_delta, traj_grad, success):
-    """:func:`jaxdyn.metrics.growth_fits` of ``||δ||`` (from ``t = 1``) and of ``||g||``."""
+    """:func:`jaxdyn.analyses.metrics.growth_fits` of ``||δ||`` (from ``t = 1``) and of ``||g||``."""
     return {"delta": growth_fits(traj_delta, success, start=1), "grad": growth_fits(traj_grad, success)}
 
 
@@ -323,7 +323,7 @@ def run(cfg: Config, out: Path, progress: bool = True) -> dict:
 
 def claims(results: dict) -> list[dict]:
     """C.2 (exponential growth of the raw attack's norms, every cell) and the extension "the rate is
-    Theorem 2's" (every cell); rules in :mod:`jaxdyn.growth`."""
+    Theorem 2's" (every cell); rules in :mod:`jaxdyn.analyses.growth`."""
     fmt = C.fmt
     labels, ratios, measured, rates = [], [], [], []
     for m, gs in results["summary"].items():

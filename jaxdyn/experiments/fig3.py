@@ -12,8 +12,8 @@ ResNet-50), for each correctly classified training digit ``x``:
   ``g_x = g_z g̃_x`` for a scalar logit (so the recorded loss-gradient norms suffice);
 * ``Δg_W = ∂L(x+δ)/∂W - ∂L(x)/∂W`` for the first layer's kernel ``W`` (Eq. 7), ``||Δg_W||`` and
   ``g̃_xᵀΔg̃_x`` with ``Δg̃_x`` the jvp of ``W ↦ g̃_x(W)`` along ``-ηΔg_W``
-  (:func:`jaxdyn.influence.measure`, which reduces to ``-η g̃_xᵀ Δg_W g̃_h`` for a dense layer);
-  all of them per sample by :func:`jaxdyn.influence.attack_influence`.
+  (:func:`jaxdyn.core.influence.measure`, which reduces to ``-η g̃_xᵀ Δg_W g̃_h`` for a dense layer);
+  all of them per sample by :func:`jaxdyn.analyses.real_attack.attack_influence`.
 
 The figure plots ``|g̃_xᵀΔg̃_x|`` and ``||Δg_W||`` against the three quantities (log-log) and
 reports Spearman's ρ for each pair over all digits: the **paper protocol** (claim
@@ -46,9 +46,9 @@ from pathlib import Path
 import numpy as np
 
 from jaxdyn.experiments import _common as C
-from jaxdyn import stats
+from jaxdyn.analyses import stats
 from jaxdyn.experiments.claims import ACCURACY_FLOOR, RANK_RULE, claim, rank_family
-from jaxdyn.metrics import spearman
+from jaxdyn.analyses.metrics import spearman
 
 name = "fig3"
 title = "Figure 3 — per-sample influence (C.5)"
@@ -70,7 +70,7 @@ LABELS = {"hbar_z": "H̄_z", "hbar_z_gx2": "H̄_z ||g̃_x||²", "A_hat": "Â", "
 
 def config(scale: str = "quick", **overrides) -> Config:
     """The resolved config; ``ValueError`` for bad values (checked before any work)."""
-    from jaxdyn.models import model_names
+    from jaxdyn.core.models import model_names
 
     cfg = C.make_config(Config, SCALES, scale, overrides)
     C.check_models(cfg.models, model_names(), what="fig3")

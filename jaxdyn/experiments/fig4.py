@@ -3,7 +3,7 @@ with large ``Â``.
 
 On the adversarially trained binary AlexNet, VGG-11 and ResNet-50 of Figure 3 (the same training
 preset, so the same cached networks, and the same digits), every sample's ``Â`` and first-layer
-``Δg_W`` are measured under the raw attack (:func:`jaxdyn.influence.attack_influence`, β set from
+``Δg_W`` are measured under the raw attack (:func:`jaxdyn.analyses.real_attack.attack_influence`, β set from
 ``A0`` as in Figure 3). The samples are sorted by ``Â`` and cut into ``groups`` (10) groups of
 (nearly) equal size; per group we report the mean ``cos(Δg_W|_x, Δḡ_W)`` with
 ``Δḡ_W = mean over all x of Δg_W``. The paper says it rises with ``Â``; we report the curve,
@@ -17,7 +17,7 @@ has a large cosine whatever the directions. The headline (``fig4.dominance``) th
 * the cosine with the mean of the *other* digits' ``Δg_W`` (``cos_loo``; the mean of their unit
   vectors, ``cos_unit_loo``, is reported beside it), over the digits the attack did not flip
   (Lemma 1's regime; the mean still runs over all digits, as the training step does);
-* a norm-only null model (:func:`jaxdyn.stats.norm_only_null`): every ``Δg_W`` gets a uniformly
+* a norm-only null model (:func:`jaxdyn.analyses.stats.norm_only_null`): every ``Δg_W`` gets a uniformly
   random direction in ``R^d`` and keeps its real norm, ``null_draws`` draws; the measured ρ(Â, cos)
   must exceed the null's 95 % quantile (``controls.null`` in the JSON holds its quantiles, for the
   leave-one-out, unit and the paper's cosine).
@@ -34,9 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from jaxdyn.experiments import _common as C
-from jaxdyn import stats
+from jaxdyn.analyses import stats
 from jaxdyn.experiments.claims import ACCURACY_FLOOR, RANK_RULE, claim, rank_family
-from jaxdyn.metrics import spearman
+from jaxdyn.analyses.metrics import spearman
 
 name = "fig4"
 title = "Figure 4 — a few samples dominate (C.5)"
@@ -57,7 +57,7 @@ COSINES = {"loo": ("cos_loo", dict(), True), "unit_loo": ("cos_unit_loo", dict(u
 
 def config(scale: str = "quick", **overrides) -> Config:
     """The resolved config; ``ValueError`` for bad values (checked before any work)."""
-    from jaxdyn.models import model_names
+    from jaxdyn.core.models import model_names
 
     cfg = C.make_config(Config, SCALES, scale, overrides)
     C.check_models(cfg.models, model_names(), what="fig4")
@@ -100,7 +100,7 @@ def dominance(samples: dict, *, groups: int = 10) -> dict:
 
 def controls(samples: dict, *, dim: int, draws: int, seed: int = 0, groups: int = 10) -> dict:
     """Fig. 4's controls for one network: per cosine of :data:`COSINES` the measured ρ(Â, cos) and
-    the norm-only null (:func:`jaxdyn.stats.null_summary` of :func:`jaxdyn.stats.norm_only_null`
+    the norm-only null (:func:`jaxdyn.analyses.stats.null_summary` of :func:`jaxdyn.analyses.stats.norm_only_null`
     with the real ``||Δg_W||`` in ``R^dim``); the leave-one-out group curve over unflipped digits."""
     q = {k: np.asarray(samples[k], float) for k in ("A_hat", "dgw_norm", "success", *(c for c, _, _ in COSINES.values()))}
     un = ~q["success"].astype(bool)

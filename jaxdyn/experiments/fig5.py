@@ -2,9 +2,9 @@
 
 Two measurements on AlexNet and VGG-11 trained on MNIST (10 classes):
 
-1. **The paper's per-layer instability, against controls** (:mod:`jaxdyn.instability`). For each
+1. **The paper's per-layer instability, against controls** (:mod:`jaxdyn.analyses.instability`). For each
    weight layer ``j`` (in forward order) and each training digit ``x``, ``Δ_j`` of
-   :func:`jaxdyn.metrics.weight_gradient_instability` (``||∂L/∂W_j(W_j + ΔW_j) - ∂L/∂W_j(W_j)|| /
+   :func:`jaxdyn.analyses.metrics.weight_gradient_instability` (``||∂L/∂W_j(W_j + ΔW_j) - ∂L/∂W_j(W_j)|| /
    (D_j ||ΔW_j||)``, ``ΔW_j = -η ∂L/∂W_j``, ``D_j`` the fan-in) on ``x`` (``Δ^(ori)``), on ``x + δ``
    with ``δ`` an ℓ∞ PGD perturbation (``Δ^(adv)``), and on two controls of ``x + δ``: clean digits
    matched in its loss, and a non-adversarial perturbation of ``x`` with the ℓ2 norm of
@@ -17,7 +17,7 @@ Two measurements on AlexNet and VGG-11 trained on MNIST (10 classes):
 
 2. **Sharpness along training (extension).** The top eigenvalue ``λ_max`` of the Hessian of the
    loss w.r.t. all parameters (power iteration on Hessian-vector products,
-   :func:`jaxdyn.hessian.param_hessian_top_eigenvalue`) at a few steps along standard and ℓ∞-PGD
+   :func:`jaxdyn.core.hessian.param_hessian_top_eigenvalue`) at a few steps along standard and ℓ∞-PGD
    adversarial training, on a fixed probe batch, for the clean loss and for the adversarial loss
    (PGD ``δ`` recomputed at each checkpoint, then held fixed). The edge-of-stability literature
    (Cohen et al. 2021) and Theorem 6 tie a large ``λ_max`` of the training objective to
@@ -37,15 +37,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn import curvature
-from jaxdyn.attacks import pgd
+from jaxdyn.analyses import curvature
+from jaxdyn.attacks.multistep import pgd
 from jaxdyn.experiments import _common as C
 from jaxdyn.experiments import _fig5_claims
 from jaxdyn.experiments.claims import ACCURACY_FLOOR
-from jaxdyn.instability import (CONTROLS, MATCH_TOL, instability, measure_fn, read_controls,  # noqa: F401
+from jaxdyn.analyses.instability import (CONTROLS, MATCH_TOL, instability, measure_fn, read_controls,  # noqa: F401
                                 summarize_instability)
-from jaxdyn.losses import loss
-from jaxdyn.results import append_line_atomic, to_json_tree
+from jaxdyn.core.losses import loss
+from jaxdyn._internal.results import append_line_atomic, to_json_tree
 
 name = "fig5"
 title = "Figure 5 — oscillation (C.8)"
@@ -88,8 +88,8 @@ SCALES = {s: dict(kw, normalizer="fan_in", seed=0, accuracy_floor=ACCURACY_FLOOR
 
 def config(scale: str = "quick", **overrides) -> Config:
     """The resolved config; ``ValueError`` for bad values (checked before any work)."""
-    from jaxdyn._checks import check_choice
-    from jaxdyn.models import model_names
+    from jaxdyn._internal.checks import check_choice
+    from jaxdyn.core.models import model_names
 
     cfg = C.make_config(Config, SCALES, scale, overrides)
     C.check_models(cfg.models, model_names(), what="fig5")
@@ -135,8 +135,8 @@ class SharpnessTracker:
                                       seed=self.seed, version=1))
 
     def start(self, model, cfg, run_dir: Path) -> None:
-        from jaxdyn import data
-        from jaxdyn.hessian import param_hessian_top_eigenvalue
+        from jaxdyn.datasets import loading as data
+        from jaxdyn.core.hessian import param_hessian_top_eigenvalue
 
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)

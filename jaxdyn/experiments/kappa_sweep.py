@@ -61,8 +61,8 @@ SCALES = {
 
 def config(scale: str = "quick", **overrides) -> Config:
     """The resolved config; ``ValueError`` for bad values (checked before any work)."""
-    from jaxdyn._checks import check_choice, check_positive, check_steps
-    from jaxdyn.models import model_names
+    from jaxdyn._internal.checks import check_choice, check_positive, check_steps
+    from jaxdyn.core.models import model_names
 
     cfg = C.make_config(Config, SCALES, scale, overrides)
     if cfg.model not in model_names():
@@ -98,9 +98,13 @@ def sweep(model, variables, xs, ys, *, betas, steps, gating="frozen", path="netw
     import jax.numpy as jnp
     from tqdm.auto import tqdm
 
-    from jaxdyn import attacks, metrics, theory
-    from jaxdyn._checks import check_batch, check_positive, check_steps
-    from jaxdyn.models import logits_fn
+    from jaxdyn.attacks import multistep as attacks
+
+    from jaxdyn.analyses import metrics
+
+    from jaxdyn.core import theory
+    from jaxdyn._internal.checks import check_batch, check_positive, check_steps
+    from jaxdyn.core.models import logits_fn
 
     check_batch(xs, ys)
     check_steps(steps)

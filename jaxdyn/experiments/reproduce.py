@@ -7,7 +7,7 @@ merges their claims into one ``claims.json`` and renders ``REPORT.md`` beside it
 
 A stage is reused when its fingerprint matches: the resolved config, a hash of all of jaxdyn's
 source (every module: an edit anywhere recomputes), the md5 of the MNIST files read, the versions
-of jax/jaxlib/flax/optax/numpy and JAX's dtype flags (:mod:`jaxdyn.fingerprint`; ``--force``
+of jax/jaxlib/flax/optax/numpy and JAX's dtype flags (:mod:`jaxdyn._internal.fingerprint`; ``--force``
 recomputes). Trained
 networks are cached separately (``JAXDYN_CACHE_DIR``), so even a forced run does not retrain.
 
@@ -23,20 +23,18 @@ import traceback
 from pathlib import Path
 from typing import Sequence
 
-from jaxdyn._cli_text import SHOWN_SCALES, preset_note
-from jaxdyn.cli import CommandError, add_scale_arguments
 from jaxdyn.experiments import REPRODUCE, load
 from jaxdyn.experiments._common import SCALES
-from jaxdyn.results import WriteError, copy_atomic, read_json, write_json_atomic, write_text_atomic
+from jaxdyn._internal.results import WriteError, copy_atomic, read_json, write_json_atomic, write_text_atomic
 
 RESULT_NAME = "reproduce.json"
 #: the command reads MNIST: the command line gives it ``--data-dir``
 READS_DATA = True
 
 def _fingerprint(exp) -> dict:
-    """The stage's cache key besides its config (:func:`jaxdyn.fingerprint.stage_fingerprint`):
+    """The stage's cache key besides its config (:func:`jaxdyn._internal.fingerprint.stage_fingerprint`):
     all of jaxdyn's source, the data's md5, the library versions and JAX's dtype flags."""
-    from jaxdyn.fingerprint import stage_fingerprint
+    from jaxdyn._internal.fingerprint import stage_fingerprint
 
     return stage_fingerprint(exp.name)
 
@@ -121,7 +119,7 @@ def reproduce(*, scale: str = "quick", out: Path = Path("results/reproduce"), se
     Returns ``{"scale", "seed", "total_s", "report", "stages": {stage: {status, runtime_s, cached,
     error}}, "verdicts": [{stage, id, claim, verdict}]}``.
     """
-    from jaxdyn.runlock import hold
+    from jaxdyn._internal.runlock import hold
 
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {list(SCALES)}, got {scale!r}")
@@ -169,53 +167,3 @@ def _reproduce(*, scale, out, seed, progress, force, figures_dir, stages, report
     return {"scale": scale, "seed": seed, "total_s": total, "report": str(out / "REPORT.md"),
             "stages": {r["stage"]: {k: r.get(k) for k in ("status", "runtime_s", "cpu_s", "cached", "error")} for r in records},
             "verdicts": verdicts}
-
-
-# --- CLI -----------------------------------------------------------------------------------
-
-
-def _table_models_note() -> str:
-    """The networks each scale's preset gives the table stages, e.g. ``"quick: mlp3,cnn3,rescnn3, full: all"``."""
-    from jaxdyn.experiments._common import TABLE_MODELS
-
-    per_scale = {}
-    for scale in SHOWN_SCALES:
-        models = {tuple(load(st).SCALES[scale]["models"]) for st in TABLE_STAGES}
-        if len(models) != 1:  # the stages disagree: name each
-            return "; ".join(f"{st}: " + preset_note({sc: load(st).SCALES[sc]["models"] for sc in SHOWN_SCALES})
-                             for st in TABLE_STAGES)
-        (m,) = models
-        per_scale[scale] = "all" if set(m) == set(TABLE_MODELS) else m
-    return preset_note(per_scale)
-
-
-def add_arguments(parser) -> None:
-    add_scale_arguments(parser)
-    parser.add_argument("--force", action="store_true", help="recompute stages whose results exist")
-    parser.add_argument("--figures-dir", type=Path, default=None,
-                        help="copy the PNGs, Markdown tables and REPORT.md here (the README shows figures/)")
-    parser.add_argument("--only", default=None,
-                        help=f"comma-separated subset of the stages (default: all, {','.join(REPRODUCE)})")
-    parser.add_argument("--report-only", action="store_true",
-                        help="run nothing: rebuild REPORT.md (and --figures-dir) from the stored stage results")
-    parser.add_argument("--seed", type=int, default=0, help="the seed of every stage (default: 0)")
-    parser.add_argument("--table-models", default=None,
-                        help=f"networks of {', '.join(TABLE_STAGES)}: 'all' (the ten) or a comma list "
-                             f"(default: the scale's, {_table_models_note()})")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def run(args) -> dict:
-    only = None if args.only is None else [s.strip() for s in args.only.split(",") if s.strip()]
-    res = reproduce(scale=args.scale, out=args.out, seed=args.seed, progress=not args.no_progress,
-                    force=args.force, figures_dir=args.figures_dir, only=only, report_only=args.report_only,
-                    table_models=args.table_models)
-    failed = [s for s, r in res["stages"].items() if r["status"] != "ok"]
-    print(f"REPORT: {res['report']} ({res['total_s'] / 60:.1f} min)")
-    for v in res["verdicts"]:
-        print(f"  [{v['stage']}] {v['verdict']:>14}: {v['claim']}")
-    if failed:
-        write_json_atomic(Path(args.out) / RESULT_NAME, res)
-        raise CommandError(f"stage(s) not run or failed: {', '.join(failed)} (their errors are in REPORT.md and "
-                           f"<stage>/error.txt in {args.out}; the same command reruns only those)")
-    return res

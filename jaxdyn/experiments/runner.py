@@ -7,13 +7,13 @@
   ``verdict`` (claim id -> verdict) as a summary;
 * the plots (``plot(results, out)``) and ``claims.json`` (``claims(results)``);
 * ``run.json``: status, fingerprint (the config, a hash of all of jaxdyn's source, the data's md5,
-  the library versions and JAX's dtype flags: :mod:`jaxdyn.fingerprint`) and run time — what
+  the library versions and JAX's dtype flags: :mod:`jaxdyn._internal.fingerprint`) and run time — what
   decides whether stored results can be reused.
 
 Existing results are never overwritten silently: the same fingerprint is reused; another config
 needs ``force`` (or ``overwrite``, which ``reproduce`` passes for its own stage directories); the
 same config made by other code, data or libraries is stale and recomputed. The run holds ``out``
-(:func:`jaxdyn.runlock.hold`): a second run into it is refused.
+(:func:`jaxdyn._internal.runlock.hold`): a second run into it is refused.
 
 Work is kept as it finishes: an experiment runs each piece (a network, a β) through
 :class:`Pieces`, which stores it in ``<out>/pieces/`` at once; a run that is killed or fails keeps
@@ -35,9 +35,9 @@ from typing import Any
 import jax
 
 from jaxdyn.experiments.claims import could_not_read
-from jaxdyn.fingerprint import stage_fingerprint
-from jaxdyn.runlock import hold
-from jaxdyn.results import copy_atomic, remove_file, remove_stale_temps, read_json, to_json_tree, write_json_atomic
+from jaxdyn._internal.fingerprint import stage_fingerprint
+from jaxdyn._internal.runlock import hold
+from jaxdyn._internal.results import copy_atomic, remove_file, remove_stale_temps, read_json, to_json_tree, write_json_atomic
 
 __all__ = ["execute", "results_file", "safe_claims", "outputs", "Pieces"]
 
@@ -138,7 +138,7 @@ def execute(exp: ModuleType, cfg, out, *, progress: bool = True, force: bool = F
       force: recompute even when results of the same config exist (and replace them).
       overwrite: replace results of a *different* config (``reproduce`` owns its stage directories).
       fingerprint: what else stored results must match to be reused; default
-        :func:`jaxdyn.fingerprint.stage_fingerprint` (all of jaxdyn's source, the data's md5, the
+        :func:`jaxdyn._internal.fingerprint.stage_fingerprint` (all of jaxdyn's source, the data's md5, the
         library versions, JAX's dtype flags). Stored results of the same config but another
         fingerprint are stale: recomputed (pieces included) without ``force``.
       figures_dir: also copy the PNGs and Markdown tables there.
@@ -147,8 +147,8 @@ def execute(exp: ModuleType, cfg, out, *, progress: bool = True, force: bool = F
       ``{"results", "claims", "cached", "runtime_s", "png", "md"}``.
 
     Raises:
-      jaxdyn.runlock.OutInUse: another live run holds ``out`` (:func:`jaxdyn.runlock.hold`).
-      jaxdyn.results.WriteError: a result could not be written (a full disk); what was written
+      jaxdyn._internal.runlock.OutInUse: another live run holds ``out`` (:func:`jaxdyn._internal.runlock.hold`).
+      jaxdyn._internal.results.WriteError: a result could not be written (a full disk); what was written
         before is intact and the same call resumes from the stored pieces.
     """
     with hold(out) as out:

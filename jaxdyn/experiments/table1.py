@@ -12,14 +12,14 @@ digit is kept for κ, the correctly classified ones count for the flip fraction)
   beside it Theorem 1 at the same ``m`` (``kappa_theorem1``: the ``O(1/m)`` gap removed) and the
   curvature-free baseline ``δ = β g_x`` (``kappa_first_order``).
 
-``regimes`` (per network, :func:`jaxdyn.regimes.sweep`): a β grid (``betas``, extended by
+``regimes`` (per network, :func:`jaxdyn.analyses.regimes.sweep`): a β grid (``betas``, extended by
 ``regime_factor`` until the flip fraction is ≤ ``flip_range[0]`` at the smallest β and ≥
 ``flip_range[1]`` at the largest, for frozen and free gating, at most ``max_betas`` rows) with
 the median ``βλ₁(H̄_x)``, ``flip_fraction``, median ``‖δ*‖₂``/``‖δ*‖∞``, κ, Theorem 1, first
 order, the same with free gating, and conclusion C.3's cosines. The frozen attack runs in logit
 space (exact A2), the free one through the network; β is traced (one compile per network).
 
-The ODE reference (:mod:`jaxdyn.flow`): the gradient flow ``dδ/dt = g_{x+δ}`` to ``t = β``, the
+The ODE reference (:mod:`jaxdyn.attacks.flow`): the gradient flow ``dδ/dt = g_{x+δ}`` to ``t = β``, the
 ``m → ∞`` limit of the attack, solved adaptively; frozen at every β (logit space), free once, at
 the free attack regime's β (``ode_max_steps`` bounds it: flows sliding along a ReLU kink are
 reported unsolved). Per row ``kappa_ode``, ``kappa_ode_free``, first order against it and
@@ -53,12 +53,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn import regimes as R
-from jaxdyn.attacks import attack
+from jaxdyn.analyses import regimes as R
+from jaxdyn.attacks.multistep import attack
 from jaxdyn.experiments import _common as C
 from jaxdyn.experiments import _table1_c3
-from jaxdyn.models import logits_fn
-from jaxdyn.theory import prepare
+from jaxdyn.core.models import logits_fn
+from jaxdyn.core.theory import prepare
 
 name = "table1"
 title = "Table 1 — κ (Theorem 2)"
@@ -82,7 +82,7 @@ class Config(C.TableAttackConfig):
     flip_target: float = _help("the attack regime's headline: the β whose flip fraction is nearest this")
     verdict_factor: float = _help("F: the attack-regime claims hold where κ < first-order κ / F")
     ode_m_grid: tuple[int, ...] = _help("κ(m) against the gradient flow (ODE) at the attack-regime β (free: m <= steps)")
-    ode_rtol: float = _help("relative tolerance of the ODE reference (Dormand–Prince 5(4), jaxdyn.flow)")
+    ode_rtol: float = _help("relative tolerance of the ODE reference (Dormand–Prince 5(4), jaxdyn.attacks.flow)")
     ode_max_steps: int = _help("the free ODE's cap on attempted steps per digit (then reported unsolved; frozen: 4096)")
     ode_free: str = _help("where the free-gating ODE runs: 'attack' (the free attack-regime β), 'all' or 'none'")
     c3_margin: float = _help("C.3's rule: the winning cosine must lead by at least this")
@@ -134,15 +134,15 @@ def config(scale: str = "quick", **overrides) -> Config:
 
 def make_prep_fn(model):
     """Jitted ``(variables, x [B,28,28,1], y [B]) -> (J [B,C,n], z [B,C], g_z [B,C])`` at the clean
-    digits (:func:`jaxdyn.theory.prepare`): everything the theory needs from the network (A2
+    digits (:func:`jaxdyn.core.theory.prepare`): everything the theory needs from the network (A2
     freezes it at ``x``)."""
     return jax.jit(jax.vmap(lambda v, x, y: prepare(logits_fn(model, v), x, y), in_axes=(None, 0, 0)))
 
 
 def make_network_attack_fn(model, steps: int):
     """Jitted ``(variables, x, y, J, g_z, beta) -> per-digit numbers``: the A2 raw attack
-    (``α = β/m``, ``m = steps``) run through the network (:func:`jaxdyn.attacks.attack` with
-    ``gating="frozen"``) against the theory (:func:`jaxdyn.regimes.compare`), and ``success``."""
+    (``α = β/m``, ``m = steps``) run through the network (:func:`jaxdyn.attacks.multistep.attack` with
+    ``gating="frozen"``) against the theory (:func:`jaxdyn.analyses.regimes.compare`), and ``success``."""
 
     def one(variables, x, y, J, gz, beta):
         f = logits_fn(model, variables)
@@ -155,7 +155,7 @@ def make_network_attack_fn(model, steps: int):
 
 def make_logit_space_fn(steps: int, with_delta: bool = False):
     """Jitted ``(J, z, g_z, y, beta) -> per-digit numbers`` of the exact A2 attack in logit space
-    (:func:`jaxdyn.regimes.frozen_example`): no pass through the network, so ``m`` can reach 10⁵
+    (:func:`jaxdyn.analyses.regimes.frozen_example`): no pass through the network, so ``m`` can reach 10⁵
     cheaply. ``steps=None``: ``m`` is a last argument, a JAX integer (traced: one compile for any ``m``)."""
     if steps is None:
         return jax.jit(jax.vmap(lambda J, z, gz, y, b, m: R.frozen_example(J, z, gz, y, b, steps=m, with_delta=with_delta),
@@ -165,7 +165,7 @@ def make_logit_space_fn(steps: int, with_delta: bool = False):
 
 
 def paper_protocol(p: dict, beta: float) -> dict:
-    """The paper protocol's columns from per-digit numbers (:func:`jaxdyn.regimes.compare`):
+    """The paper protocol's columns from per-digit numbers (:func:`jaxdyn.analyses.regimes.compare`):
     κ, Theorem 1, first order, and the strength: ``beta_lambda1_weighted = E[||δ*|| βλ_1] / E||δ*||``
     (κ is a ratio of sums dominated by the digits with the largest perturbations, so this weighted
     mean is the strength κ sees), ``mean_beta_lambda1``, ``mean_delta_norm``."""

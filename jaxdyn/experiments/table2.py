@@ -5,19 +5,19 @@ For each network of the table (``mlp3/4/5``, ``cnn3/4/5``, ``rescnn3/4/5/10``) w
 sigmoid head trained on MNIST digits 3 vs 5, and a fixed set of test digits of those classes:
 
 1. the ``m``-step raw attack under frozen gating (A2) gives ``H̄_z`` (scalar) on its trajectory;
-2. Theorem 2 gives ``δ̂`` with that ``H̄_z`` (:func:`jaxdyn.theory.predict`);
-3. ``φ*`` is measured (:func:`jaxdyn.influence.measure`): ``Δg_W = ∂L(f(x+δ̂))/∂W - ∂L(f(x))/∂W``
-   for the first layer's weights ``W`` (:func:`jaxdyn.influence.first_layer_fn`), and
+2. Theorem 2 gives ``δ̂`` with that ``H̄_z`` (:func:`jaxdyn.core.theory.predict`);
+3. ``φ*`` is measured (:func:`jaxdyn.core.influence.measure`): ``Δg_W = ∂L(f(x+δ̂))/∂W - ∂L(f(x))/∂W``
+   for the first layer's weights ``W`` (:func:`jaxdyn.core.influence.first_layer_fn`), and
    ``φ* = g̃_xᵀ Δg̃_x`` with ``Δg̃_x`` the jvp of ``W ↦ ∂z/∂x`` along ``-ηΔg_W`` — which is
    ``-ηΔg_W g̃_h`` for the MLPs' dense first layer and its generalisation for the conv first layer
    of the CNNs and ResCNNs (docs/theory.md). Gradients at ``x + δ̂`` are taken under A2 (the
    paper: "computed … under assumption A2"), ``gating="frozen"``;
 4. ``φ̂`` from Eq. 9 with ``A = β H̄_z ||g̃_x||²`` and the measured ``φ^(ori)``, ``g_z``, ``q``;
-5. ``κ' = E|φ* - φ̂| / E|φ*|`` (:func:`jaxdyn.metrics.kappa_prime`), float64.
+5. ``κ' = E|φ* - φ̂| / E|φ*|`` (:func:`jaxdyn.analyses.metrics.kappa_prime`), float64.
 
 Extra columns: first order (Eq. 9 with ``e^A → 1 + A``), Eq. 10 (``g_W^(adv)`` alone), Eq. 11
 (paper protocol: ``C = norm_c ||δ̂||``; the real-attack rows: ``C`` the measured norm of a real ℓ2
-attack, :mod:`jaxdyn.eq11`), ``φ*`` on the real network (gates free at ``x + δ̂``) and at the real
+attack, :mod:`jaxdyn.analyses.real_attack`), ``φ*`` on the real network (gates free at ``x + δ̂``) and at the real
 attack's δ*, ``E[A]``, and κ'(β) over a grid (the grid uses the exact A2 attack in logit space for
 ``H̄_z``; the headline column runs the attack through the network and records the agreement).
 
@@ -38,14 +38,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn import eq11, influence
-from jaxdyn.attacks import attack, logit_space_attack
-from jaxdyn.losses import grad_z
-from jaxdyn.matching import flip_rate, real_attack_kappa
+from jaxdyn.analyses import real_attack
+
+from jaxdyn.core import influence
+from jaxdyn.attacks.multistep import attack, logit_space_attack
+from jaxdyn.core.losses import grad_z
+from jaxdyn.analyses.real_attack import real_attack_kappa
+from jaxdyn.analyses.variant_matching import flip_rate
 from jaxdyn.experiments import _common as C, _table2_output
-from jaxdyn.metrics import kappa_prime, per_sample_norm
-from jaxdyn.results import write_text_atomic
-from jaxdyn.theory import predict
+from jaxdyn.analyses.metrics import kappa_prime, per_sample_norm
+from jaxdyn._internal.results import write_text_atomic
+from jaxdyn.core.theory import predict
 
 name = "table2"
 title = "Table 2 — κ′ (Theorem 3)"
@@ -85,7 +88,7 @@ SCALES = {
 
 def config(scale: str = "quick", **overrides) -> Config:
     """The resolved config; ``ValueError`` for bad values (checked before any work)."""
-    from jaxdyn._checks import check_choice
+    from jaxdyn._internal.checks import check_choice
 
     cfg = C.make_config(Config, SCALES, scale, overrides)
     C.check_table_models(cfg.models, scale, what="Table 2")
@@ -120,7 +123,7 @@ def make_batch_fn(model, path, steps: int, *, eta: float, norm_c: float):
     """Jitted ``(variables, x [B,28,28,1], y [B], beta, network_attack) -> dict of per-sample
     arrays`` (all the measured quantities of the module docstring). ``network_attack`` (a traced
     bool, ``lax.cond``: one compile for both): run the A2 attack through the network
-    (:func:`jaxdyn.attacks.attack`, the headline) or in logit space (exact, cheap: the β grid);
+    (:func:`jaxdyn.attacks.multistep.attack`, the headline) or in logit space (exact, cheap: the β grid);
     ``delta_logit_space`` is the logit-space δ* (to check the agreement with the headline)."""
 
     def one(variables, x, y, beta, network_attack):
@@ -170,17 +173,17 @@ def summarize(out: dict, beta: float, *, eta: float, norm_c: float) -> dict:
 
 def make_sweep_fn(model, path, steps: int, *, eta: float):
     """Jitted ``(variables, x, y, beta) -> {gating: per-sample dict}``: the real-attack protocol's
-    measurement (:func:`jaxdyn.influence.real_attack_phi`, free and frozen gating, β traced: one
-    compile per network), with Eq. 11's ℓ2 attack under ``"l2"`` (:func:`jaxdyn.eq11.l2_attack_phi`, budget
-    the raw attack's ``||δ*||₂``); the theory is applied afterwards (:func:`jaxdyn.matching.real_attack_kappa`,
-    :func:`jaxdyn.eq11.eq11_kappa`)."""
+    measurement (:func:`jaxdyn.analyses.real_attack.real_attack_phi`, free and frozen gating, β traced: one
+    compile per network), with Eq. 11's ℓ2 attack under ``"l2"`` (:func:`jaxdyn.analyses.real_attack.l2_attack_phi`, budget
+    the raw attack's ``||δ*||₂``); the theory is applied afterwards (:func:`jaxdyn.analyses.real_attack.real_attack_kappa`,
+    :func:`jaxdyn.analyses.real_attack.eq11_kappa`)."""
 
     def one(variables, x, y, beta):
         z_of, W, _ = influence.first_layer_fn(model, variables, path=path)
-        out = {g: influence.real_attack_phi(z_of, W, x, y, beta=beta, steps=steps, eta=eta, gating=g)
+        out = {g: real_attack.real_attack_phi(z_of, W, x, y, beta=beta, steps=steps, eta=eta, gating=g)
                for g in ("free", "frozen")}
         for g, q in out.items():  # Eq. 11: an ℓ2 attack, budget the raw δ*'s ℓ2 norm
-            q["l2"] = eq11.l2_attack_phi(z_of, W, x, y, eps=q["delta_l2"], steps=steps, eta=eta, gating=g)
+            q["l2"] = real_attack.l2_attack_phi(z_of, W, x, y, eps=q["delta_l2"], steps=steps, eta=eta, gating=g)
         return out
 
     return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, None)))
@@ -190,7 +193,7 @@ def real_attack_sweep(model, variables, path, x, y, cfg: Config) -> list[dict]:
     """The real-attack rows of one network: for each ``A_target``, ``β = A_target / median_x(H_z(x)
     ||g̃_x||²)`` (clean input, as Fig. 3) and, per gating, κ′ of Eqs. 9-10 with their baselines,
     the measured median ``A``, the flip rate of correctly classified digits and the median norms."""
-    from jaxdyn.models import logits_fn
+    from jaxdyn.core.models import logits_fn
 
     f = logits_fn(model, variables)
     a_unit = np.asarray(jax.jit(jax.vmap(lambda xi, yi: influence.influence_A_clean(f, xi, yi)))(x, y))
@@ -204,7 +207,7 @@ def real_attack_sweep(model, variables, path, x, y, cfg: Config) -> list[dict]:
             rows.append(dict(beta=beta, A_target=a_t, gating=gating, steps=cfg.sweep_steps,
                              A_median=float(np.median(q["A"])), flip_fraction=flip_rate(q["success_step"]),
                              delta_l2=float(np.median(q["delta_l2"])), delta_linf=float(np.median(q["delta_linf"])),
-                             **real_attack_kappa(q, eta=cfg.eta), **eq11.eq11_kappa(q["l2"], beta=beta, eta=cfg.eta)))
+                             **real_attack_kappa(q, eta=cfg.eta), **real_attack.eq11_kappa(q["l2"], beta=beta, eta=cfg.eta)))
     return rows
 
 

@@ -21,7 +21,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn import attacks, gating, hessian, losses, theory
+from jaxdyn.attacks import multistep as attacks
+
+from jaxdyn.core import gating
+
+from jaxdyn.core import hessian
+
+from jaxdyn.core import losses
+
+from jaxdyn.core import theory
 from jaxdyn.testing.nets import QuadraticLoss
 
 __all__ = ["RTOL", "rtol_for", "assert_close", "assert_piecewise_affine", "assert_theorem2_paths_agree",
@@ -46,7 +54,7 @@ def assert_close(actual, desired, rtol, what: str, *, atol_rel=None):
                              f"(shapes {actual.shape} vs {desired.shape})")
 
 
-def _bind(f, params):
+def bind_params(f, params):
     return f if params is None else functools.partial(f, params)
 
 
@@ -59,15 +67,15 @@ def _split_loss(loss_fn):
     return loss_fn, None
 
 
-def _jit(static=()):
+def jit_static(static=()):
     return functools.partial(jax.jit, static_argnames=("f", "loss_static") + tuple(static))
 
 
 # --- piecewise affinity ------------------------------------------------------------------------
 
-@_jit()
+@jit_static()
 def _pwa_core(f, params, x, y, d, loss_static, loss_dyn):
-    fx = _bind(f, params)
+    fx = bind_params(f, params)
     lf = loss_dyn if loss_dyn is not None else loss_static
     z, lin = jax.linearize(fx, x)
     moved = jax.vmap(lambda dd: fx(x + dd) - z)(d)
@@ -86,7 +94,7 @@ def assert_piecewise_affine(f, x, y=None, *, params=None, loss_fn=None, radius=1
 
     A smooth non-affine ``f`` fails the first check by ``O(radius)`` relative and the second by
     the ``g_zᵀ ∂²z/∂x²`` term."""
-    C = jax.eval_shape(_bind(f, params), x).shape[0]
+    C = jax.eval_shape(bind_params(f, params), x).shape[0]
     if y is None:
         y = jnp.asarray(1.0, x.dtype) if C == 1 else jnp.int32(0)
     key = jax.random.key(0) if key is None else key
@@ -103,9 +111,9 @@ def assert_piecewise_affine(f, x, y=None, *, params=None, loss_fn=None, radius=1
 
 # --- Theorems 1 and 2: the C x C path against the n x n eigendecomposition ------------------
 
-@_jit(("steps",))
+@jit_static(("steps",))
 def _paths_core(f, params, x, y, hbar_z, beta, steps, loss_static, loss_dyn):
-    fx = _bind(f, params)
+    fx = bind_params(f, params)
     lf = loss_dyn if loss_dyn is not None else loss_static
     p = theory.predict(fx, x, y, hbar_z, beta=beta, steps=steps, loss_fn=lf)
     Hx = hessian.hbar_x_dense(fx, x, hbar_z)
@@ -118,14 +126,14 @@ def _paths_core(f, params, x, y, hbar_z, beta, steps, loss_static, loss_dyn):
 
 def assert_theorem2_paths_agree(f, x, y, hbar_z=None, *, beta, steps=None, params=None, loss_fn=None,
                                 rtol=None):
-    """Theorem 2 (or Theorem 1 with ``steps``) by the ``C x C`` path (:func:`jaxdyn.theory.predict`)
+    """Theorem 2 (or Theorem 1 with ``steps``) by the ``C x C`` path (:func:`jaxdyn.core.theory.predict`)
     equals the ``n x n`` eigendecomposition of ``H̄_x = Jᵀ H̄_z J`` (from ``jax.hessian``), for
     ``δ̂`` and ``g_{x+δ̂}``; the structured eigenpairs equal the dense ones (top eigenvector up
     to sign). ``hbar_z``: ``[C, C]`` PSD (default ``H_z`` at ``x``)."""
     ls, ld = _split_loss(loss_fn)
     if hbar_z is None:
         lf = ld if ld is not None else ls
-        hbar_z = jax.hessian(lf)(_bind(f, params)(x), y)
+        hbar_z = jax.hessian(lf)(bind_params(f, params)(x), y)
     delta, grad, ref, lam_s, V_s, lam_d, V_d = _paths_core(f, params, x, y, hbar_z, jnp.asarray(beta, x.dtype),
                                                            steps, ls, ld)
     tol = rtol or rtol_for(x)
@@ -141,9 +149,9 @@ def assert_theorem2_paths_agree(f, x, y, hbar_z=None, *, beta, steps=None, param
 
 # --- A2: the frozen network attack equals the logit-space attack ------------------------------
 
-@_jit(("steps", "norm"))
+@jit_static(("steps", "norm"))
 def _frozen_core(f, params, x, y, beta, steps, norm, loss_static, loss_dyn):
-    fx = _bind(f, params)
+    fx = bind_params(f, params)
     lf = loss_dyn if loss_dyn is not None else loss_static
     r1 = attacks.attack(fx, x, y, beta=beta, steps=steps, norm=norm, gating="frozen", record=True, loss_fn=lf)
     r2 = attacks.logit_space_attack(fx, x, y, beta=beta, steps=steps, norm=norm, record=True, loss_fn=lf)

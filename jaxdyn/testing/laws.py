@@ -11,8 +11,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn import attacks, gating, influence, losses, metrics, theory
-from jaxdyn.testing.checkers import _bind, _jit, assert_close, rtol_for
+from jaxdyn.attacks import multistep as attacks
+
+from jaxdyn.core import gating
+
+from jaxdyn.core import influence
+
+from jaxdyn.core import losses
+
+from jaxdyn.analyses import metrics
+
+from jaxdyn.core import theory
+from jaxdyn.testing.checkers import bind_params, jit_static, assert_close, rtol_for
 from jaxdyn.testing.nets import QuadraticLoss
 
 __all__ = ["assert_quadratic_loss_exact", "assert_eqs_9_to_11_exact", "assert_lemma1",
@@ -20,9 +30,9 @@ __all__ = ["assert_quadratic_loss_exact", "assert_eqs_9_to_11_exact", "assert_le
            "assert_l2_start_uniform"]
 
 
-@_jit(("steps",))
+@jit_static(("steps",))
 def _quad_core(f, params, x, quad, beta, steps, loss_static=None):
-    fx = _bind(f, params)
+    fx = bind_params(f, params)
     r = attacks.logit_space_attack(fx, x, 0, beta=beta, steps=steps, loss_fn=quad)
     t1 = theory.predict(fx, x, 0, quad.A, beta=beta, steps=steps, loss_fn=quad)["delta_hat"]
     t2 = theory.predict(fx, x, 0, quad.A, beta=beta, loss_fn=quad)["delta_hat"]
@@ -61,7 +71,7 @@ def assert_eqs_9_to_11_exact(z_of, W, x, *, eta=0.05, A=0.6, c=0.3, rtol=None):
     """Theorems 3-5 (Eqs. 9, 10, 11) hold to rounding for a binary network under A2 with a loss
     quadratic in ``z`` (``L = c (z + y|z₀|)²/2``, ``y = sign z₀``), with β chosen so that the
     exponent is ``A`` (both terms of Eq. 9 O(1)). ``z_of(W, x) -> [1]``, ``W`` the first layer's
-    kernel (:func:`jaxdyn.influence.first_layer_fn`)."""
+    kernel (:func:`jaxdyn.core.influence.first_layer_fn`)."""
     tol = rtol or rtol_for(x)
 
     def fx(xx):
@@ -100,7 +110,7 @@ def assert_lemma1(z, y):
 
 
 def assert_loss_derivatives(z, y, loss_fn=losses.loss, rtol=None):
-    """The closed forms ``grad_z``/``hessian_z`` of :mod:`jaxdyn.losses` equal ``jax.grad`` /
+    """The closed forms ``grad_z``/``hessian_z`` of :mod:`jaxdyn.core.losses` equal ``jax.grad`` /
     ``jax.hessian`` of the loss (relative to the largest entry)."""
     tol = rtol or rtol_for(z)  # relative to the largest entry: the sigmoid's tiny s(1-s) passes
     assert_close(losses.grad_z(z, y), jax.grad(loss_fn)(z, y), tol, "g_z != jax.grad(L)")
@@ -110,7 +120,7 @@ def assert_loss_derivatives(z, y, loss_fn=losses.loss, rtol=None):
 def assert_c3_limits(f, x, y, *, params=None, hbar_z=None):
     """Conclusion C.3 with ``H̄_z`` (default ``H_z`` at ``x``): ``H̄_z = 0`` gives exactly
     ``δ̂ = β g_x``; small β: ``δ̂ ∥ g_x``; large β: ``δ̂ ∥ v_1``, the top eigenvector of ``H̄_x``."""
-    fx = _bind(f, params)
+    fx = bind_params(f, params)
     z = fx(x)
     J = gating.input_jacobian(fx, x)
     gz = losses.grad_z(z, y)
@@ -131,9 +141,9 @@ def assert_c3_limits(f, x, y, *, params=None, hbar_z=None):
             raise AssertionError("C.3: large beta, delta_hat is not parallel to v_1")
 
 
-@_jit(("steps",))
+@jit_static(("steps",))
 def _linf_core(f, params, x, y, alpha, steps, loss_static=None):
-    fx = _bind(f, params)
+    fx = bind_params(f, params)
     r = attacks.attack(fx, x, y, alpha=alpha, steps=steps, norm="linf")
     g0 = jax.grad(lambda xx: losses.loss(fx(xx), y))(x)
     return r.delta, g0

@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxdyn.models import avg_pool, relu
+from jaxdyn.core.models import avg_pool, relu
 
 __all__ = ["SHAPES", "HEADS", "NetSpec", "ARCHS", "RandomNet", "build", "apply_fn", "logits",
            "plain_mlp", "kink_margin", "QuadraticLoss", "random_input", "label_for"]
@@ -184,7 +184,7 @@ def _plain_apply(params, x):
 
 def kink_margin(model: nn.Module, variables, x: jax.Array) -> float:
     """Distance (in pre-activation units) of ``x`` to the nearest ReLU kink: ``min |h|`` over
-    every gate the model records (:func:`jaxdyn.models.relu`). Perturbations much smaller than
+    every gate the model records (:func:`jaxdyn.core.models.relu`). Perturbations much smaller than
     this (relative to the Jacobian's scale) flip no gate. Max-pool ties are not counted (they
     have probability zero for continuous draws)."""
     _, state = model.apply(variables, x[None], mutable=["gates"])

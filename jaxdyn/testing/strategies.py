@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from hypothesis import assume, strategies as st
 
-from jaxdyn import losses
+from jaxdyn.core import losses
 from jaxdyn.testing import nets
 
 __all__ = ["Problem", "net_specs", "networks", "logits_fns", "inputs", "labels", "problems", "betas",
@@ -124,7 +124,7 @@ def quadratic_losses(num_classes: int):
 
 
 def cross_entropies():
-    """The cross-entropy of :mod:`jaxdyn.losses` (softmax or sigmoid by the head size)."""
+    """The cross-entropy of :mod:`jaxdyn.core.losses` (softmax or sigmoid by the head size)."""
     return st.just(losses.loss)
 
 

@@ -11,7 +11,7 @@ checkpoints and a cache of trained models. One idea per module:
   beside it for adversarially trained networks);
 * :mod:`~jaxdyn.training.checkpoint`: the run directory (checkpoints, metrics, :func:`load_run`);
 * :mod:`~jaxdyn.training.cache`: :func:`load_or_train` (the model cache, with trackers);
-* :mod:`~jaxdyn.training.command`: the ``python -m jaxdyn train`` command;
+* :mod:`~jaxdyn.cli.train`: the ``python -m jaxdyn train`` command;
 * :mod:`~jaxdyn.training.listing`: the ``python -m jaxdyn models`` command (the cache's entries).
 
 Conventions are in ``docs/models.md``.

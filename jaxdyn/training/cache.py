@@ -3,7 +3,7 @@
 The entry of a config is ``<cache_dir>/<model>-<key[:16]>`` (:meth:`TrainConfig.run_name`), a
 run directory of :mod:`jaxdyn.training.checkpoint`. The key (:meth:`TrainConfig.cache_key`)
 hashes the config, the training code (the training package and every jaxdyn module it imports,
-:func:`jaxdyn.fingerprint.training_source_hash`) and the library versions: a cached model was
+:func:`jaxdyn._internal.fingerprint.training_source_hash`) and the library versions: a cached model was
 trained by the code that would train it now.
 
 **Trackers** (``callbacks=``) record numbers along training (e.g. Fig. 5's λ_max,
@@ -27,7 +27,7 @@ import os
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
-from jaxdyn.results import read_json, to_json_tree, write_json_atomic
+from jaxdyn._internal.results import read_json, to_json_tree, write_json_atomic
 from jaxdyn.training import checkpoint as ckpt_io
 from jaxdyn.training.config import TrainConfig
 
@@ -105,7 +105,7 @@ def load_or_train(name: str, *, num_classes: int = 10, binary=None, width: float
 
 
 def _train_tracked(pkg, cfg, run_dir: Path, callbacks, data_dir, progress):
-    from jaxdyn.models import get_model
+    from jaxdyn.core.models import get_model
 
     if run_dir.name.endswith(TRACK_SUFFIX):  # our own copy, made for other records: redo it
         for stale in (ckpt_io.FINAL, ckpt_io.INFO):
@@ -139,7 +139,7 @@ def with_apgd(run_dir: Path, cfg: TrainConfig, model, variables, info: dict, dat
         except ValueError:  # corrupt: recomputed
             extra = None
     if extra is None:
-        from jaxdyn import data
+        from jaxdyn.datasets import loading as data
         from jaxdyn.training.evaluation import apgd_evaluation
         from jaxdyn.training.loop import load_data
 

@@ -4,7 +4,7 @@
 * ``metrics.jsonl``: one line per epoch.
 * ``checkpoint.msgpack`` while training: ``flax.serialization`` msgpack of the whole train state
   (parameters, optimiser state, batch-norm statistics, epoch accumulators) plus metadata, written
-  atomically (:func:`jaxdyn.results.write_bytes_atomic`) every ``ckpt_every`` steps and at every
+  atomically (:func:`jaxdyn._internal.results.write_bytes_atomic`) every ``ckpt_every`` steps and at every
   epoch end. A killed run resumes from it and ends with bit-identical parameters.
 * ``final.msgpack`` (variables) and ``info.json`` when done; ``info.json`` is written first, so
   ``final.msgpack`` marks a finished run.
@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn.models import get_model, init_variables
-from jaxdyn.results import append_line_atomic, read_json, write_bytes_atomic, write_json_atomic
+from jaxdyn.core.models import get_model, init_variables
+from jaxdyn._internal.results import append_line_atomic, read_json, write_bytes_atomic, write_json_atomic
 from jaxdyn.training.config import TrainConfig
 
 __all__ = ["load_run", "is_finished"]

@@ -1,7 +1,7 @@
 """The configuration of a training run: :class:`TrainConfig`, its validation and its hash.
 
 A config is plain data: this module imports neither jax nor optax (the model name is checked
-against :func:`jaxdyn.models.model_names`, imported when a config is built).
+against :func:`jaxdyn.core.models.model_names`, imported when a config is built).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class TrainConfig:
     """Everything that determines a trained model (hashed for the cache).
 
     Attributes:
-      model: a registered model name (``jaxdyn.models.model_names()``).
+      model: a registered model name (``jaxdyn.core.models.model_names()``).
       num_classes: classes of the softmax head; forced to 1 (sigmoid head) when ``binary`` is set.
       binary: ``(a, b)`` digits for a binary task (``a -> +1``, ``b -> -1``) or ``None``.
       width: width multiplier of the model.
@@ -81,7 +81,7 @@ class TrainConfig:
     n_eval_robust: int = 1000
 
     def __post_init__(self):
-        from jaxdyn.models import model_names
+        from jaxdyn.core.models import model_names
 
         s = object.__setattr__
         if self.model not in model_names():
@@ -172,11 +172,11 @@ class TrainConfig:
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def cache_key(self) -> str:
-        """sha256 of :meth:`hash`, of the training code (:func:`jaxdyn.fingerprint.training_source_hash`:
+        """sha256 of :meth:`hash`, of the training code (:func:`jaxdyn._internal.fingerprint.training_source_hash`:
         the training package and every jaxdyn module it imports) and of the versions of
         jax/jaxlib/flax/optax/numpy. Deterministic; an edit of the training code or a new library
         version gives a new key, hence a newly trained network (the old entry stays on disk)."""
-        from jaxdyn.fingerprint import library_versions, training_source_hash
+        from jaxdyn._internal.fingerprint import library_versions, training_source_hash
 
         blob = json.dumps({"config": self.hash(), "code": training_source_hash(),
                            "libraries": library_versions()}, sort_keys=True)

@@ -17,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from jaxdyn.results import read_json
+from jaxdyn._internal.results import read_json
 from jaxdyn.training import checkpoint as ckpt_io
 
 __all__ = ["list_models", "summary", "add_arguments", "run"]

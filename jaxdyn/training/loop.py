@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdyn import data
-from jaxdyn.models import get_model
+from jaxdyn.datasets import loading as data
+from jaxdyn.core.models import get_model
 from jaxdyn.training import checkpoint as ckpt_io
 from jaxdyn.training.config import TrainConfig
 from jaxdyn.training.evaluation import batches, correct_fn, evaluate

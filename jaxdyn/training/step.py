@@ -3,9 +3,9 @@
 * **Optimiser**: Adam (lr 1e-3) by default, or SGD with momentum 0.9 (``optimizer="sgd"``); the
   learning rate decays to 0 over the run on a cosine (``schedule="constant"`` to switch it off).
 * **Adversarial training** replaces each batch by ``x + stop_gradient(delta)`` where ``delta`` is
-  ``jaxdyn.attacks.pgd``'s perturbation (random start, projection on the ε-ball, clip to [0, 1];
+  ``jaxdyn.attacks.multistep.pgd``'s perturbation (random start, projection on the ε-ball, clip to [0, 1];
   computed by :func:`pgd_delta`, which skips the engine's analysis outputs) or, for
-  ``adv="raw"``, the raw A1 attack ``jaxdyn.attacks.attack(norm="raw", beta=eps)`` (no
+  ``adv="raw"``, the raw A1 attack ``jaxdyn.attacks.multistep.attack(norm="raw", beta=eps)`` (no
   projection, no clipping; ``eps`` is the total strength β). The attack sees the model as
   ``model.apply(variables, x)``, i.e. batch-norm in inference mode; the training forward pass then
   uses batch statistics (``train=True``).
@@ -21,8 +21,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxdyn import attacks, losses
-from jaxdyn.models import init_variables, logits_fn
+from jaxdyn.attacks import multistep as attacks
+
+from jaxdyn.core import losses
+from jaxdyn.core.models import init_variables, logits_fn
 from jaxdyn.training.config import ADV_CHOICES, TrainConfig
 
 __all__ = ["make_optimizer", "create_state", "perturb_batch", "pgd_delta", "make_train_step", "variables_of"]
@@ -78,9 +80,9 @@ def perturb_batch(model, variables, x, y, key, *, adv: str, eps, steps: int, alp
                   random_start: bool = True):
     """Adversarial perturbations ``delta: [B, 28, 28, 1]`` of a batch (no gradient flows back).
 
-    ``adv="pgd-linf"`` / ``"pgd-l2"``: :func:`jaxdyn.attacks.pgd` with step ``alpha``, projection
+    ``adv="pgd-linf"`` / ``"pgd-l2"``: :func:`jaxdyn.attacks.multistep.pgd` with step ``alpha``, projection
     on the ε-ball and clipping of ``x + delta`` to [0, 1]; ``adv="raw"``: the raw A1 attack
-    :func:`jaxdyn.attacks.attack` with total strength ``beta = eps`` (no projection, no clip).
+    :func:`jaxdyn.attacks.multistep.attack` with total strength ``beta = eps`` (no projection, no clip).
     One key per example, split from ``key``.
     """
     f = logits_fn(model, variables)
@@ -100,24 +102,24 @@ def perturb_batch(model, variables, x, y, key, *, adv: str, eps, steps: int, alp
 
 
 def pgd_delta(f, x, y, *, eps, alpha, steps: int, norm: str, random_start: bool, key):
-    """The perturbation of :func:`jaxdyn.attacks.pgd` (same steps, same random start, the same
+    """The perturbation of :func:`jaxdyn.attacks.multistep.pgd` (same steps, same random start, the same
     ``delta`` bit for bit: tests/test_training.py), without what only the analysis needs: the
     engine also carries ``H_z``, ``H̄_z``, the success step and the effective ℓ∞ component through
     every step, ~7 % of an MLP's training attack (docs/performance.md, benchmark 6). Unrolled for
     at most ``attacks.PGD_UNROLL_MAX_STEPS`` steps, as ``pgd``. Invalid input (non-finite ``x``,
     a label outside the head) gives a NaN ``delta``, as the engine's."""
-    from jaxdyn import _checks
+    from jaxdyn._internal import checks as _checks
 
     n_classes = _checks.check_call(f, x, y)
     clip = (0.0, 1.0)
     if random_start:
-        d0 = attacks._project(x, attacks.sample_ball(key, x, eps, norm), eps, norm, clip)
+        d0 = attacks.project(x, attacks.sample_ball(key, x, eps, norm), eps, norm, clip)
     else:
         d0 = jnp.zeros_like(x)
 
     def body(d, _):
         g = jax.grad(lambda d: losses.loss(f(x + d), y))(d)
-        return attacks._project(x, d + alpha * attacks._direction(g, norm), eps, norm, clip), None
+        return attacks.project(x, d + alpha * attacks.direction(g, norm), eps, norm, clip), None
 
     unroll = True if steps <= attacks.PGD_UNROLL_MAX_STEPS else 1
     d, _ = jax.lax.scan(body, d0, None, length=steps, unroll=unroll)

@@ -12,8 +12,8 @@ import numpy as np
 from pathlib import Path
 
 from jaxdyn.experiments._common.fields import check_json_fields
-from jaxdyn.sharding import chunked  # noqa: F401  (the experiments' chunked per-sample work)
-from jaxdyn.results import atomic_path
+from jaxdyn._internal.sharding import chunked  # noqa: F401  (the experiments' chunked per-sample work)
+from jaxdyn._internal.results import atomic_path
 from jaxdyn.training import presets
 
 __all__ = [
@@ -103,7 +103,7 @@ def by_piece(fn: Callable, keys: Sequence[str], *, out, progress: bool, desc: st
 def fixed_digits(n: int, *, seed: int, binary=None, split: str = "test"):
     """A fixed, seeded set of ``n`` MNIST digits (float64; every digit kept, correctly classified
     or not); ``binary=(a, b)`` keeps two classes with labels ±1."""
-    from jaxdyn import data
+    from jaxdyn.datasets import loading as data
 
     x, y = data.load_mnist(split)
     if binary is not None:
@@ -119,7 +119,7 @@ def correct_subset(model, variables, x: np.ndarray, y: np.ndarray, n: int, *, ba
     import jax
     import jax.numpy as jnp
 
-    from jaxdyn.losses import is_success
+    from jaxdyn.core.losses import is_success
 
     apply = _jitted_apply(model)
     dt = jax.tree.leaves(variables)[0].dtype
@@ -161,7 +161,7 @@ def load_model(name: str, train: Mapping[str, Any] | str, *, binary=None, adv=No
     import jax.numpy as jnp
 
     from jaxdyn import training
-    from jaxdyn.models import cast
+    from jaxdyn.core.models import cast
 
     if train == "quick":
         kw = training.quick_config(name, binary=binary, adv=adv, seed=seed)

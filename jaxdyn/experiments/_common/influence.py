@@ -79,7 +79,7 @@ def binary_influence_runs(cfg: BinaryInfluenceConfig, entry: Callable, *, progre
     pool = []
 
     def one(name):
-        from jaxdyn import influence
+        from jaxdyn.core import influence
 
         if not pool:
             pool.extend(fixed_digits(max(3 * cfg.n_samples, 100), seed=cfg.seed + 1, binary=cfg.train["binary"],
@@ -105,14 +105,14 @@ def binary_influence_runs(cfg: BinaryInfluenceConfig, entry: Callable, *, progre
 def influence_baselines(z_of, W, x, y, *, beta, eta) -> dict:
     """One digit's baselines for Figs. 3-4 (no curvature, no attack): ``gw_norm = ||g_W||`` at the
     clean ``x`` (the vanilla scale of the weight gradient), and the first-order surrogate of the
-    attack, ``δ = β g_x`` (:func:`jaxdyn.influence.theorem3`'s ``first_order`` perturbation, one
+    attack, ``δ = β g_x`` (:func:`jaxdyn.core.influence.theorem3`'s ``first_order`` perturbation, one
     step of the whole strength), measured like the attack on the real network (free gating):
-    ``phi_fo``, ``abs_phi_fo``, ``dgw_norm_fo``. ``z_of``/``W``: :func:`jaxdyn.influence.first_layer_fn`."""
+    ``phi_fo``, ``abs_phi_fo``, ``dgw_norm_fo``. ``z_of``/``W``: :func:`jaxdyn.core.influence.first_layer_fn`."""
     import jax
     import jax.numpy as jnp
 
-    from jaxdyn import influence
-    from jaxdyn.losses import loss
+    from jaxdyn.core import influence
+    from jaxdyn.core.losses import loss
 
     lw = lambda W, xx: loss(z_of(W, xx), y)  # noqa: E731
     gx = jax.grad(lw, argnums=1)(W, x)
@@ -123,20 +123,23 @@ def influence_baselines(z_of, W, x, y, *, beta, eta) -> dict:
 
 def binary_influence(model, variables, x, y, *, A0: float, steps: int, eta: float, chunk: int | None,
                      betas_A0: Sequence[float] = ()):
-    """Figs. 3-4's per-sample numbers on a binary network (:func:`jaxdyn.influence.attack_influence`,
+    """Figs. 3-4's per-sample numbers on a binary network (:func:`jaxdyn.analyses.real_attack.attack_influence`,
     free gating) at ``β = A0 / median_x(H_z(x) ||g̃_x||²)`` and at the same rule for each of
     ``betas_A0``; one compile (β, η traced), ``chunk`` samples per call.
 
     Returns ``(first_layer, [(A0, β, {name: [N] arrays})])`` (``A0`` first, then ``betas_A0``):
-    :func:`jaxdyn.influence.attack_influence`'s numbers, :func:`influence_baselines`', and three cosines of
+    :func:`jaxdyn.analyses.real_attack.attack_influence`'s numbers, :func:`influence_baselines`', and three cosines of
     ``Δg_W|_x``: ``cos_to_mean`` with ``mean_x Δg_W`` (the paper's, ``x`` included), ``cos_loo``
     with the mean over the other digits, ``cos_unit_loo`` with the mean of the other digits' unit
-    vectors (:func:`jaxdyn.stats.cos_to_mean`)."""
+    vectors (:func:`jaxdyn.analyses.stats.cos_to_mean`)."""
     import jax
     import jax.numpy as jnp
 
-    from jaxdyn import influence, stats
-    from jaxdyn.models import logits_fn
+    from jaxdyn.analyses import real_attack
+    from jaxdyn.core import influence
+
+    from jaxdyn.analyses import stats
+    from jaxdyn.core.models import logits_fn
 
     path = influence.first_layer_path(model, variables)
     dt = jax.tree.leaves(variables)[0].dtype
@@ -148,7 +151,7 @@ def binary_influence(model, variables, x, y, *, A0: float, steps: int, eta: floa
     a_clean = memo["a_clean"]
 
     def one(z_of, W, xi, yi, beta, eta):
-        q = influence.attack_influence(z_of, W, xi, yi, beta=beta, steps=steps, eta=eta)
+        q = real_attack.attack_influence(z_of, W, xi, yi, beta=beta, steps=steps, eta=eta)
         return dict(q, **influence_baselines(z_of, W, xi, yi, beta=beta, eta=eta))
 
     @jax.jit

@@ -46,7 +46,7 @@ class TableAttackConfig(TableConfig):
 def check_table_models(models: Sequence[str], scale: str, *, what: str) -> tuple[str, ...]:
     """:func:`check_models` against :data:`TABLE_MODELS` (any zoo model at the tiny test scale)."""
     if scale == "tiny":
-        from jaxdyn.models import model_names
+        from jaxdyn.core.models import model_names
 
         return check_models(models, model_names(), what=what)
     return check_models(models, TABLE_MODELS, what=what)
