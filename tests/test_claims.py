@@ -55,3 +55,18 @@ def test_verdict_can_fail_range_and_count():
     assert claims.range_verdict([1e-2, 5e-2, 1e-5], 1e-4, 1e-3) == "does not hold"
     assert claims.count_verdict([]) == "does not hold"
     assert claims.count_verdict([False, False]) == "does not hold"
+
+
+def test_render_fills_every_field_from_the_values_and_refuses_a_missing_one():
+    from jaxdyn.experiments.claims import ClaimText, render
+
+    t = ClaimText("t.k", "κ is small ({k:.3g})", paper="κ ≤ {hi:g}", protocol="{row[n]} digits",
+                  measured="κ = {k:.3g}", rule="κ ≤ {hi:g}", baselines="first order {k1:.2g}")
+    assert t.fields() == ("k", "hi", "row", "k1")
+    c = render(t, dict(k=0.01234, hi=0.05, row={"n": 16}, k1=0.5), verdict="holds")
+    assert (c["claim"], c["paper"], c["protocol"], c["baselines"]) == ("κ is small (0.0123)", "κ ≤ 0.05",
+                                                                       "16 digits", "first order 0.5")
+    with pytest.raises(KeyError, match="t.k.*k1"):
+        render(t, dict(k=0.01, hi=0.05, row={"n": 16}), verdict="holds")
+    with pytest.raises(ValueError, match="verdict"):
+        render(t, dict(k=0.01, hi=0.05, row={"n": 16}, k1=1), verdict="maybe")

@@ -11,14 +11,22 @@ from __future__ import annotations
 import importlib
 
 #: submodules
-SUBMODULES = ('apgd_attack', 'batch', 'flow', 'multistep', 'robust', 'variants')
+SUBMODULES = ('apgd_attack', 'batch', 'flow', 'multistep', 'robust', 'variants',)
 
 #: public name -> the submodule that defines it
 _API: dict[str, str] = {
-    **dict.fromkeys(('ApgdResult', 'LOSSES', 'apgd_example', 'apgd_restarts', 'check_loss', 'checkpoints', 'dlr_loss', 'dlr_loss_targeted'), 'apgd_attack'),
+    **dict.fromkeys((
+        'ApgdResult', 'LOSSES', 'apgd_example', 'apgd_restarts', 'check_loss', 'checkpoints', 'dlr_loss',
+        'dlr_loss_targeted'
+    ), 'apgd_attack'),
     **dict.fromkeys(('BatchAttack', 'apgd', 'example_keys', 'per_example_fn', 'pgd_batch'), 'batch'),
-    **dict.fromkeys(('FAILED', 'FlowResult', 'INVALID', 'MAX_STEPS', 'ODESolution', 'OK', 'STATUS', 'dopri5', 'gradient_flow', 'logit_space_flow'), 'flow'),
-    **dict.fromkeys(('AttackResult', 'attack', 'calibrate_raw_alpha', 'logit_space_attack', 'pgd', 'sample_ball'), 'multistep'),
+    **dict.fromkeys((
+        'FAILED', 'FlowResult', 'INVALID', 'MAX_STEPS', 'ODESolution', 'OK', 'STATUS', 'dopri5', 'gradient_flow',
+        'logit_space_flow'
+    ), 'flow'),
+    **dict.fromkeys((
+        'AttackResult', 'attack', 'calibrate_raw_alpha', 'logit_space_attack', 'pgd', 'sample_ball'
+    ), 'multistep'),
     **dict.fromkeys(('ATTACKS', 'RobustAccuracy', 'robust_accuracy'), 'robust'),
     **dict.fromkeys(('variant', 'variant_attack'), 'variants'),
 }

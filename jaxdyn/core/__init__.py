@@ -10,17 +10,31 @@ from __future__ import annotations
 import importlib
 
 #: submodules
-SUBMODULES = ('gating', 'hessian', 'influence', 'losses', 'models', 'params', 'theory')
+SUBMODULES = ('gating', 'hessian', 'influence', 'losses', 'models', 'params', 'theory',)
 
 #: public name -> the submodule that defines it
 _API: dict[str, str] = {
     **dict.fromkeys(('GATINGS', 'flip_fraction', 'freeze', 'gate_pattern', 'input_jacobian'), 'gating'),
-    **dict.fromkeys(('hbar_x_dense', 'hessian_z', 'hessian_z_autodiff', 'hvp', 'input_hessian', 'input_hessian_structured', 'param_hessian_top_eigenvalue', 'top_eigenpairs'), 'hessian'),
-    **dict.fromkeys(('Measurement', 'first_layer_fn', 'first_layer_output_grad', 'first_layer_path', 'get_param', 'influence_A', 'influence_A_clean', 'measure', 'phi_dense', 'phi_one_scalar', 'set_param', 'theorem3', 'theorem4', 'theorem5', 'u_map'), 'influence'),
+    **dict.fromkeys((
+        'hbar_x_dense', 'hessian_z', 'hessian_z_autodiff', 'hvp', 'input_hessian', 'input_hessian_structured',
+        'param_hessian_top_eigenvalue', 'top_eigenpairs'
+    ), 'hessian'),
+    **dict.fromkeys((
+        'Measurement', 'first_layer_fn', 'first_layer_output_grad', 'first_layer_path', 'get_param', 'influence_A',
+        'influence_A_clean', 'measure', 'phi_dense', 'phi_one_scalar', 'set_param', 'theorem3', 'theorem4',
+        'theorem5', 'u_map'
+    ), 'influence'),
     **dict.fromkeys(('grad_z', 'is_success', 'loss'), 'losses'),
-    **dict.fromkeys(('AlexNet', 'CNN', 'MLP', 'ResCNN', 'ResNet', 'TwoLayer', 'VGG', 'cast', 'get_model', 'init_variables', 'logits_fn', 'model_names', 'param_count', 'register', 'relu'), 'models'),
+    **dict.fromkeys((
+        'AlexNet', 'CNN', 'MLP', 'ResCNN', 'ResNet', 'TwoLayer', 'VGG', 'cast', 'get_model', 'init_variables',
+        'logits_fn', 'model_names', 'param_count', 'register', 'relu'
+    ), 'models'),
     **dict.fromkeys(('layer_paths',), 'params'),
-    **dict.fromkeys(('NormCurve', 'Prediction', 'clean_alignment', 'hbar_z_weighted', 'lemma1_sigmoid_margin', 'normalized', 'phi', 'predict', 'structured_eigenpairs', 'theorem1', 'theorem1_eig', 'theorem1_norms', 'theorem2', 'theorem2_eig', 'theorem2_norms'), 'theory'),
+    **dict.fromkeys((
+        'NormCurve', 'Prediction', 'clean_alignment', 'hbar_z_weighted', 'lemma1_sigmoid_margin', 'normalized', 'phi',
+        'predict', 'structured_eigenpairs', 'theorem1', 'theorem1_eig', 'theorem1_norms', 'theorem2', 'theorem2_eig',
+        'theorem2_norms'
+    ), 'theory'),
 }
 
 __all__ = sorted(_API) + list(SUBMODULES)

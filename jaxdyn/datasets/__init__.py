@@ -13,7 +13,9 @@ SUBMODULES = ('loading',)
 
 #: public name -> the submodule that defines it
 _API: dict[str, str] = {
-    **dict.fromkeys(('MNIST_DIR', 'MNIST_FILES', 'MNIST_MD5', 'TFDS', 'binary_task', 'fingerprint', 'load_mnist', 'subset'), 'loading'),
+    **dict.fromkeys((
+        'MNIST_DIR', 'MNIST_FILES', 'MNIST_MD5', 'TFDS', 'binary_task', 'fingerprint', 'load_mnist', 'subset'
+    ), 'loading'),
 }
 
 __all__ = sorted(_API) + list(SUBMODULES)

@@ -27,12 +27,14 @@ footing, and validated when given:
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Sequence
+import string
+from typing import Any, Mapping, Sequence
 
 from jaxdyn.analyses.verdicts import combine, holm_verdicts
 
-__all__ = ["VERDICTS", "claim", "could_not_read", "range_verdict", "count_verdict", "rank_verdict", "rank_tests",
+__all__ = ["VERDICTS", "ClaimText", "render", "claim", "could_not_read", "range_verdict", "count_verdict", "rank_verdict", "rank_tests",
            "family_statistic", "family_cause", "accuracy_floor_note", "rank_family", "RANK_RULE",
            "ACCURACY_FLOOR"]
 
@@ -70,6 +72,47 @@ def claim(id: str, claim: str, *, paper: str, protocol: str, measured: str, rule
     if cause:
         out["cause"] = cause
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class ClaimText:
+    """The words of one claim, each field a :meth:`str.format` template over the claim's measured
+    values (``"κ = {kappa:.3g} at β = {beta:g}"``); :func:`render` fills them. An experiment keeps
+    its claims as data — one ``ClaimText`` per claim, and a mapping of values computed beside the
+    rule — instead of formatting prose by hand."""
+
+    id: str
+    claim: str
+    paper: str
+    protocol: str
+    measured: str
+    rule: str
+    baselines: str = ""
+    controls: str = ""
+
+    def fields(self) -> tuple[str, ...]:
+        """The placeholders the templates use (``"kappa"`` for ``"{kappa:.3g}"``, ``"row"`` for
+        ``"{row[kappa]}"``)."""
+        names = []
+        for f in dataclasses.fields(self):
+            for _, name, _, _ in string.Formatter().parse(getattr(self, f.name)):
+                if name:
+                    root = name.split(".")[0].split("[")[0]
+                    if root not in names:
+                        names.append(root)
+        return tuple(names)
+
+
+def render(text: ClaimText, values: Mapping[str, Any], *, verdict: str, statistic: dict | None = None,
+           per_seed: list | None = None, cause: str | None = None) -> dict:
+    """The claim of :func:`claim`, its text fields filled from ``values`` (``KeyError`` naming the
+    claim and the placeholder when a value is missing, so a template and its data cannot drift)."""
+    missing = [n for n in text.fields() if n not in values]
+    if missing:
+        raise KeyError(f"claim {text.id!r}: no value for {missing}")
+    fill = {f.name: getattr(text, f.name).format_map(values) for f in dataclasses.fields(text) if f.name != "id"}
+    return claim(text.id, fill.pop("claim"), **fill, verdict=verdict, statistic=statistic, per_seed=per_seed,
+                 cause=cause)
 
 
 def could_not_read(id: str, title: str, error: BaseException) -> dict:
