@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+from jaxdyn._version import __version__
 
 #: public name -> the module that defines it
 _API: dict[str, str] = {

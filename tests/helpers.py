@@ -4,6 +4,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxdyn.core import models
+import pytest
+import dataclasses
+import numpy as np
 
 SHAPE = (6, 6, 1)  # small images: n = 36, so dense n x n references are cheap
 
@@ -34,7 +37,6 @@ def zoo_net(name, *, num_classes, width, seed=0):
 
 def digits(n, seed=0):
     """``n`` uniform-noise 28 x 28 "digits" (float64)."""
-    import numpy as np
 
     return jnp.asarray(np.random.default_rng(seed).uniform(size=(n, 28, 28, 1)))
 
@@ -43,9 +45,7 @@ def assert_protocol(mod, name: str, title: str | None = None) -> None:
     """``mod`` follows the experiment protocol (``jaxdyn.experiments``): ``name``, ``title``,
     ``Config``, ``SCALES``, ``config``, ``run``, ``plot``, ``claims``; ``config("tiny")`` is a
     frozen ``Config`` with ``scale`` first and a ``seed``; an unknown scale is refused."""
-    import dataclasses
 
-    import pytest
 
     for attr in ("name", "title", "Config", "SCALES", "config", "run", "plot", "claims"):
         assert hasattr(mod, attr), attr
@@ -62,7 +62,6 @@ def assert_protocol(mod, name: str, title: str | None = None) -> None:
 
 def check_protocol(mod, name):
     """:func:`assert_protocol` for a figure, which also refuses an unknown model."""
-    import pytest
 
     assert_protocol(mod, name)
     assert mod.title.startswith("Figure")

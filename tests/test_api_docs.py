@@ -33,7 +33,8 @@ def test_api_reference_builds_clean_and_complete(tmp_path):
         if name != "__version__":
             assert f'id="{name}"' in top, f"jaxdyn.{name} is missing from the API reference"
     modules = api_docs.public_modules()
-    assert {"jaxdyn.datasets.loading", "jaxdyn.core.theory", "jaxdyn.training", "jaxdyn.analyses.regimes", "jaxdyn.testing"} <= set(modules)
+    assert {"jaxdyn.datasets.loading", "jaxdyn.core.theory", "jaxdyn.training", "jaxdyn.analyses.regimes",
+            "jaxdyn.testing"} <= set(modules)
     assert not any("._" in m for m in modules)
     for m in modules:
         assert (tmp_path / (m.replace(".", "/") + ".html")).is_file(), m

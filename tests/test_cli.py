@@ -6,6 +6,9 @@ import sys
 
 from jaxdyn.cli import app as cli
 from jaxdyn.experiments import EXPERIMENTS
+import pytest
+from jaxdyn.experiments import kappa_sweep
+import jaxdyn
 
 PROBE = """
 import sys, contextlib, io
@@ -30,10 +33,10 @@ def test_top_level_help_is_light():
 
 
 def test_import_jaxdyn_is_light_and_the_api_resolves():
-    probe = "import sys, jaxdyn; print('jax' in sys.modules, 'optax' in sys.modules); jaxdyn.kappa; print('jax' in sys.modules)"
+    probe = ("import sys, jaxdyn; print('jax' in sys.modules, 'optax' in sys.modules); jaxdyn.kappa; "
+             "print('jax' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False", "True"]
-    import jaxdyn
 
     for name in jaxdyn.__all__:
         assert getattr(jaxdyn, name) is not None, name
@@ -55,7 +58,6 @@ def test_train_command_writes_json_of_its_arguments(tmp_path, capsys):
 
 
 def test_runtime_failure_is_one_error_line_with_exit_code_1(tmp_path, capsys, monkeypatch):
-    from jaxdyn.experiments import kappa_sweep
 
     def boom(*a, **k):
         raise RuntimeError("deliberate")
@@ -65,7 +67,6 @@ def test_runtime_failure_is_one_error_line_with_exit_code_1(tmp_path, capsys, mo
     err = capsys.readouterr().err
     assert rc == 1 and err.startswith("error: RuntimeError: deliberate") and "Traceback" not in err
     monkeypatch.setenv("JAXDYN_DEBUG", "1")
-    import pytest
 
     with pytest.raises(RuntimeError):
         cli.main(["kappa-sweep", "--scale", "tiny", "--out", str(tmp_path), "--no-progress"])

@@ -21,6 +21,7 @@ from jaxdyn.cli import app as cli
 from jaxdyn.experiments import EXPERIMENTS, load, runner
 from jaxdyn.experiments.reproduce import TABLE_STAGES
 from jaxdyn.training import QUICK, QUICK_ADV, TrainConfig
+from jaxdyn.experiments import _common as C
 
 DATA_COMMANDS = [*EXPERIMENTS, "train", "reproduce"]
 
@@ -157,7 +158,6 @@ def test_every_command_that_reads_data_has_data_dir(name):
 
 
 def test_data_dir_is_used_for_the_run_and_checked_first(data_dir, tmp_path, monkeypatch, capsys):
-    from jaxdyn.experiments import _common as C
 
     empty = tmp_path / "empty"
     empty.mkdir()

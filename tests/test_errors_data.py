@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from jaxdyn.datasets import loading as data
+import importlib.util
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -43,8 +44,8 @@ def fresh_cache():
 
 def _prepare(idx_dir: str, tfds_dir: Path, n: int = N) -> None:
     """MNIST in tfds's array_record format, the first ``n`` examples of each split, no network."""
-    from PIL import Image
-    from tensorflow_datasets.image_classification import mnist as M
+    from PIL import Image  # noqa: PLC0415 (lazy: the tfds extra, only for the tests that prepare a tfds folder)
+    from tensorflow_datasets.image_classification import mnist as M  # noqa: PLC0415 (lazy: the tfds extra)
 
     raw = tfds_dir / "raw"
     raw.mkdir(parents=True)
@@ -126,7 +127,6 @@ def test_tfds_path_equals_idx_path(data_dir, tmp_path, monkeypatch, fresh_cache)
 def test_tfds_path_works_without_tensorflow(data_dir, tmp_path):
     """The reading path needs no TensorFlow (nor importlib_resources, which tfds' builders need
     only to prepare data): checked in a fresh process where neither is imported."""
-    import importlib.util
 
     if importlib.util.find_spec("tensorflow") is not None:
         pytest.skip("tensorflow is installed here")
@@ -164,7 +164,6 @@ def test_no_tfds_data_fails_within_seconds(tmp_path):
 @needs_tfds
 def test_download_opt_in_needs_tensorflow(tmp_path):
     """``JAXDYN_TFDS_DOWNLOAD=1`` without TensorFlow says so at once (tfds's MNIST builder needs it)."""
-    import importlib.util
 
     if importlib.util.find_spec("tensorflow") is not None:
         pytest.skip("tensorflow is installed: the opt-in would really download")

@@ -25,6 +25,7 @@ from jaxdyn.cli import app as cli  # noqa: E402
 from jaxdyn._internal import results
 from jaxdyn.experiments import _common as C  # noqa: E402
 from jaxdyn.training import checkpoint  # noqa: E402
+from jaxdyn.experiments import load
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -151,7 +152,6 @@ def test_training_on_a_full_disk(tmp_path, monkeypatch, capsys, data_dir):
 def stand_in(monkeypatch):
     """kappa-sweep with a stand-in computation (writing is under test, not the sweep): one number
     and a figure."""
-    from jaxdyn.experiments import load
 
     exp = load("kappa-sweep")
     monkeypatch.setattr(exp, "run", lambda cfg, out, progress=True: {"rows": [], "value": 1.5})

@@ -14,6 +14,7 @@ from jaxdyn.core import losses
 
 from jaxdyn.core import theory
 from tests.helpers import small_input, small_net
+from jaxdyn.cli import app as cli
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -87,9 +88,9 @@ def test_custom_loss_labels_not_checked(nets):
 def test_train_num_classes_mismatch_exits_2(capsys, tmp_path):
     """``train --num-classes 5`` on 10-class MNIST is refused before training (it exited 0 with
     accuracy 0.386)."""
-    from jaxdyn.cli import app as cli
 
-    assert cli.main(["train", "--model", "mlp3", "--num-classes", "5", "--n-train", "16", "--out", str(tmp_path / "t")]) == 2
+    argv = ["train", "--model", "mlp3", "--num-classes", "5", "--n-train", "16", "--out", str(tmp_path / "t")]
+    assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "10" in err[0]
     assert not (tmp_path / "t" / "final.msgpack").exists()

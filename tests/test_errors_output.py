@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from jaxdyn.cli import app as cli
+import json
+import shutil
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -69,12 +71,10 @@ def test_other_config_refused_without_force(swept, capsys):
 
 
 def test_force_replaces(tiny_env, swept, capsys):
-    import shutil
 
     out = tiny_env / "forced"
     shutil.copytree(swept, out)
     assert cli.main([*sweep("1e-2"), "--out", str(out), "--force"]) == 0
-    import json
 
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["betas"] == [1e-2]

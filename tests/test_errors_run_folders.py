@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from jaxdyn.cli import app as cli
+from jaxdyn.experiments.runner import Pieces
+from jaxdyn._internal.results import read_json
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -46,7 +48,6 @@ def test_truncated_cached_model_names_file(run, capsys, tmp_path):
 
 
 def test_corrupt_stored_results_name_file(tmp_path):
-    from jaxdyn._internal.results import read_json
 
     p = tmp_path / "kappa_sweep.json"
     p.write_text('{"betas": [0.1, ')
@@ -55,7 +56,6 @@ def test_corrupt_stored_results_name_file(tmp_path):
 
 
 def test_corrupt_piece_is_recomputed(tmp_path):
-    from jaxdyn.experiments.runner import Pieces
 
     pieces = Pieces(tmp_path)
     assert pieces.get("beta=0.1", lambda: {"k": 1}) == {"k": 1}

@@ -22,6 +22,8 @@ from jaxdyn import training
 from jaxdyn.datasets import loading as data
 
 from jaxdyn._internal import fingerprint as F
+from jaxdyn.experiments import load, reproduce, runner
+
 pytestmark = pytest.mark.timeout(300)
 
 ROOT = F.PACKAGE_ROOT
@@ -142,7 +144,6 @@ def test_stage_reused_only_for_the_same_source(tmp_path, monkeypatch):
     """In process, with a stand-in for fig4's computation (the caching is under test, not fig4):
     the same source reuses the stage; an edit of ``regimes.py`` in the package that the
     fingerprint reads (a copy) recomputes it; ``--force`` recomputes regardless."""
-    from jaxdyn.experiments import load, reproduce
 
     exp = load("fig4")
     calls = []
@@ -169,7 +170,6 @@ def test_single_command_results_are_not_stale_either(tmp_path, monkeypatch, caps
     """``execute`` (every experiment command) keys stored results the same way: the same source
     reuses them, an edited module recomputes them (no ``--force`` needed: same config), and
     another config is still refused without ``--force``."""
-    from jaxdyn.experiments import load, runner
 
     exp = load("kappa-sweep")
     calls = []

@@ -37,7 +37,8 @@ def test_notebook_runs_at_small_sizes(tmp_path, monkeypatch):
     nb.cells.append(nbformat.v4.new_code_cell(
         "import json, os\nprint(json.dumps({'affinity': sorted(os.sched_getaffinity(0)) "
         "if hasattr(os, 'sched_getaffinity') else None, 'n_rows': len(rows)}))"))
-    client = nbclient.NotebookClient(nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(nb, timeout=240, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})
     client.execute()  # raises CellExecutionError (with the cell and its traceback) on any error
     last = json.loads(nb.cells[-1].outputs[0]["text"])
     if hasattr(os, "sched_getaffinity"):

@@ -15,6 +15,8 @@ import pytest
 
 from jaxdyn.cli import app as cli
 from jaxdyn.experiments import EXPERIMENTS, REPRODUCE, claims, load, reproduce, runner
+from jaxdyn.experiments import report
+from jaxdyn.experiments._common import QUICK_TABLE_MODELS, TABLE_MODELS
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -61,7 +63,6 @@ def test_reproduce_one_stage_tiny(tmp_path, data_dir):
 def test_table_models_resolve_and_fail_early(tmp_path):
     """``--table-models``: 'all' is the ten networks, a comma list is kept; a bad name fails before
     any stage runs or anything is written; the quick scale's tables run one network per family."""
-    from jaxdyn.experiments._common import QUICK_TABLE_MODELS, TABLE_MODELS
 
     assert reproduce.resolve_table_models("all") == TABLE_MODELS
     assert reproduce.resolve_table_models(" mlp3, cnn4 ") == ("mlp3", "cnn4")
@@ -78,7 +79,6 @@ def test_table_models_resolve_and_fail_early(tmp_path):
 
 def test_report_stage_times():
     """The stage-time table: wall, CPU and training apart per stage, totals; missing stages shown."""
-    from jaxdyn.experiments import report
 
     res = dict(rows=[dict(time_s=dict(train_or_load=60.0, experiment=5.0)),
                      dict(nested=[dict(time_s=dict(train_or_load=30.0, compute=1.0))])])
@@ -94,7 +94,6 @@ def test_report_stage_times():
 
 def test_report_summary_rows_follow_their_header():
     """Every claim row sits inside the Summary table; the stage-time table comes after it."""
-    from jaxdyn.experiments import report
 
     c = dict(id="table1.x", claim="a claim", paper="p", protocol="q", measured="m", rule="r", verdict="holds")
     recs = [dict(stage="table1", status="ok", runtime_s=60.0, cpu_s=50.0, cached=False, results={}, claims=[c])]

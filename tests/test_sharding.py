@@ -140,7 +140,7 @@ def test_eight_fake_cpu_devices_match_one_device():
     proc = subprocess.run([sys.executable, "-c", _CHILD], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    line = next(l for l in proc.stdout.splitlines() if l.startswith("JSON"))
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("JSON"))
     out = json.loads(line[4:])
     assert out["n_devices"] == 8
     # the batch really is spread: 16 examples -> 8 shards of 2 rows, on 8 devices

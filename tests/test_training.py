@@ -15,6 +15,12 @@ from jaxdyn.datasets import loading as data
 
 from jaxdyn.core import losses
 from jaxdyn.core.models import get_model, init_variables
+from jaxdyn.cli.app import main
+from jaxdyn.training.loop import load_data
+from jaxdyn.training.evaluation import accuracy
+from jaxdyn.training.config import TrainConfig
+from jaxdyn.core.models import logits_fn
+from jaxdyn.attacks import multistep as attacks
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -104,8 +110,6 @@ def test_adversarial_examples_respect_threat_model(batch, adv, eps):
 def test_training_attack_is_the_engines_pgd(batch, name, norm, random_start):
     """perturb_batch's lean PGD (training.step.pgd_delta) returns attacks.pgd's delta bit for bit
     (same random start, same steps; the analysis outputs are what it drops)."""
-    from jaxdyn.attacks import multistep as attacks
-    from jaxdyn.core.models import logits_fn
 
     x, y = (jnp.asarray(a[:6]) for a in batch)
     model = get_model(name, width=1 / 8)
@@ -169,9 +173,6 @@ def test_cache_loads_without_retraining(tmp_path, data_dir, monkeypatch):
     assert 0.0 <= info1["test_accuracy"] <= 1.0 and 0.0 <= info1["robust_accuracy"] <= 1.0
     assert info1["config"]["num_classes"] == 1 and info1["param_count"] > 0
     # the final test accuracy is the last epoch's, reused: the same as measuring it again
-    from jaxdyn.training.config import TrainConfig
-    from jaxdyn.training.evaluation import accuracy
-    from jaxdyn.training.loop import load_data
 
     xte, yte = load_data(TrainConfig.from_dict(info1["config"]), data_dir)[2:]
     assert info1["test_accuracy"] == accuracy(model, v1, xte, yte) == info1["metrics"][-1]["test_accuracy"]
@@ -223,14 +224,12 @@ def test_quick_preset_covers_tables():
     (["--model", "mlp3", "--binary", "3"], "--binary"),
 ])
 def test_cli_bad_flags(tmp_path, capsys, argv, match):
-    from jaxdyn.cli.app import main
 
     assert main(["train", "--out", str(tmp_path), *argv]) == 2
     assert match.replace("\\", "") in capsys.readouterr().err
 
 
 def test_cli_smoke(tmp_path, data_dir):
-    from jaxdyn.cli.app import main
 
     rc = main(["train", "--out", str(tmp_path), "--model", "mlp3", "--width", "0.03125", "--n-train", "128",
                "--batch-size", "32", "--n-test", "50", "--n-eval-robust", "0", "--data-dir", data_dir,

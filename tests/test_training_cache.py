@@ -9,6 +9,7 @@ import jax
 
 from jaxdyn import training
 from jaxdyn.training import presets
+from jaxdyn.experiments import _common as C
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -89,7 +90,6 @@ def test_cached_model_without_records_trains_a_track_copy(kw, tmp_path):
 
 def test_experiments_load_model_passes_callbacks(kw, monkeypatch, tmp_path):
     """The experiments' loader (``_common.load_model``) passes trackers through to the cache."""
-    from jaxdyn.experiments import _common as C
 
     monkeypatch.setenv("JAXDYN_CACHE_DIR", str(tmp_path))
     train = {k: v for k, v in kw.items() if k not in ("cache_dir", "progress")}

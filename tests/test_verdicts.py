@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from jaxdyn.analyses import verdicts as V
 from jaxdyn.experiments.claims import VERDICTS, claim
+from jaxdyn.experiments.report import _statistic_lines
 
 
 def _groups(means, n=40, sd=0.1, seed=0):
@@ -156,7 +157,6 @@ def test_holm_verdicts_each_direction():
 
 
 def test_report_writes_the_claims_data_it_is_given():
-    from jaxdyn.experiments.report import _statistic_lines
 
     iv = V.hierarchical_bootstrap(_groups([1.5, 1.6]))
     c = claim("x.y", "t", paper="p", protocol="q", measured="m", rule="r", verdict="does not hold",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import jax
+import jax.numpy as jnp
 
 __all__ = ["is_concrete", "check_positive", "check_steps", "check_choice", "check_example", "check_batch",
            "check_array", "check_label", "check_label_static", "check_logits",
@@ -43,7 +44,6 @@ def check_positive(name: str, v, *, allow_none: bool = False) -> None:
 def traced_steps(steps) -> bool:
     """Whether ``steps`` is a JAX integer scalar (traced or not) rather than a Python int: the
     functions that accept it run a ``while`` loop of that many steps (one compile for any ``m``)."""
-    import jax.numpy as jnp
 
     return (hasattr(steps, "dtype") and not isinstance(steps, (np.ndarray, np.generic)) and jnp.ndim(steps) == 0
             and jnp.issubdtype(steps.dtype, jnp.integer))
@@ -67,7 +67,6 @@ def check_array(x, name: str = "x") -> None:
     if not hasattr(x, "dtype") or not hasattr(x, "shape"):
         raise ValueError(f"{name} must be a NumPy or JAX array, got a {type(x).__name__}; convert it with "
                          f"jnp.asarray({name}, jnp.float32)")
-    import jax.numpy as jnp
 
     dt = np.dtype(x.dtype)
     if not jnp.issubdtype(dt, jnp.floating):  # numpy's own test calls bfloat16 not floating
@@ -130,7 +129,6 @@ def _label_dtype(y) -> np.dtype:
 def check_label_static(y, C: int) -> None:
     """The static part of :func:`check_label`: ``y`` a scalar of an integer dtype (a softmax head)
     or of an integer or floating dtype (the binary head), whether ``y`` is concrete or traced."""
-    import jax.numpy as jnp
 
     if np.ndim(y) != 0:
         raise ValueError(f"y must be a scalar label for one example, got shape {list(np.shape(y))} "
@@ -149,7 +147,6 @@ def check_label_static(y, C: int) -> None:
 
 def check_logits(z, what: str = "loss") -> None:
     """``z`` the logits of one example: a floating ``[C]`` array (static: also under ``jit``)."""
-    import jax.numpy as jnp
 
     if not hasattr(z, "shape") or not hasattr(z, "dtype"):
         raise ValueError(f"{what} expects logits z as a JAX/NumPy array of shape [C], got a {type(z).__name__}")
@@ -163,7 +160,6 @@ def check_logits(z, what: str = "loss") -> None:
 def check_theory_inputs(J, g_z, hbar_z) -> int:
     """Theorems 1/2 by the ``C x C`` path: ``J: [C, n]``, ``g_z: [C]``, ``hbar_z: [C, C]``, all
     floating (static: also under ``jit``). Returns ``C``."""
-    import jax.numpy as jnp
 
     for name, a, nd in (("J", J, 2), ("g_z", g_z, 1), ("hbar_z", hbar_z, 2)):
         if not hasattr(a, "shape") or not hasattr(a, "dtype"):
@@ -182,7 +178,6 @@ def check_theory_inputs(J, g_z, hbar_z) -> int:
 
 def check_eig_inputs(g_x, hbar_x) -> int:
     """The ``n``-dimensional path: ``g_x: [n]`` and ``hbar_x: [n, n]``, floating (static)."""
-    import jax.numpy as jnp
 
     if len(np.shape(g_x)) != 1:
         raise ValueError(f"g_x must be a flat vector [n], got shape {tuple(np.shape(g_x))}; pass g_x.reshape(-1)")
@@ -197,7 +192,6 @@ def check_eig_inputs(g_x, hbar_x) -> int:
 
 def label_ok(y, C: int | None):
     """The traced counterpart of :func:`check_label`: a boolean scalar."""
-    import jax.numpy as jnp
 
     y = jnp.asarray(y)
     if C is None:
@@ -211,7 +205,6 @@ def label_ok(y, C: int | None):
 
 def valid(y, C: int | None, *arrays):
     """A boolean scalar: ``y`` valid for the head and every array finite (inputs and results)."""
-    import jax.numpy as jnp
 
     ok = label_ok(y, C)
     for a in arrays:
@@ -275,7 +268,6 @@ def check_in_clip(x, clip) -> None:
 
 def in_clip(x, clip):
     """The traced counterpart of :func:`check_in_clip`: a boolean scalar (``True`` for ``clip=None``)."""
-    import jax.numpy as jnp
 
     if clip is None:
         return jnp.asarray(True)

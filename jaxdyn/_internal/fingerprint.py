@@ -26,6 +26,9 @@ import hashlib
 import importlib.metadata
 import sys
 from pathlib import Path
+from jaxdyn.datasets.loading import fingerprint as data_fingerprint
+from jaxdyn._version import __version__
+import jax
 
 __all__ = ["PACKAGE_ROOT", "LIBRARIES", "DTYPE_FLAGS", "source_files", "source_hash", "training_source_files",
            "training_source_hash", "library_versions", "dtype_flags", "environment", "stage_fingerprint"]
@@ -131,7 +134,6 @@ def library_versions() -> dict:
 
 def dtype_flags() -> dict:
     """JAX's :data:`DTYPE_FLAGS` as set now (jax is imported for it)."""
-    import jax
 
     return {k: str(getattr(jax.config, k, None)) for k in DTYPE_FLAGS}
 
@@ -146,8 +148,6 @@ def stage_fingerprint(exp_name: str, data_dir=None) -> dict:
     """What a ``reproduce`` stage's cached results depend on besides its config: the package
     version, :func:`source_hash`, :func:`environment` and the data's md5
     (:func:`jaxdyn.datasets.loading.fingerprint`)."""
-    from jaxdyn import __version__
-    from jaxdyn.datasets.loading import fingerprint as data_fingerprint
 
     return {"version": __version__, "stage": exp_name, "source_sha256": source_hash(), **environment(),
             "data": data_fingerprint(data_dir)}

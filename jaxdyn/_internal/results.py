@@ -21,6 +21,7 @@ import shutil
 import signal
 import tempfile
 from pathlib import Path
+import dataclasses
 
 __all__ = ["WriteError", "atomic_path", "write_bytes_atomic", "copy_atomic", "append_line_atomic",
            "remove_stale_temps", "remove_file", "write_text_atomic", "write_json_atomic", "jsonable", "to_json_tree",
@@ -137,7 +138,6 @@ def write_text_atomic(path, text: str) -> None:
 def jsonable(o):
     """``json.dump``'s ``default``: NumPy/JAX scalars and arrays, paths, dataclasses, tuples of
     those."""
-    import dataclasses
 
     if dataclasses.is_dataclass(o) and not isinstance(o, type):
         return dataclasses.asdict(o)

@@ -169,7 +169,7 @@ def shard_batch(
                 placed.append(jax.device_put(next(it), bsh))
             else:  # arrays are replicated; Python scalars stay weakly typed
                 placed.append(jax.tree.map(
-                    lambda l: jax.device_put(l, rsh) if isinstance(l, (jax.Array, np.ndarray)) else l, a))
+                    lambda leaf: jax.device_put(leaf, rsh) if isinstance(leaf, (jax.Array, np.ndarray)) else leaf, a))
         return tuple(placed), B
 
     def unpad(out, B):

@@ -117,7 +117,8 @@ def add_scale_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", dest="scale", action="store_const", const="quick",
                    help="CI scale: narrow networks, few samples, for 2 CPU cores (default)")
-    g.add_argument("--full", dest="scale", action="store_const", const="full", help="the paper's scale (meant for a GPU)")
+    g.add_argument("--full", dest="scale", action="store_const", const="full",
+                   help="the paper's scale (meant for a GPU)")
     g.add_argument("--scale", dest="scale", choices=("tiny", "quick", "full"), help=argparse.SUPPRESS)
     p.set_defaults(scale="quick")
 
@@ -177,7 +178,7 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
 
 def _check_data_dir(d: Path | None) -> None:
     """``--data-dir`` names a folder with the four MNIST files (``ValueError`` before any work)."""
-    from jaxdyn.datasets.loading import MNIST_MD5
+    from jaxdyn.datasets.loading import MNIST_MD5  # noqa: PLC0415 (lazy: `python -m jaxdyn --help` imports neither jax nor the experiments)
 
     if d is None:
         return
@@ -225,8 +226,8 @@ def _data_dir(d: Path | None):
 
 
 def _run_experiment(name: str, args) -> dict:
-    from jaxdyn.experiments import load
-    from jaxdyn.experiments.runner import execute
+    from jaxdyn.experiments import load  # noqa: PLC0415 (lazy: `python -m jaxdyn --help` imports neither jax nor the experiments)
+    from jaxdyn.experiments.runner import execute  # noqa: PLC0415 (lazy: `python -m jaxdyn --help` imports neither jax nor the experiments)
 
     exp = load(name)
     fields = {f.name for f in dataclasses.fields(exp.Config)} - {"scale"}
@@ -248,8 +249,8 @@ def _run_command(args) -> bool:
     if args.command in EXPERIMENTS:
         _run_experiment(args.command, args)
         return True
-    from jaxdyn._internal.results import to_json_tree, write_json_atomic
-    from jaxdyn._internal.runlock import hold
+    from jaxdyn._internal.results import to_json_tree, write_json_atomic  # noqa: PLC0415 (lazy: `python -m jaxdyn --help` imports neither jax nor the experiments)
+    from jaxdyn._internal.runlock import hold  # noqa: PLC0415 (lazy: `python -m jaxdyn --help` imports neither jax nor the experiments)
 
     mod = importlib.import_module(COMMANDS[args.command])
     if hasattr(mod, "check"):  # bad input fails before --out is created
@@ -273,10 +274,10 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.error(f"name a command: {', '.join({**EXPERIMENTS, **COMMANDS})} (--help says what each does)")
     args.out = Path(args.out if args.out is not None else Path("results") / args.command)
-    import jax
+    import jax  # noqa: PLC0415 (lazy: `python -m jaxdyn --help` imports neither jax nor the experiments)
 
     x64 = jax.config.jax_enable_x64  # experiments switch float64 on; the caller's setting is restored
-    from jaxdyn._internal.results import WriteError
+    from jaxdyn._internal.results import WriteError  # noqa: PLC0415 (lazy: `python -m jaxdyn --help` imports neither jax nor the experiments)
 
     data_dir = getattr(args, "data_dir", None)
     try:

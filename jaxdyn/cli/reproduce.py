@@ -9,6 +9,7 @@ from jaxdyn.cli.app import CommandError, add_scale_arguments
 from jaxdyn.cli.text import SHOWN_SCALES, preset_note
 from jaxdyn.experiments import REPRODUCE, load
 from jaxdyn.experiments.reproduce import RESULT_NAME, TABLE_STAGES, reproduce
+from jaxdyn.experiments._common import TABLE_MODELS
 
 __all__ = ["READS_DATA", "add_arguments", "run"]
 
@@ -18,7 +19,6 @@ READS_DATA = True
 
 def _table_models_note() -> str:
     """The networks each scale's preset gives the table stages, e.g. ``"quick: mlp3,cnn3,rescnn3, full: all"``."""
-    from jaxdyn.experiments._common import TABLE_MODELS
 
     per_scale = {}
     for scale in SHOWN_SCALES:

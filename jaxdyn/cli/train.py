@@ -20,6 +20,7 @@ import dataclasses
 from jaxdyn.cli.text import format_value
 from jaxdyn.training.config import ADV_CHOICES, DEFAULT_EPS, TrainConfig
 from jaxdyn.training.presets import QUICK, QUICK_ADV, quick_config
+from jaxdyn import training
 
 HELP = "train a model of the zoo (standard or adversarial training) into a run directory"
 
@@ -121,7 +122,6 @@ def _config_kwargs(args) -> dict:
 
 
 def run(args) -> dict:
-    from jaxdyn import training
 
     kw = _config_kwargs(args)
     if args.cache:

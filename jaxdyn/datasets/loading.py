@@ -32,6 +32,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import importlib.util
 
 __all__ = ["load_mnist", "fingerprint", "binary_task", "subset", "MNIST_DIR", "MNIST_FILES", "MNIST_MD5", "TFDS"]
 
@@ -186,7 +187,7 @@ def _read_idx(path: Path, *, ndim: int) -> np.ndarray:
 @functools.lru_cache(maxsize=None)
 def _load_tfds_split(split: str) -> tuple[np.ndarray, np.ndarray]:
     try:
-        import tensorflow_datasets as tfds  # lazy: optional at run time
+        import tensorflow_datasets as tfds  # noqa: PLC0415 (lazy: tfds is an optional extra)
     except ImportError as e:
         raise FileNotFoundError(f"data_dir='tfds' needs tensorflow-datasets, which cannot be imported ({e}): "
                                 f"pip install 'jaxdyn[tfds]'; {_HOWTO}") from None
@@ -194,8 +195,8 @@ def _load_tfds_split(split: str) -> tuple[np.ndarray, np.ndarray]:
     if not builder.is_prepared():
         if os.environ.get("JAXDYN_TFDS_DOWNLOAD") != "1":
             raise FileNotFoundError(f"tensorflow-datasets has no prepared MNIST in "
-                                    f"{builder.data_dir} (nothing is downloaded unless JAXDYN_TFDS_DOWNLOAD=1); {_HOWTO}")
-        import importlib.util
+                                    f"{builder.data_dir} (nothing is downloaded unless JAXDYN_TFDS_DOWNLOAD=1); "
+                                    f"{_HOWTO}")
 
         if importlib.util.find_spec("tensorflow") is None:  # tfds's MNIST builder decodes and encodes with it
             raise FileNotFoundError("JAXDYN_TFDS_DOWNLOAD=1: tensorflow-datasets needs tensorflow to prepare MNIST "
@@ -215,12 +216,13 @@ def _load_tfds_split(split: str) -> tuple[np.ndarray, np.ndarray]:
             ds = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1, shuffle_files=False))
         except Exception as e:  # noqa: BLE001 — tensorflow missing
             raise FileNotFoundError(f"the MNIST prepared by tensorflow-datasets in {builder.data_dir} is in the "
-                                    f"tfrecord format, which needs tensorflow ({type(e).__name__}: {e}); {_HOWTO}") from None
+                                    f"tfrecord format, which needs tensorflow ({type(e).__name__}: {e}); "
+                                    f"{_HOWTO}") from None
         images = np.asarray(ds["image"], np.uint8)[..., 0]
         labels = np.asarray(ds["label"], np.int32)
     # tfds wrote example k at the rank of md5(split + str(k)) (tfds.core.hashing, its shuffler):
     # undo it, so that subsets are the same digits as with the IDX files
-    from tensorflow_datasets.core import hashing
+    from tensorflow_datasets.core import hashing  # noqa: PLC0415 (lazy: tfds is an optional extra)
 
     hasher = hashing.Hasher(split)
     order = sorted(range(len(labels)), key=hasher.hash_key)

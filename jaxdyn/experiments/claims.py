@@ -34,7 +34,8 @@ from typing import Any, Mapping, Sequence
 
 from jaxdyn.analyses.verdicts import combine, holm_verdicts
 
-__all__ = ["VERDICTS", "ClaimText", "render", "claim", "could_not_read", "range_verdict", "count_verdict", "rank_verdict", "rank_tests",
+__all__ = ["VERDICTS", "ClaimText", "render", "claim", "could_not_read", "range_verdict", "count_verdict",
+           "rank_verdict", "rank_tests",
            "family_statistic", "family_cause", "accuracy_floor_note", "rank_family", "RANK_RULE",
            "ACCURACY_FLOOR"]
 

@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 from jaxdyn.experiments import load
 from jaxdyn.experiments.claims import VERDICTS
+import jax
 
 __all__ = ["render", "stage_times", "train_seconds", "VERDICTS"]
 
@@ -30,13 +31,13 @@ def render(records: Sequence[dict], *, scale: str, seed: int, total_s: float,
         times, the report being rebuilt without running anything).
       link: ``(stage, path) -> str``, how to link a stage's file from the report's location.
     """
-    import jax
 
     link = link or (lambda stage, p: f"{stage}/{Path(p).name}")
     lines = [
         "# Reproduction report",
         "",
-        f"`python -m jaxdyn reproduce --{scale if scale in ('quick', 'full') else 'scale ' + scale}` — scale **{scale}**, seed {seed}, "
+        f"`python -m jaxdyn reproduce --{scale if scale in ('quick', 'full') else 'scale ' + scale}` — "
+        f"scale **{scale}**, seed {seed}, "
         f"generated {time.strftime('%Y-%m-%d %H:%M %Z')} on {platform.machine()} "
         f"({jax.default_backend()}, {platform.processor() or platform.platform()}), jax {jax.__version__}; "
         + (f"rebuilt from stored results; the stages' run times add up to {total_s / 60:.1f} min (see each "

@@ -26,6 +26,14 @@ from typing import Sequence
 from jaxdyn.experiments import REPRODUCE, load
 from jaxdyn.experiments._common import SCALES
 from jaxdyn._internal.results import WriteError, copy_atomic, read_json, write_json_atomic, write_text_atomic
+from jaxdyn.experiments._common import progress_bar
+from jaxdyn.experiments import report
+from jaxdyn._internal.runlock import hold
+from jaxdyn.experiments.runner import outputs, results_file, safe_claims
+import jax
+from jaxdyn.experiments.runner import execute
+from jaxdyn.experiments._common import TABLE_MODELS
+from jaxdyn._internal.fingerprint import stage_fingerprint
 
 RESULT_NAME = "reproduce.json"
 #: the command reads MNIST: the command line gives it ``--data-dir``
@@ -34,7 +42,6 @@ READS_DATA = True
 def _fingerprint(exp) -> dict:
     """The stage's cache key besides its config (:func:`jaxdyn._internal.fingerprint.stage_fingerprint`):
     all of jaxdyn's source, the data's md5, the library versions and JAX's dtype flags."""
-    from jaxdyn._internal.fingerprint import stage_fingerprint
 
     return stage_fingerprint(exp.name)
 
@@ -51,7 +58,6 @@ TABLE_STAGES = ("table1", "table2", "appendix")
 def resolve_table_models(spec: str | Sequence[str] | None) -> tuple[str, ...] | None:
     """``"all"`` -> the ten networks, a comma list or sequence -> those (checked by each stage's
     config), ``None`` -> the scale's preset (the quick scale runs one network per family)."""
-    from jaxdyn.experiments._common import TABLE_MODELS
 
     if spec is None:
         return None
@@ -68,9 +74,7 @@ def run_stage(stage: str, *, scale: str, out: Path, seed: int, progress: bool, f
     and traceback are recorded (``<stage>/error.txt``) so that the other stages and the report
     still run. ``fingerprint``: taken when the run started, so that a source file edited while a
     long run is in flight does not get the results of the code that was loaded."""
-    from jaxdyn.experiments.runner import execute
 
-    import jax
 
     stage_dir = Path(out) / stage
     exp = load(stage)
@@ -95,7 +99,6 @@ def run_stage(stage: str, *, scale: str, out: Path, seed: int, progress: bool, f
 
 def load_stage(stage: str, *, out: Path) -> dict:
     """The record of a stage from an earlier run (``status="missing"`` when there is none)."""
-    from jaxdyn.experiments.runner import outputs, results_file, safe_claims
 
     stage_dir = Path(out) / stage
     exp = load(stage)
@@ -119,7 +122,6 @@ def reproduce(*, scale: str = "quick", out: Path = Path("results/reproduce"), se
     Returns ``{"scale", "seed", "total_s", "report", "stages": {stage: {status, runtime_s, cached,
     error}}, "verdicts": [{stage, id, claim, verdict}]}``.
     """
-    from jaxdyn._internal.runlock import hold
 
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {list(SCALES)}, got {scale!r}")
@@ -137,8 +139,6 @@ def reproduce(*, scale: str = "quick", out: Path = Path("results/reproduce"), se
 
 
 def _reproduce(*, scale, out, seed, progress, force, figures_dir, stages, report_only, models) -> dict:
-    from jaxdyn.experiments import report
-    from jaxdyn.experiments._common import progress_bar
 
     t0 = time.perf_counter()
     fps = {} if report_only else {st: _fingerprint(load(st)) for st in stages}
@@ -161,9 +161,11 @@ def _reproduce(*, scale, out, seed, progress, force, figures_dir, stages, report
         for rec in records:
             for p in rec.get("png", []) + rec.get("md", []):
                 copy_atomic(p, fd / Path(p).name)
-        write_text_atomic(fd / "REPORT.md", report.render(records, scale=scale, seed=seed, total_s=total,
-                                                            link=lambda stage, p: Path(p).name, report_only=report_only))
+        text = report.render(records, scale=scale, seed=seed, total_s=total, link=lambda stage, p: Path(p).name,
+                             report_only=report_only)
+        write_text_atomic(fd / "REPORT.md", text)
     verdicts = [dict(stage=c["stage"], id=c["id"], claim=c["claim"], verdict=c["verdict"]) for c in claims]
     return {"scale": scale, "seed": seed, "total_s": total, "report": str(out / "REPORT.md"),
-            "stages": {r["stage"]: {k: r.get(k) for k in ("status", "runtime_s", "cpu_s", "cached", "error")} for r in records},
+            "stages": {r["stage"]: {k: r.get(k) for k in ("status", "runtime_s", "cpu_s", "cached", "error")}
+                       for r in records},
             "verdicts": verdicts}

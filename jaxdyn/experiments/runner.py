@@ -37,7 +37,8 @@ import jax
 from jaxdyn.experiments.claims import could_not_read
 from jaxdyn._internal.fingerprint import stage_fingerprint
 from jaxdyn._internal.runlock import hold
-from jaxdyn._internal.results import copy_atomic, remove_file, remove_stale_temps, read_json, to_json_tree, write_json_atomic
+from jaxdyn._internal.results import (copy_atomic, read_json, remove_file, remove_stale_temps, to_json_tree,
+                                      write_json_atomic)
 
 __all__ = ["execute", "results_file", "safe_claims", "outputs", "Pieces"]
 

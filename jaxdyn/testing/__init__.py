@@ -28,14 +28,16 @@ _STRATEGIES = ("Problem", "net_specs", "networks", "logits_fns", "inputs", "labe
                "step_counts", "norms", "epsilons", "quadratic_losses", "cross_entropies", "losses_in_z",
                "logit_vectors")
 
-__all__ = sorted([
-    "RTOL", "rtol_for", "assert_close", "assert_piecewise_affine", "assert_theorem2_paths_agree",
-    "assert_frozen_equals_logit_space", "assert_in_ball", "assert_batch_equals_loop", "assert_no_retrace",
-    "assert_quadratic_loss_exact", "assert_eqs_9_to_11_exact", "assert_lemma1", "assert_c3_limits",
-    "assert_loss_derivatives", "assert_linf_steps_exact", "assert_l2_start_uniform",
-    "SHAPES", "HEADS", "ARCHS", "NetSpec", "QuadraticLoss", "build", "apply_fn", "logits", "plain_mlp",
-    "kink_margin", "random_input", "label_for", "strategies", *_STRATEGIES,
-])
+__all__ = [
+    "ARCHS", "HEADS", "NetSpec", "Problem", "QuadraticLoss", "RTOL", "SHAPES", "apply_fn",
+    "assert_batch_equals_loop", "assert_c3_limits", "assert_close", "assert_eqs_9_to_11_exact",
+    "assert_frozen_equals_logit_space", "assert_in_ball", "assert_l2_start_uniform", "assert_lemma1",
+    "assert_linf_steps_exact", "assert_loss_derivatives", "assert_no_retrace", "assert_piecewise_affine",
+    "assert_quadratic_loss_exact", "assert_theorem2_paths_agree", "betas", "build", "cross_entropies", "epsilons",
+    "inputs", "kink_margin", "label_for", "labels", "logit_vectors", "logits", "logits_fns", "losses_in_z",
+    "net_specs", "networks", "norms", "plain_mlp", "problems", "quadratic_losses", "random_input", "rtol_for",
+    "step_counts", "strategies"
+]
 
 
 def __getattr__(name: str):

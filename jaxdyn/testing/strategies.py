@@ -18,6 +18,7 @@ from hypothesis import assume, strategies as st
 
 from jaxdyn.core import losses
 from jaxdyn.testing import nets
+import math
 
 __all__ = ["Problem", "net_specs", "networks", "logits_fns", "inputs", "labels", "problems", "betas",
            "step_counts", "norms", "epsilons", "quadratic_losses", "cross_entropies", "losses_in_z",
@@ -98,7 +99,6 @@ def problems(draw, specs=None, *, min_margin: float = 0.0):
 
 def betas(lo: float = 1e-3, hi: float = 3.0):
     """An attack strength β, log-uniform in ``[lo, hi]``."""
-    import math
 
     return st.floats(math.log(lo), math.log(hi)).map(lambda t: float(math.exp(t)))
 

@@ -30,6 +30,10 @@ from typing import Any, Protocol, Sequence
 from jaxdyn._internal.results import read_json, to_json_tree, write_json_atomic
 from jaxdyn.training import checkpoint as ckpt_io
 from jaxdyn.training.config import TrainConfig
+from jaxdyn.training.loop import load_data
+from jaxdyn.training.evaluation import apgd_evaluation
+from jaxdyn.datasets import loading as data
+from jaxdyn.core.models import get_model
 
 __all__ = ["default_cache_dir", "load_or_train", "Tracker"]
 
@@ -78,7 +82,7 @@ def load_or_train(name: str, *, num_classes: int = 10, binary=None, width: float
       ``train_time_s``, ``epoch_times_s``, ``run_dir``; with ``callbacks``, also
       ``info["callbacks"]``: ``{tracker.name: records}``.
     """
-    import jaxdyn.training as pkg  # train / load_run looked up there, so that tests can patch them
+    import jaxdyn.training as pkg  # noqa: PLC0415 (train / load_run looked up on the package, so tests can patch them)
 
     cfg = TrainConfig(model=name, num_classes=num_classes, binary=binary, width=width, adv=adv, eps=eps,
                       epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, n_train=n_train, **more)
@@ -105,7 +109,6 @@ def load_or_train(name: str, *, num_classes: int = 10, binary=None, width: float
 
 
 def _train_tracked(pkg, cfg, run_dir: Path, callbacks, data_dir, progress):
-    from jaxdyn.core.models import get_model
 
     if run_dir.name.endswith(TRACK_SUFFIX):  # our own copy, made for other records: redo it
         for stale in (ckpt_io.FINAL, ckpt_io.INFO):
@@ -139,9 +142,6 @@ def with_apgd(run_dir: Path, cfg: TrainConfig, model, variables, info: dict, dat
         except ValueError:  # corrupt: recomputed
             extra = None
     if extra is None:
-        from jaxdyn.datasets import loading as data
-        from jaxdyn.training.evaluation import apgd_evaluation
-        from jaxdyn.training.loop import load_data
 
         xte, yte = load_data(cfg, data_dir)[2:]
         xr, yr = data.subset(xte, yte, cfg.n_eval_robust, seed=0)

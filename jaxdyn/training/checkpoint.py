@@ -28,7 +28,8 @@ from jaxdyn.training.config import TrainConfig
 
 __all__ = ["load_run", "is_finished"]
 
-CHECKPOINT, FINAL, INFO, CONFIG, METRICS = "checkpoint.msgpack", "final.msgpack", "info.json", "config.json", "metrics.jsonl"
+CHECKPOINT, FINAL, INFO = "checkpoint.msgpack", "final.msgpack", "info.json"
+CONFIG, METRICS = "config.json", "metrics.jsonl"
 
 
 def is_finished(run_dir) -> bool:
@@ -145,14 +146,14 @@ def truncate_metrics(run_dir: Path, keep_below_epoch: int) -> None:
     path = run_dir / METRICS
     if not path.exists():
         return
-    lines = [l for l in path.read_text().splitlines() if l.strip()]
-    keep = [l for l in lines if json.loads(l)["epoch"] <= keep_below_epoch]
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    keep = [ln for ln in lines if json.loads(ln)["epoch"] <= keep_below_epoch]
     if len(keep) != len(lines):
-        write_bytes_atomic(path, "".join(l + "\n" for l in keep).encode())
+        write_bytes_atomic(path, "".join(ln + "\n" for ln in keep).encode())
 
 
 def read_metrics(run_dir: Path) -> list:
     path = run_dir / METRICS
     if not path.exists():
         return []
-    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]

@@ -12,6 +12,8 @@ import json
 import math
 import numbers
 from typing import Optional
+from jaxdyn._internal.fingerprint import library_versions, training_source_hash
+from jaxdyn.core.models import model_names
 
 __all__ = ["TrainConfig", "ADV_CHOICES", "DEFAULT_EPS", "DEFAULT_EVAL_EPS", "FORMAT_VERSION"]
 
@@ -81,7 +83,6 @@ class TrainConfig:
     n_eval_robust: int = 1000
 
     def __post_init__(self):
-        from jaxdyn.core.models import model_names
 
         s = object.__setattr__
         if self.model not in model_names():
@@ -93,8 +94,8 @@ class TrainConfig:
             s(self, "binary", b)
             s(self, "num_classes", 1)
         elif int(self.num_classes) != 10:
-            raise ValueError(f"MNIST has 10 classes: num_classes must be 10, got {self.num_classes} (use binary=(a, b), "
-                             "--binary a,b, for a two-digit task with a sigmoid head)")
+            raise ValueError(f"MNIST has 10 classes: num_classes must be 10, got {self.num_classes} "
+                             "(use binary=(a, b), --binary a,b, for a two-digit task with a sigmoid head)")
         s(self, "num_classes", int(self.num_classes))
         if not self.width > 0:
             raise ValueError(f"width must be > 0, got {self.width}")
@@ -176,7 +177,6 @@ class TrainConfig:
         the training package and every jaxdyn module it imports) and of the versions of
         jax/jaxlib/flax/optax/numpy. Deterministic; an edit of the training code or a new library
         version gives a new key, hence a newly trained network (the old entry stays on disk)."""
-        from jaxdyn._internal.fingerprint import library_versions, training_source_hash
 
         blob = json.dumps({"config": self.hash(), "code": training_source_hash(),
                            "libraries": library_versions()}, sort_keys=True)

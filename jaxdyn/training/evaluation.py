@@ -23,6 +23,7 @@ from jaxdyn.datasets import loading as data
 from jaxdyn.core import losses
 from jaxdyn.core.models import param_count
 from jaxdyn.training.step import perturb_batch
+from jaxdyn.attacks.robust import robust_accuracy as public_robust_accuracy
 
 __all__ = ["accuracy", "robust_accuracy", "apgd_evaluation", "MASKING_GAP", "APGD_STEPS"]
 
@@ -136,7 +137,6 @@ def apgd_evaluation(cfg, model, variables, xr, yr, pgd_robust: float) -> dict:
     ``{"robust_accuracy_apgd", "robust_eval_apgd", "gradient_masking"}`` (added to ``info``; the
     config, and so the cache key, is unchanged). Key ``jax.random.key(0)``, so the number is the
     same whether it is computed at training or later for a cached network."""
-    from jaxdyn.attacks.robust import robust_accuracy as public_robust_accuracy
 
     r = public_robust_accuracy(model, jnp.asarray(xr), jnp.asarray(yr), eps=cfg.eval_eps, attack="apgd",
                                variables=variables, norm=cfg.eval_norm, key=jax.random.key(0), steps=APGD_STEPS,

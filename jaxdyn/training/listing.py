@@ -19,6 +19,7 @@ from pathlib import Path
 
 from jaxdyn._internal.results import read_json
 from jaxdyn.training import checkpoint as ckpt_io
+from jaxdyn.training.cache import APGD_FILE, default_cache_dir
 
 __all__ = ["list_models", "summary", "add_arguments", "run"]
 
@@ -42,7 +43,6 @@ def list_models(cache_dir=None) -> list[dict]:
     (``"finished"``, ``"in progress"`` or ``"unreadable"``), ``model``, ``config`` (the training
     config), ``summary``, ``test_accuracy``, ``robust_accuracy`` and ``robust_eval`` (PGD),
     ``robust_accuracy_apgd`` (when measured, also from ``apgd.json`` beside) and ``train_time_s``."""
-    from jaxdyn.training.cache import APGD_FILE, default_cache_dir
 
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     if not cache.is_dir():
@@ -93,7 +93,6 @@ def run(args) -> None:
         print(json.dumps(recs, indent=1))
         return None
     if not recs:
-        from jaxdyn.training.cache import default_cache_dir
 
         print(f"no trained networks in {args.cache_dir or default_cache_dir()}")
         return None

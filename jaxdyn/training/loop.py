@@ -29,6 +29,7 @@ from jaxdyn.training import checkpoint as ckpt_io
 from jaxdyn.training.config import TrainConfig
 from jaxdyn.training.evaluation import batches, correct_fn, evaluate
 from jaxdyn.training.step import cached_step, create_state, init_state_fn, variables_of, zero_acc
+from tqdm.auto import tqdm
 
 __all__ = ["train", "TrainingInterrupted"]
 
@@ -65,7 +66,6 @@ def train(cfg: TrainConfig, run_dir, *, data_dir=None, progress: bool = True,
       callback: ``callback(step, state, loss)`` after every step (``state`` must not be kept:
         its buffers are donated to the next step).
     """
-    from tqdm.auto import tqdm
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

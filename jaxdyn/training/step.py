@@ -26,6 +26,7 @@ from jaxdyn.attacks import multistep as attacks
 from jaxdyn.core import losses
 from jaxdyn.core.models import init_variables, logits_fn
 from jaxdyn.training.config import ADV_CHOICES, TrainConfig
+from jaxdyn._internal import checks as _checks
 
 __all__ = ["make_optimizer", "create_state", "perturb_batch", "pgd_delta", "make_train_step", "variables_of"]
 
@@ -108,7 +109,6 @@ def pgd_delta(f, x, y, *, eps, alpha, steps: int, norm: str, random_start: bool,
     every step, ~7 % of an MLP's training attack (docs/performance.md, benchmark 6). Unrolled for
     at most ``attacks.PGD_UNROLL_MAX_STEPS`` steps, as ``pgd``. Invalid input (non-finite ``x``,
     a label outside the head) gives a NaN ``delta``, as the engine's."""
-    from jaxdyn._internal import checks as _checks
 
     n_classes = _checks.check_call(f, x, y)
     clip = (0.0, 1.0)

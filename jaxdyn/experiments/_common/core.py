@@ -15,10 +15,19 @@ from jaxdyn.experiments._common.fields import check_json_fields
 from jaxdyn._internal.sharding import chunked  # noqa: F401  (the experiments' chunked per-sample work)
 from jaxdyn._internal.results import atomic_path
 from jaxdyn.training import presets
+from jaxdyn.core.models import cast
+from jaxdyn import training
+import jax.numpy as jnp
+import jax
+from jaxdyn.core.losses import is_success
+from jaxdyn.datasets import loading as data
+from jaxdyn.experiments.runner import Pieces
+from tqdm.auto import tqdm
 
 __all__ = [
     "SCALES", "make_config", "enable_x64", "progress_bar", "chunked", "fixed_digits", "correct_subset",
-    "load_model", "train_summary", "by_piece", "save_figure", "NetworksConfig", "fmt", "fmt_sci", "md_table", "check_models", "help_field",
+    "load_model", "train_summary", "by_piece", "save_figure", "NetworksConfig", "fmt", "fmt_sci", "md_table",
+    "check_models", "help_field",
     "FIGURE_VANILLA", "FIGURE_ADV_BINARY", "FIG5_ADV", "TABLE_TRAIN",
 ]
 
@@ -77,14 +86,12 @@ def make_config(cls, presets: Mapping[str, Mapping[str, Any]], scale: str, overr
 
 def enable_x64() -> None:
     """Float64 at the experiment entry point (design.md "Precision": κ reaches 1e-8)."""
-    import jax
 
     jax.config.update("jax_enable_x64", True)
 
 
 def progress_bar(iterable=None, *, enabled: bool = True, **kw):
     """A tqdm progress bar with rate and ETA (a plain iterator when disabled)."""
-    from tqdm.auto import tqdm
 
     return tqdm(iterable, disable=not enabled, dynamic_ncols=True, **kw)
 
@@ -93,7 +100,6 @@ def by_piece(fn: Callable, keys: Sequence[str], *, out, progress: bool, desc: st
     """``{k: fn(k) for k in keys}`` with a progress bar; with ``out``, each ``fn(k)`` is a piece of
     the run (:class:`jaxdyn.experiments.runner.Pieces`): stored as soon as it is done and reused
     when the run resumes (returned as it reads back from JSON either way)."""
-    from jaxdyn.experiments.runner import Pieces
 
     pieces = None if out is None else Pieces(out)
     return {k: fn(k) if pieces is None else pieces.get(k, lambda k=k: fn(k))
@@ -103,7 +109,6 @@ def by_piece(fn: Callable, keys: Sequence[str], *, out, progress: bool, desc: st
 def fixed_digits(n: int, *, seed: int, binary=None, split: str = "test"):
     """A fixed, seeded set of ``n`` MNIST digits (float64; every digit kept, correctly classified
     or not); ``binary=(a, b)`` keeps two classes with labels ±1."""
-    from jaxdyn.datasets import loading as data
 
     x, y = data.load_mnist(split)
     if binary is not None:
@@ -116,10 +121,7 @@ def correct_subset(model, variables, x: np.ndarray, y: np.ndarray, n: int, *, ba
     """The first ``n`` examples of ``(x, y)`` that ``model`` classifies correctly (an attack on an
     already misclassified example has nothing to do). Returns ``(x_n, y_n, accuracy_on_scanned)``.
     ``y`` is integer (softmax head) or ±1 (binary head)."""
-    import jax
-    import jax.numpy as jnp
 
-    from jaxdyn.core.losses import is_success
 
     apply = _jitted_apply(model)
     dt = jax.tree.leaves(variables)[0].dtype
@@ -143,7 +145,6 @@ def correct_subset(model, variables, x: np.ndarray, y: np.ndarray, n: int, *, ba
 def _jitted_apply(model):
     """``jit(model.apply)``, one per architecture (equal modules hash equal): a standard and an
     adversarially trained network, or Figs. 3 and 4 in one process, share its compiles."""
-    import jax
 
     return jax.jit(lambda v, xb: model.apply(v, xb))
 
@@ -158,10 +159,7 @@ def load_model(name: str, train: Mapping[str, Any] | str, *, binary=None, adv=No
     ``overrides`` update it. ``callbacks``: trackers recording numbers along training (see
     :func:`jaxdyn.training.load_or_train`). Returns ``(model, variables, info)``.
     """
-    import jax.numpy as jnp
 
-    from jaxdyn import training
-    from jaxdyn.core.models import cast
 
     if train == "quick":
         kw = training.quick_config(name, binary=binary, adv=adv, seed=seed)
@@ -195,7 +193,7 @@ def check_models(models: Sequence[str], allowed: Sequence[str], *, what: str) ->
 def save_figure(fig, path, *, title: str | None = None, dpi: int = 110, rect=None) -> None:
     """The end of every ``plot``: the title, a tight layout, the PNG at ``path`` (parent created),
     the figure closed."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415 (lazy: pyplot only when a figure is drawn)
 
     if title is not None:
         fig.suptitle(title, fontsize=10)
