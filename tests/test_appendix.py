@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from jaxdyn.analyses import variant_matching
 from jaxdyn.cli import app as cli
 from jaxdyn.experiments import appendix
 from tests.helpers import assert_protocol
@@ -54,7 +55,7 @@ def _results(cos, eps_rows, j_rows):
 
 IDS = ["appendix.d_l2", "appendix.d_linf", "appendix.d_l2_beats_gx_frozen", "appendix.d_l2_beats_gx_free",
        "appendix.d_linf_beats_gx_frozen", "appendix.d_linf_beats_gx_free", "appendix.j_eigenvalue", "appendix.j_gates"]
-GOOD_COS = {"l2 eps=0.1 (frozen)": [1e-6, 5e-5], "l2 eps=0.1 (free)": [1e-3, 1e-2], "linf eps=0.01 (frozen)": [1e-6, 2e-5]}
+GOOD_COS = {"l2 eps=0.1": {"frozen": [1e-6, 5e-5], "free": [1e-3, 1e-2]}, "linf eps=0.01": {"frozen": [1e-6, 2e-5]}}
 GOOD_EPS = [_eps(n, e, g, 1e-4, 1e-2) for n in ("l2", "linf") for g in ("frozen", "free") for e in (0.01, 0.3)]
 
 
@@ -68,7 +69,7 @@ def test_claims_verdicts():
 
 
 def test_verdict_can_fail_paper_protocol():
-    bad = {"l2 eps=1 (frozen)": [0.1, 0.5], "linf eps=0.1 (frozen)": [0.2, 0.6]}
+    bad = {"l2 eps=1": {"frozen": [0.1, 0.5]}, "linf eps=0.1": {"frozen": [0.2, 0.6]}}
     assert [c["verdict"] for c in appendix.claims(_results(bad, [], []))] == ["does not hold"] * 2
 
 
@@ -93,8 +94,7 @@ def test_verdict_can_fail_appendix_j():
 
 
 def test_attack_row_and_flip_rate():
-    from jaxdyn.analyses import variant_matching as matching
-
+    matching = variant_matching
     rows = [dict(beta=b, label_flips=f) for b, f in ((0.1, 0.0), (3.0, 0.7), (1.0, 0.5), (10.0, 1.0))]
     assert matching.attack_row(rows)["beta"] == 1.0
     assert matching.attack_row(rows[:1])["beta"] == 0.1
@@ -124,3 +124,22 @@ def test_appendix_command_tiny(tiny_env):
     for e in eps:
         assert 0 <= e["one_minus_cos"] < 1 and 0 <= e["one_minus_cos_first_order"] < 1
     assert all(0 <= j["label_flips"] <= 1 for j in row["appendix_j_raw"])
+
+
+def test_summarize_matching_per_attack_and_gating():
+    def row(c):
+        return dict(appendix_d=[dict(attack="l2 eps=1", frozen=dict(one_minus_cos=c, one_minus_cos_first_order=2 * c),
+                                     free=dict(one_minus_cos=c / 2))])
+
+    s = variant_matching.summarize_matching([row(1e-3), row(float("nan")), row(1e-5)])
+    assert s["one_minus_cos_range"] == {"l2 eps=1": {"frozen": [1e-5, 1e-3], "free": [0.5e-5, 0.5e-3]}}
+    assert s["one_minus_cos_first_order_range"] == {"l2 eps=1": [2e-5, 2e-3]}
+    assert variant_matching.summarize_matching([]) == dict(one_minus_cos_range={}, one_minus_cos_first_order_range={})
+
+
+def test_claim_texts_name_attack_and_gating():
+    j = [_j(1e-3, 1e-4, 0.0, 0.0), _j(1.0, 5e-3, 0.01, 0.6)]
+    d_l2, d_linf = appendix.claims(_results(GOOD_COS, GOOD_EPS, j))[:2]
+    assert d_l2["measured"] == "range over networks of the mean: l2 eps=0.1 (frozen): 1.0e-06 … 5.0e-05"
+    assert d_l2["controls"] == "free gating, clipping, Madry's α: l2 eps=0.1 (free): 1.0e-03 … 0.01"
+    assert d_linf["controls"] == "" and "linf eps=0.01 (frozen)" in d_linf["measured"]

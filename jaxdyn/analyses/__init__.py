@@ -45,7 +45,9 @@ _API: dict[str, str] = {
         'partial_spearman', 'spearman_rows'
     ), 'stats'),
     **dict.fromkeys((
-        'ATTACK_FLIPS', 'appendix_j', 'attack_row', 'flip_rate', 'make_fig1_fn', 'make_pgd_fn', 'make_raw_free_fn'
+        'ATTACK_FLIPS', 'EpsMatch', 'FIG1_MODEL', 'FIG1_VARIANTS', 'GATINGS', 'GatingMatch', 'PGD_VARIANTS', 'RawFlips',
+        'appendix_j', 'attack_row', 'fig1_raw', 'flip_rate', 'make_fig1_fn', 'make_pgd_fn', 'make_raw_free_fn',
+        'match_eps_grid', 'match_variants', 'pgd_fns', 'raw_free_rows', 'summarize_matching'
     ), 'variant_matching'),
     **dict.fromkeys((
         'Interval', 'Verdict', 'combine', 'hierarchical_bootstrap', 'holm', 'per_seed', 'pvalue_verdict',
