@@ -3,14 +3,14 @@
 A reproduction and extension of Cheng et al., "Clarifying the Behavior and the Difficulty of
 Adversarial Training", AAAI 2024. See ``docs/design.md`` for the conventions.
 
-The public API is :data:`__all__`; each name is imported from its module on first use, so that
-``import jaxdyn`` stays light (no jax, no optax until a function is touched).
+The public API is :data:`__all__`: the names most users need, each imported from its module on
+first use (:func:`jaxdyn._internal.lazy.attach`), so that ``import jaxdyn`` stays light (no jax,
+no optax until a function is touched), and the role packages (``docs/design.md``, "Layout").
 """
 
 from __future__ import annotations
 
-import importlib
-
+from jaxdyn._internal.lazy import attach
 from jaxdyn._version import __version__
 
 #: public name -> the module that defines it
@@ -34,16 +34,8 @@ _API: dict[str, str] = {
     **dict.fromkeys(("load_or_train", "load_run"), "jaxdyn.training"),
 }
 
-__all__ = sorted(_API) + ["__version__"]
+#: the role packages, public too
+SUBMODULES = ("core", "attacks", "analyses", "datasets", "training", "experiments", "testing", "cli")
 
-
-def __getattr__(name: str):
-    if name in _API:
-        value = getattr(importlib.import_module(_API[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'jaxdyn' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_API))
+__getattr__, __dir__, _names = attach(__name__, _API, SUBMODULES)
+__all__ = _names + ["__version__"]

@@ -1,15 +1,15 @@
 """Plumbing, private to jaxdyn: input checks, atomic results, sharding, run locks, fingerprints.
 
-The public surface is :data:`__all__`: the submodules, and the names below, each imported from its
-module on first use (so that importing the package stays light and no import cycle can form).
+The public surface is :data:`__all__`: the names below, each imported from its module on first use
+(:func:`jaxdyn._internal.lazy.attach`), and the submodules.
 """
 
 from __future__ import annotations
 
-import importlib
+from jaxdyn._internal.lazy import attach
 
 #: submodules
-SUBMODULES = ('checks', 'fingerprint', 'results', 'runlock', 'sharding',)
+SUBMODULES = ('checks', 'fingerprint', 'lazy', 'results', 'runlock', 'sharding',)
 
 #: public name -> the submodule that defines it
 _API: dict[str, str] = {
@@ -22,6 +22,7 @@ _API: dict[str, str] = {
         'DTYPE_FLAGS', 'LIBRARIES', 'PACKAGE_ROOT', 'dtype_flags', 'environment', 'library_versions', 'source_files',
         'source_hash', 'stage_fingerprint', 'training_source_files', 'training_source_hash'
     ), 'fingerprint'),
+    **dict.fromkeys(('attach',), 'lazy'),
     **dict.fromkeys((
         'WriteError', 'append_line_atomic', 'atomic_path', 'check_writable', 'copy_atomic', 'jsonable', 'read_json',
         'remove_file', 'remove_stale_temps', 'to_json_tree', 'write_bytes_atomic', 'write_json_atomic',
@@ -34,19 +35,4 @@ _API: dict[str, str] = {
     ), 'sharding'),
 }
 
-__all__ = sorted(_API) + list(SUBMODULES)
-
-
-def __getattr__(name: str):
-    if name in _API:
-        value = getattr(importlib.import_module(f"{__name__}.{_API[name]}"), name)
-    elif name in SUBMODULES:
-        value = importlib.import_module(f"{__name__}.{name}")
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__, __all__ = attach(__name__, _API, SUBMODULES)

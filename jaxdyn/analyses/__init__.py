@@ -2,13 +2,13 @@
 measurement, growth fits, weight-gradient instability and curvature, error metrics, rank statistics
 and the verdict statistics.
 
-The public surface is :data:`__all__`: the submodules, and the names below, each imported from its
-module on first use (so that importing the package stays light and no import cycle can form).
+The public surface is :data:`__all__`: the names below, each imported from its module on first use
+(:func:`jaxdyn._internal.lazy.attach`), and the submodules.
 """
 
 from __future__ import annotations
 
-import importlib
+from jaxdyn._internal.lazy import attach
 
 #: submodules
 SUBMODULES = ('curvature', 'growth', 'instability', 'metrics', 'real_attack', 'regimes', 'regimes_ode', 'stats',
@@ -45,9 +45,9 @@ _API: dict[str, str] = {
         'partial_spearman', 'spearman_rows'
     ), 'stats'),
     **dict.fromkeys((
-        'ATTACK_FLIPS', 'EpsMatch', 'FIG1_MODEL', 'FIG1_VARIANTS', 'GATINGS', 'GatingMatch', 'PGD_VARIANTS', 'RawFlips',
-        'appendix_j', 'attack_row', 'fig1_raw', 'flip_rate', 'make_fig1_fn', 'make_pgd_fn', 'make_raw_free_fn',
-        'match_eps_grid', 'match_variants', 'pgd_fns', 'raw_free_rows', 'summarize_matching'
+        'ATTACK_FLIPS', 'EpsMatch', 'FIG1_MODEL', 'FIG1_VARIANTS', 'GATINGS', 'GatingMatch', 'PGD_VARIANTS',
+        'RawFlips', 'appendix_j', 'attack_row', 'fig1_raw', 'flip_rate', 'make_fig1_fn', 'make_pgd_fn',
+        'make_raw_free_fn', 'match_eps_grid', 'match_variants', 'pgd_fns', 'raw_free_rows', 'summarize_matching'
     ), 'variant_matching'),
     **dict.fromkeys((
         'Interval', 'Verdict', 'combine', 'hierarchical_bootstrap', 'holm', 'per_seed', 'pvalue_verdict',
@@ -55,19 +55,4 @@ _API: dict[str, str] = {
     ), 'verdicts'),
 }
 
-__all__ = sorted(_API) + list(SUBMODULES)
-
-
-def __getattr__(name: str):
-    if name in _API:
-        value = getattr(importlib.import_module(f"{__name__}.{_API[name]}"), name)
-    elif name in SUBMODULES:
-        value = importlib.import_module(f"{__name__}.{name}")
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__, __all__ = attach(__name__, _API, SUBMODULES)

@@ -1,12 +1,12 @@
 """MNIST: the four official files built in, the binary task and deterministic subsets.
 
-The public surface is :data:`__all__`: the submodules, and the names below, each imported from its
-module on first use (so that importing the package stays light and no import cycle can form).
+The public surface is :data:`__all__`: the names below, each imported from its module on first use
+(:func:`jaxdyn._internal.lazy.attach`), and the submodules.
 """
 
 from __future__ import annotations
 
-import importlib
+from jaxdyn._internal.lazy import attach
 
 #: submodules
 SUBMODULES = ('loading',)
@@ -18,19 +18,4 @@ _API: dict[str, str] = {
     ), 'loading'),
 }
 
-__all__ = sorted(_API) + list(SUBMODULES)
-
-
-def __getattr__(name: str):
-    if name in _API:
-        value = getattr(importlib.import_module(f"{__name__}.{_API[name]}"), name)
-    elif name in SUBMODULES:
-        value = importlib.import_module(f"{__name__}.{name}")
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__, __all__ = attach(__name__, _API, SUBMODULES)
