@@ -109,6 +109,7 @@ def run(cfg: Config, out: Path, progress: bool = True) -> dict:
 PROTOCOL = ("{n_samples} test digits per network, width {width}, {dtype}, test acc. {acc}; raw attack: α fixed along "
             "the attack, set per digit so that it succeeds after {raw_target} steps under A2; ℓ2/ℓ∞ baselines: steps "
             "of ℓ2 length {step}; ≤ {max_steps} steps")
+ACC = "{m} {acc}"
 GROWTH = ClaimText(
     "fig2.growth", "C.2 (Fig. 2): ‖δ‖ and ‖g_{{x+δ}}‖ grow exponentially with β = αm",
     paper="exponential growth, clearer under frozen gating (subfigure e)", protocol=PROTOCOL,
@@ -177,7 +178,7 @@ def claims(results: dict) -> list[dict]:
     cfg = results["config"]
     values = dict(
         {k: cfg[k] for k in ("n_samples", "width", "raw_target", "step", "max_steps")}, dtype=results["dtype"],
-        acc=", ".join(f"{m} {C.fmt(d.get('test_accuracy'), 3)}" for m, d in results["models"].items()),
+        acc=", ".join(ACC.format(m=m, acc=C.fmt(d.get("test_accuracy"), 3)) for m, d in results["models"].items()),
         cells="; ".join(measured),
         faster=FASTER.format(rate_const=RATE_CONST, cells=", ".join(faster)) if faster else "",
         rates="; ".join(rates) or "no rate could be compared", r2_exp=R2_EXP, rate_const=RATE_CONST,

@@ -138,6 +138,7 @@ PAIRED = "{y} {median} (larger in {frac}, Wilcoxon p {p})"
 NET_PAPER = "{m}: {paper}{sensitivity}"
 SENSITIVITY = "; at A₀ = {a0} (β {beta}, flips {flips}): ρ {rhos}"
 RHO = "ρ({pair}) {rho} (p {p})"
+VANILLA = "{x} {rho}"
 
 
 def _rhos(d: dict, keys) -> str:
@@ -160,11 +161,11 @@ def _net_values(m: str, d: dict, counted) -> dict:
         rho_twin=fmt(c["redundancy"]["A|hbar_z_gx2"]["rho"]), rho_hat=fmt(c["redundancy"]["A_hat|A"]["rho"]),
         partial=_rhos(c["partial_rho"]["vanilla_gw"], counted), plain=_rhos(c["unflipped_only"]["spearman"], counted),
         first_order=_rhos(c["baselines"]["first_order"], counted),
-        vanilla=", ".join(f"{a} {fmt(c['baselines']['vanilla_gw'][a]['rho'])}" for a in X_COUNTED),
+        vanilla=", ".join(VANILLA.format(x=a, rho=fmt(c["baselines"]["vanilla_gw"][a]["rho"])) for a in X_COUNTED),
         partial_fo=_rhos(c["partial_rho"]["first_order"], counted), n_flip=c["flipped_only"]["n"],
         partial_flip=_rhos(c["flipped_only"]["partial_rho"], counted),
         exp_rhos=", ".join(RHO.format(pair=f"A, {k.split('|')[1]}", rho=fmt(r["rho"]), p=fmt(r["p"], 1))
-                       for k, r in c["exponential"].items()),
+                           for k, r in c["exponential"].items()),
         paired=", ".join(PAIRED.format(y=y, median=fmt(v["median_diff"]), frac=fmt(v["frac_greater"]), p=fmt(v["p"], 1))
                          for y, v in c["vs_first_order"].items()),
         paper=_rhos(d["spearman"], list(d["spearman"])), sensitivity=sens)
