@@ -6,8 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxdyn.analyses import growth, growth_runs
 from jaxdyn.core import theory
-from jaxdyn.attacks.multistep import attack
+from jaxdyn.attacks.multistep import NORMS, attack
+from jaxdyn.attacks.traced import free_attack_traced_norm
 from jaxdyn.experiments import fig2
 from jaxdyn.core.gating import input_jacobian
 from jaxdyn.core.losses import grad_z
@@ -30,7 +32,7 @@ def test_fig2_theory_curves_match_the_cxc_path():
     res = jax.vmap(lambda xi, yi: attack(f, xi, yi, steps=steps, alpha=alpha, norm="raw", record=True))(x, y)
     tr = res.trajectory
     succ = jnp.full((2,), steps, jnp.int32)  # average over the whole trajectory
-    th = fig2._theory_fn(model, steps)(v, x, y, jnp.full((2,), alpha), tr["H_z"], tr["step_norm"], succ)
+    th = growth_runs.growth_theory_fn(model, steps)(v, x, y, jnp.full((2,), alpha), tr["H_z"], tr["step_norm"], succ)
     for i in range(2):
         J = input_jacobian(f, x[i])
         gz = grad_z(f(x[i]), y[i])
@@ -51,7 +53,7 @@ def test_fig2_growth_curves_smoke_and_frozen_agreement():
     x = digits(3)
     f = logits_fn(model, v)
     y = np.asarray(jnp.argmax(jax.vmap(f)(x), axis=1))
-    res = fig2.growth_curves(model, v, x, y, step=0.5, max_steps=8, progress=False)
+    res = growth_runs.growth_curves(model, v, x, y, step=0.5, max_steps=8, progress=False)
     runs = res["runs"]
     assert set(runs) == {"free", "frozen"} and set(runs["free"]) == {"raw", "l2", "linf"}
     for g in runs:
@@ -70,7 +72,7 @@ def test_fig2_growth_curves_smoke_and_frozen_agreement():
                                               gating="frozen", record=True))(jnp.asarray(x), jnp.asarray(y))
     np.testing.assert_allclose(np.asarray(runs["frozen"]["raw"]["grad_norm"]), np.asarray(ref.trajectory["grad_norm"]),
                                rtol=1e-8)
-    s = fig2.summarize_run(runs["frozen"]["raw"])
+    s = growth.summarize_run(runs["frozen"]["raw"])
     assert s["n"] == 3 and "grad_rate_ratio" in s
 
 
@@ -128,14 +130,15 @@ def test_verdict_can_fail_fig2_rate_not_constant():
     exponential; in every cell -> does not hold; in one of two -> holds partly; a falling rate
     (slower than exponential) -> does not hold."""
     fast = _summary(0.99, 0.8, 1.2, late_over_early=3.0)
-    assert fig2.classify_cell(fast) == "faster than exponential"
+    assert growth.classify_cell(fast) == "faster than exponential"
     assert _verdicts(fast, fast)[0] == "does not hold"
     c = fig2.claims(_results({"free": {"raw": GOOD}, "frozen": {"raw": fast}}))[0]
-    assert c["verdict"] == "holds partly" and "FASTER THAN EXPONENTIAL" in c["measured"] and "cnn3/frozen" in c["measured"]
+    assert c["verdict"] == "holds partly"
+    assert "FASTER THAN EXPONENTIAL" in c["measured"] and "cnn3/frozen" in c["measured"]
     slow = _summary(0.99, 0.8, 1.2, late_over_early=0.3)
-    assert fig2.classify_cell(slow) == "slower than exponential"
+    assert growth.classify_cell(slow) == "slower than exponential"
     assert _verdicts(GOOD, slow)[0] == "does not hold"
-    assert fig2.classify_cell(_summary(0.99, 0.8, 1.2, late_over_early=float("nan"))) == "not exponential"
+    assert growth.classify_cell(_summary(0.99, 0.8, 1.2, late_over_early=float("nan"))) == "not exponential"
 
 
 def test_verdict_can_fail_fig2_rate_vs_theorem2():
@@ -150,9 +153,6 @@ def test_free_attack_traced_norm_is_the_attack_for_every_norm():
     """Fig. 2's one-compile free-gating attack (norm traced) records what
     :func:`jaxdyn.attacks.multistep.attack` records for each norm, to float64 rounding, and flags a
     non-finite input as the attack does."""
-    from jaxdyn.attacks.multistep import NORMS
-    from jaxdyn.analyses.growth import free_attack_traced_norm
-
     model, v = zoo_net("mlp3", num_classes=10, width=1 / 32)
     x = digits(2, seed=3)
     f = logits_fn(model, v)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from jaxdyn.core import influence
-from jaxdyn.analyses import real_attack
-from jaxdyn.experiments import _common as C
+from jaxdyn.analyses import influence_measure, real_attack
+from jaxdyn.analyses.influence_ranks import influence_controls, influence_correlations
 from jaxdyn.experiments import fig3
 from jaxdyn.core.models import logits_fn
 
@@ -40,31 +40,29 @@ def test_fig3_quantities_consistent_and_A_hat_equals_A_under_frozen_gating():
         assert np.all(q["A_hat"] > 0) and np.all(q["dgw_norm"] > 0)
         np.testing.assert_allclose(q["hbar_z_gx2"], q["hbar_z"] * q["gx2"], rtol=EXACT)
     # the experiments' batched form (free gating, β from A0, chunked): the same numbers per sample
-    layer, [(a0, beta, qb)] = C.binary_influence(model, v, x, y, A0=1.0, steps=5, eta=1e-2, chunk=3)
+    layer, [(a0, beta, qb)] = influence_measure.binary_influence(model, v, x, y, A0=1.0, steps=5, eta=1e-2, chunk=3)
     assert layer == "Conv_0" and a0 == 1.0 and beta > 0
     one = real_attack.attack_influence(z_of, W, x[3], y[3], beta=beta, steps=5, eta=1e-2)
     np.testing.assert_allclose(qb["A_hat"][3], float(one["A_hat"]), rtol=1e-10)
     assert np.all(np.abs(qb["cos_to_mean"]) <= 1 + 1e-12)
-    corr = fig3.correlations(qb)
+    corr = influence_correlations(qb)
     assert set(corr) == {f"{a}|{b}" for a in fig3.X_KEYS for b in fig3.Y_KEYS}
     # the baselines (vanilla ||g_W||, first-order surrogate at δ = β g_x) and the leave-one-out cosines
     assert np.all(qb["gw_norm"] > 0) and np.all(qb["dgw_norm_fo"] > 0) and np.all(np.isfinite(qb["abs_phi_fo"]))
     assert np.all(np.abs(qb["cos_loo"]) <= 1 + 1e-12) and np.all(np.abs(qb["cos_unit_loo"]) <= 1 + 1e-12)
-    assert set(fig3.controls(qb)) >= {"partial_rho", "unflipped_only", "flipped_only", "exponential"}
+    assert set(influence_controls(qb)) >= {"partial_rho", "unflipped_only", "flipped_only", "exponential"}
     # the same call again (Fig. 4 after Fig. 3 in one process) is served from the memo: the same
     # numbers, as copies; other weights are another entry
-    from jaxdyn.experiments._common import influence as common_influence
-
-    _, [(_, beta2, qb2)] = C.binary_influence(model, v, x, y, A0=1.0, steps=5, eta=1e-2, chunk=3)
+    _, [(_, beta2, qb2)] = influence_measure.binary_influence(model, v, x, y, A0=1.0, steps=5, eta=1e-2, chunk=3)
     assert beta2 == beta and qb2.keys() == qb.keys()
     for k in qb:
         np.testing.assert_array_equal(qb2[k], qb[k])
     qb2["A_hat"][:] = -1.0
-    _, [(_, _, qb3)] = C.binary_influence(model, v, x, y, A0=1.0, steps=5, eta=1e-2, chunk=3)
+    _, [(_, _, qb3)] = influence_measure.binary_influence(model, v, x, y, A0=1.0, steps=5, eta=1e-2, chunk=3)
     np.testing.assert_array_equal(qb3["A_hat"], qb["A_hat"])
     v2 = jax.tree.map(lambda a: a * 1.01, v)
-    assert common_influence._memo_entry(model, v2, x, y, steps=5, eta=1e-2, chunk=3) == {}
-    assert 1.0 in common_influence._memo_entry(model, v, x, y, steps=5, eta=1e-2, chunk=3)
+    assert influence_measure._memo_entry(model, v2, x, y, steps=5, eta=1e-2, chunk=3) == {}
+    assert 1.0 in influence_measure._memo_entry(model, v, x, y, steps=5, eta=1e-2, chunk=3)
 
 
 def test_fig3_protocol():
@@ -91,8 +89,8 @@ def _fake(n=80, *, y_of=None, ratio_of=None, flipped=None, seed=0):
 
 def _results(*qs, accuracy=0.9):
     models = {f"net{i}": dict(test_accuracy=accuracy, beta=1.0, steps=5, n_samples=len(q["A"]), first_layer="Conv_0",
-                              attack_success_rate=float(np.mean(q["success"])), spearman=fig3.correlations(q),
-                              controls=fig3.controls(q)) for i, q in enumerate(qs)}
+                              attack_success_rate=float(np.mean(q["success"])), spearman=influence_correlations(q),
+                              controls=influence_controls(q)) for i, q in enumerate(qs)}
     return dict(dtype="float64", models=models)
 
 
@@ -111,7 +109,7 @@ def _verdicts(*qs, **kw):
 def test_fig3_claims_hold_on_the_theory():
     v = _verdicts(_fake(), _fake(seed=1))
     assert v == {"influence": "holds", "exponential": "holds", "paper_protocol": "holds"}
-    c = fig3.controls(_fake())
+    c = influence_controls(_fake())
     assert c["redundancy"]["A|hbar_z_gx2"]["rho"] == pytest.approx(1.0)
     assert c["vs_first_order"]["abs_phi"]["frac_greater"] == 1.0
 
@@ -145,7 +143,7 @@ def test_verdict_can_fail_fig3_when_only_the_vanilla_scale_rises():
     q = _fake(y_of=lambda A, gw: gw)
     q["gw_norm"] = q["A"] ** 2 * np.exp(0.3 * np.random.default_rng(5).normal(size=len(q["A"])))
     q["abs_phi"] = q["dgw_norm"] = q["gw_norm"] * np.exp(-0.5 * q["A"])
-    assert fig3.correlations(q)["A_hat|abs_phi"]["rho"] > 0.5
+    assert influence_correlations(q)["A_hat|abs_phi"]["rho"] > 0.5
     c = _claims(q)["influence"]  # Â's partial ρ is significantly negative; H̄_z's (unrelated here) straddles
     assert c["verdict"] == "inconclusive" and c["statistic"]["n_does_not_hold"] == 2 and c["statistic"]["value"] == 0
 
@@ -162,6 +160,6 @@ def test_verdict_can_fail_fig3_on_unflipped_digits_alone():
     q["success"] = q["A"] > np.median(q["A"])
     c = _claims(q)["influence"]
     assert c["verdict"] == "inconclusive" and c["statistic"]["n_does_not_hold"] == 2 and c["statistic"]["value"] == 0
-    assert fig3.controls(q)["flipped_only"]["n"] == n // 2
+    assert influence_controls(q)["flipped_only"]["n"] == n // 2
 
 

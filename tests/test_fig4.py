@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from jaxdyn.analyses import stats
+from jaxdyn.analyses.influence_ranks import dominance, dominance_controls, group_curve
 from jaxdyn.experiments import fig4
 
 from tests.helpers import check_protocol
@@ -31,7 +32,7 @@ def _samples(n=60, *, align=1.0, norm_power=1.0, seed=0):
 
 
 def _claims(*samples, accuracy=0.9):
-    models = {f"net{i}": dict(fig4.dominance(q), controls=fig4.controls(q, dim=DIM, draws=300), test_accuracy=accuracy,
+    models = {f"net{i}": dict(dominance(q), controls=dominance_controls(q, dim=DIM, draws=300), test_accuracy=accuracy,
                               beta=1.0, steps=5, n_samples=len(q["A_hat"]), first_layer="Conv_0")
               for i, q in enumerate(samples)}
     c = fig4.claims(dict(dtype="float64", models=models))
@@ -41,17 +42,17 @@ def _claims(*samples, accuracy=0.9):
 
 def test_fig4_groups():
     a = np.arange(40.0)
-    curve = fig4.group_curve(a, 0.01 * a, groups=10)
+    curve = group_curve(a, 0.01 * a, groups=10)
     assert curve["count"] == [4] * 10 and np.all(np.diff(curve["cos"]) > 0)
-    d = fig4.dominance({"A_hat": a, "cos_to_mean": 0.01 * a})
+    d = dominance({"A_hat": a, "cos_to_mean": 0.01 * a})
     assert d["spearman_groups"]["rho"] == pytest.approx(1.0) and d["spearman_samples"]["p"] < 1e-6
     with pytest.raises(ValueError):
-        fig4.group_curve(a, a[:5])
+        group_curve(a, a[:5])
 
 
 def test_fig4_controls_and_claims_hold_when_large_A_aligns():
     q = _samples()
-    c = fig4.controls(q, dim=DIM, draws=300)
+    c = dominance_controls(q, dim=DIM, draws=300)
     assert set(c["null"]) == {"loo", "unit_loo", "paper"} and c["null"]["loo"]["n_draws"] == 300
     assert c["null"]["loo"]["measured"] > c["null"]["loo"]["quantiles"]["0.95"]
     assert _claims(q, _samples(seed=1)) == {"dominance": "holds", "paper_protocol": "holds"}
@@ -61,7 +62,7 @@ def test_verdict_can_fail_fig4_when_only_the_norms_rise():
     """Random directions, norms rising with Â: the paper's cosine (x in the mean) rises with Â, the
     leave-one-out one does not exceed the norm-only null: no evidence either way (symmetric rule)."""
     q = _samples(align=0.0, norm_power=3.0, seed=2)
-    c = fig4.controls(q, dim=DIM, draws=300)
+    c = dominance_controls(q, dim=DIM, draws=300)
     assert c["null"]["paper"]["measured"] > 0.3 and c["null"]["paper"]["quantiles"]["0.5"] > 0.3
     assert _claims(q) == {"dominance": "inconclusive", "paper_protocol": "holds"}
     assert _claims(q, accuracy=0.5) == {"dominance": "not testable", "paper_protocol": "not testable"}

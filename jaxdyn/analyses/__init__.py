@@ -1,6 +1,7 @@
 """The analyses behind the paper's tables and figures: attack-regime sweeps, Table 2's real-attack
-measurement, growth fits, weight-gradient instability and curvature, error metrics, rank statistics
-and the verdict statistics.
+measurement, Figure 2's growth runs and fits, Figures 3-4's binary-network influence and its rank
+statistics, weight-gradient instability and curvature, error metrics, rank statistics and the verdict
+statistics.
 
 The public surface is :data:`__all__`: the names below, each imported from its module on first use
 (:func:`jaxdyn._internal.lazy.attach`), and the submodules.
@@ -11,8 +12,8 @@ from __future__ import annotations
 from jaxdyn._internal.lazy import attach
 
 #: submodules
-SUBMODULES = ('curvature', 'growth', 'instability', 'metrics', 'real_attack', 'regimes', 'regimes_ode', 'stats',
-              'variant_matching', 'verdicts',)
+SUBMODULES = ('curvature', 'growth', 'growth_runs', 'influence_measure', 'influence_ranks', 'instability', 'metrics',
+              'real_attack', 'regimes', 'regimes_ode', 'stats', 'variant_matching', 'verdicts',)
 
 #: public name -> the submodule that defines it
 _API: dict[str, str] = {
@@ -24,6 +25,14 @@ _API: dict[str, str] = {
         'R2_EXP', 'RATE_CONST', 'RATE_FACTOR', 'RATE_FACTOR_LOOSE', 'classify_cell', 'growth_verdict', 'rate_verdict',
         'summarize_run'
     ), 'growth'),
+    **dict.fromkeys((
+        'growth_attack_fn', 'growth_curves', 'growth_free_attack_fn', 'growth_theory_fn', 'norm_fits', 'relative_grid'
+    ), 'growth_runs'),
+    **dict.fromkeys(('binary_influence', 'first_layer_size', 'influence_baselines'), 'influence_measure'),
+    **dict.fromkeys((
+        'COSINES', 'FIRST_ORDER', 'X_COUNTED', 'X_KEYS', 'Y_KEYS', 'dominance', 'dominance_controls', 'group_curve',
+        'influence_controls', 'influence_correlations'
+    ), 'influence_ranks'),
     **dict.fromkeys((
         'CONTROLS', 'LEGACY_CONTROLS', 'MATCH_TOL', 'VERDICT_CONTROLS', 'instability', 'match_by_loss',
         'random_direction', 'random_loss_matched', 'read_controls', 'summarize_instability'

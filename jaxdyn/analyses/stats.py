@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.stats import rankdata, wilcoxon
+from scipy.stats import t as t_dist
 
 __all__ = ["finite_median", "partial_spearman", "cos_to_mean", "gaussian_rows", "spearman_rows", "norm_only_null",
            "null_summary", "paired"]
@@ -25,8 +27,6 @@ def finite_median(a) -> float:
 
 
 def _ranks(a):
-    from scipy.stats import rankdata
-
     return rankdata(a, axis=-1)
 
 
@@ -39,8 +39,6 @@ def partial_spearman(x, y, z) -> dict:
     Samples with a non-finite value anywhere are dropped. Returns ``{"rho", "p", "n"}`` (``nan``
     when fewer than ``k + 3`` samples remain or a residual is constant).
     """
-    from scipy.stats import t as t_dist
-
     x = np.asarray(x, float).ravel()
     y = np.asarray(y, float).ravel()
     z = np.asarray(z, float)
@@ -149,8 +147,6 @@ def null_summary(null, measured: float, qs=(0.025, 0.05, 0.5, 0.95, 0.975)) -> d
 def paired(a, b) -> dict:
     """Paired comparison of ``a`` and ``b`` (Wilcoxon signed-rank on ``a - b``, two-sided), over
     the pairs where both are finite: ``{"n", "median_diff", "frac_greater" (a > b), "p"}``."""
-    from scipy.stats import wilcoxon
-
     a = np.asarray(a, float).ravel()
     b = np.asarray(b, float).ravel()
     ok = np.isfinite(a) & np.isfinite(b)

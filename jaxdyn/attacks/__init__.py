@@ -1,5 +1,6 @@
 """Every attack: the shared m-step loop, raw / ℓ2 / ℓ∞ / PGD (:mod:`.multistep`), the traced variants
-of Appendix D (:mod:`.variants`), the gradient flow of A3 (:mod:`.flow`), APGD and the batch entry
+of Appendix D (:mod:`.variants`), the gradient flow of A3 (:mod:`.flow`), the norm-traced
+attack of Fig. 2 (:mod:`.traced`), APGD and the batch entry
 points (:mod:`.batch`), and robust accuracy (:mod:`.robust`).
 
 The public surface is :data:`__all__`: the names below, each imported from its module on first use
@@ -11,7 +12,7 @@ from __future__ import annotations
 from jaxdyn._internal.lazy import attach
 
 #: submodules
-SUBMODULES = ('apgd_attack', 'batch', 'flow', 'multistep', 'robust', 'variants',)
+SUBMODULES = ('apgd_attack', 'batch', 'flow', 'multistep', 'robust', 'traced', 'variants',)
 
 #: public name -> the submodule that defines it
 _API: dict[str, str] = {
@@ -28,6 +29,7 @@ _API: dict[str, str] = {
         'AttackResult', 'attack', 'calibrate_raw_alpha', 'logit_space_attack', 'pgd', 'sample_ball'
     ), 'multistep'),
     **dict.fromkeys(('ATTACKS', 'RobustAccuracy', 'robust_accuracy'), 'robust'),
+    **dict.fromkeys(('TRACE_KEYS', 'free_attack_traced_norm'), 'traced'),
     **dict.fromkeys(('variant', 'variant_attack'), 'variants'),
 }
 

@@ -1,6 +1,6 @@
 """The one scan of the m-step gradient attack, shared by :func:`jaxdyn.attacks.multistep.attack`,
 :func:`jaxdyn.attacks.variants.variant_attack` (the variant's norm, ε and clip traced) and
-:func:`jaxdyn.analyses.growth.free_attack_traced_norm` (the norm traced). They differ only in the step's
+:func:`jaxdyn.attacks.traced.free_attack_traced_norm` (the norm traced). They differ only in the step's
 direction and the projection, which :func:`run` takes as functions; the bookkeeping (the mean
 ``H_z`` weighted by the step lengths, the first successful step, the effective perturbation, the
 trajectory) is written once here. Private: the public attacks validate their input first.

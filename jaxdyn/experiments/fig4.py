@@ -33,10 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxdyn.analyses.influence_ranks import dominance, dominance_controls
+from jaxdyn.core.models import model_names
 from jaxdyn.experiments import _common as C
-from jaxdyn.analyses import stats
-from jaxdyn.experiments.claims import ACCURACY_FLOOR, RANK_RULE, claim, rank_family
-from jaxdyn.analyses.metrics import spearman
+from jaxdyn.experiments.claims import ACCURACY_FLOOR, RANK_RULE, ClaimText, rank_family, render
 
 name = "fig4"
 title = "Figure 4 — a few samples dominate (C.5)"
@@ -50,15 +50,8 @@ class Config(C.BinaryInfluenceConfig):
 
 #: Figure 3's networks and digits (the same presets, so the same cached models)
 SCALES = {s: dict(p, groups=10, null_draws=200 if s == "tiny" else 1000) for s, p in C.BINARY_INFLUENCE_SCALES.items()}
-#: the cosines compared with their null: (per-sample key, cos_to_mean options, over unflipped digits only)
-COSINES = {"loo": ("cos_loo", dict(), True), "unit_loo": ("cos_unit_loo", dict(unit=True), True),
-           "paper": ("cos_to_mean", dict(leave_one_out=False), False)}
-
-
 def config(scale: str = "quick", **overrides) -> Config:
     """The resolved config; ``ValueError`` for bad values (checked before any work)."""
-    from jaxdyn.core.models import model_names
-
     cfg = C.make_config(Config, SCALES, scale, overrides)
     C.check_models(cfg.models, model_names(), what="fig4")
     cfg.check()
@@ -66,53 +59,6 @@ def config(scale: str = "quick", **overrides) -> Config:
         raise ValueError(f"groups and null_draws must be >= 1, got {cfg.groups}, {cfg.null_draws}")
     return cfg
 
-
-def group_curve(a_hat, cos, *, groups: int = 10) -> dict:
-    """Mean ``Â`` and mean cosine per ``Â``-group (equal-count groups in ascending ``Â``).
-
-    Args:
-      a_hat, cos: ``[N]`` per-sample values.
-      groups: number of groups (at most ``N``).
-    Returns:
-      ``{"A_hat": [G], "cos": [G], "count": [G]}``.
-    """
-    a_hat = np.asarray(a_hat, float)
-    cos = np.asarray(cos, float)
-    if a_hat.shape != cos.shape or a_hat.ndim != 1:
-        raise ValueError(f"a_hat and cos must be 1-D of one length, got {a_hat.shape} and {cos.shape}")
-    ok = np.isfinite(a_hat) & np.isfinite(cos)
-    a_hat, cos = a_hat[ok], cos[ok]
-    g = min(groups, len(a_hat))
-    if g < 1:
-        raise ValueError("no finite samples to group")
-    parts = np.array_split(np.argsort(a_hat, kind="stable"), g)
-    return {"A_hat": [float(a_hat[p].mean()) for p in parts], "cos": [float(cos[p].mean()) for p in parts],
-            "count": [int(len(p)) for p in parts]}
-
-
-def dominance(samples: dict, *, groups: int = 10) -> dict:
-    """Fig. 4's numbers for one model from its per-sample ``A_hat`` and ``cos_to_mean``."""
-    curve = group_curve(samples["A_hat"], samples["cos_to_mean"], groups=groups)
-    return dict(groups=curve, spearman_groups=spearman(curve["A_hat"], curve["cos"]),
-                spearman_samples=spearman(samples["A_hat"], samples["cos_to_mean"]),
-                top_minus_bottom=curve["cos"][-1] - curve["cos"][0])
-
-
-def controls(samples: dict, *, dim: int, draws: int, seed: int = 0, groups: int = 10) -> dict:
-    """Fig. 4's controls for one network: per cosine of :data:`COSINES` the measured ρ(Â, cos) and
-    the norm-only null (:func:`jaxdyn.analyses.stats.null_summary` of :func:`jaxdyn.analyses.stats.norm_only_null`
-    with the real ``||Δg_W||`` in ``R^dim``); the leave-one-out group curve over unflipped digits."""
-    q = {k: np.asarray(samples[k], float) for k in ("A_hat", "dgw_norm", "success", *(c for c, _, _ in COSINES.values()))}
-    un = ~q["success"].astype(bool)
-    null = {}
-    for key, (cos, kw, unflipped) in COSINES.items():
-        m = un if unflipped else np.ones_like(un)
-        meas = spearman(q["A_hat"][m], q[cos][m])
-        dist = stats.norm_only_null(q["dgw_norm"], q["A_hat"], dim=dim, draws=draws, seed=seed, mask=m, **kw)
-        null[key] = dict(stats.null_summary(dist, meas["rho"]), spearman=meas)
-    return dict(null=null, n_unflipped=int(un.sum()), dim=dim,
-                loo_groups=group_curve(q["A_hat"][un], q["cos_loo"][un], groups=groups) if un.any() else None,
-                flipped_only=spearman(q["A_hat"][~un], q["cos_loo"][~un]))
 
 
 def run(cfg: Config, out: Path, progress: bool = True) -> dict:
@@ -123,78 +69,99 @@ def run(cfg: Config, out: Path, progress: bool = True) -> dict:
         [(_, beta, q)] = runs
         return dict(dominance(q, groups=cfg.groups), beta=beta, steps=cfg.steps,
                     attack_success_rate=float(np.mean(q["success"])),
-                    controls=controls(q, dim=meta["dgw_dim"], draws=cfg.null_draws, seed=cfg.seed, groups=cfg.groups),
+                    controls=dominance_controls(q, dim=meta["dgw_dim"], draws=cfg.null_draws, seed=cfg.seed,
+                                                groups=cfg.groups),
                     **{k: meta[k] for k in ("test_accuracy", "width", "n_samples", "first_layer", "time_s")})
 
     models = C.binary_influence_runs(cfg, entry, progress=progress, desc="fig4 models", out=out)
     return dict(dtype="float64", models=models)
 
 
+
+#: the claims' words (:func:`claims` fills them; per network, the ``NET_*`` parts are joined by "; ")
+DOMINANCE = ClaimText(
+    "fig4.dominance", "C.5 (Fig. 4): on unflipped digits, the larger Â, the closer Δg_W|x to the mean of the other "
+    "digits' Δg_W, beyond what the norms alone give",
+    paper="mean cos rises with Â over 10 groups (x in the mean)", protocol="{protocol}", measured="{head_measured}",
+    baselines="{head_baselines}",
+    controls="norm-only null: random directions in R^d with the real ‖Δg_W‖, ρ recomputed per draw",
+    rule="per network Spearman ρ(Â, cos_loo) over unflipped digits; {rank_rule}")
+PAPER = ClaimText(
+    "fig4.paper_protocol", "paper protocol (Fig. 4): the mean cos(Δg_W|x, mean Δg_W) of a group rises with its Â "
+    "(x in the mean, all digits)", paper="rises with Â over 10 groups", protocol="{protocol}",
+    measured="{paper_measured}", controls="{paper_controls} (not in this rule; see fig4.dominance)",
+    rule="Spearman ρ of (group mean Â, group mean cos) and of (Â, cos) over samples, per network; {rank_rule}")
+NET_PROTOCOL = ("{m}: test acc. {acc}, β {beta}, m {steps}, n {n} ({n_un} not flipped), {n_groups} groups, first "
+                "layer {layer} (d {dim})")
+PROTOCOL_END = "; {dtype}; raw attack, free gating"
+NULL_RULE = ("; the claim's side also needs the norm-only null's P(null ≥ ρ), the larger of the two p-values "
+             "counting")
+NET_HEAD = "{m}: ρ(Â, cos to the leave-one-out mean): {null_loo}"
+NET_HEAD_BASE = "{m}: to the mean of unit vectors: {null_unit}; flipped digits apart: ρ {rho_flipped}"
+NET_PAPER = ("{m}: mean cos per Â-group {cos_first} → {cos_last}, ρ(groups) {rho_groups} (p {p_groups}), ρ(samples) "
+             "{rho_samples} (p {p_samples}, n {n_samples})")
+NET_PAPER_CTRL = "{m}: the same ρ(samples) against the norm-only null: {null_paper}"
+NULL = ("ρ {rho} (p {p}, n {n}) vs null median {median}, 95 % {q95} (P(null ≥ ρ) {p_above}, {n_draws} "
+        "draws)")
+
+
 def _null_text(nl: dict) -> str:
     fmt, qs = C.fmt, nl["quantiles"]
-    return (f"ρ {fmt(nl['spearman']['rho'])} (p {fmt(nl['spearman']['p'], 1)}, n {nl['spearman']['n']}) vs null median "
-            f"{fmt(qs['0.5'])}, 95 % {fmt(qs['0.95'])} (P(null ≥ ρ) {fmt(nl['p_above'], 1)}, {nl['n_draws']} draws)")
+    return NULL.format(rho=fmt(nl["spearman"]["rho"]), p=fmt(nl["spearman"]["p"], 1), n=nl["spearman"]["n"],
+                       median=fmt(qs["0.5"]), q95=fmt(qs["0.95"]), p_above=fmt(nl["p_above"], 1), n_draws=nl["n_draws"])
+
+
+def _net_values(m: str, d: dict) -> dict:
+    """One network's numbers for the ``NET_*`` templates, formatted."""
+    fmt, c, sg, ss = C.fmt, d["controls"], d["spearman_groups"], d["spearman_samples"]
+    return dict(m=m, acc=fmt(d.get("test_accuracy"), 3), beta=fmt(d.get("beta")), steps=d.get("steps"),
+                n=d.get("n_samples"), n_un=c["n_unflipped"], n_groups=len(d["groups"]["cos"]),
+                layer=d.get("first_layer"), dim=c["dim"], null_loo=_null_text(c["null"]["loo"]),
+                null_unit=_null_text(c["null"]["unit_loo"]), null_paper=_null_text(c["null"]["paper"]),
+                rho_flipped=fmt(c["flipped_only"]["rho"]), cos_first=fmt(d["groups"]["cos"][0]),
+                cos_last=fmt(d["groups"]["cos"][-1]), rho_groups=fmt(sg["rho"]), p_groups=fmt(sg["p"], 1),
+                rho_samples=fmt(ss["rho"]), p_samples=fmt(ss["p"], 1), n_samples=ss["n"])
+
+
+def _join(template: str, rows) -> str:
+    return "; ".join(template.format_map(r) for r in rows)
 
 
 def claims(results: dict) -> list[dict]:
     """C.5 (Fig. 4): the headline (leave-one-out cosine on unflipped digits against the norm-only
     null) and the paper protocol (x in the mean, all digits, plain ρ)."""
-    fmt, models = C.fmt, results["models"]
-    protocol = "; ".join(f"{m}: test acc. {fmt(d.get('test_accuracy'), 3)}, β {fmt(d.get('beta'))}, m {d.get('steps')}, "
-                         f"n {d.get('n_samples')} ({d['controls']['n_unflipped']} not flipped), {len(d['groups']['cos'])} "
-                         f"groups, first layer {d.get('first_layer')} (d {d['controls']['dim']})"
-                         for m, d in models.items()) + f"; {results.get('dtype', 'float64')}; raw attack, free gating"
-    cfg = results.get("config") or {}
+    models, cfg = results["models"], results.get("config") or {}
+    nets = [_net_values(m, d) for m, d in models.items()]
+    values = dict(protocol=_join(NET_PROTOCOL, nets) + PROTOCOL_END.format(dtype=results.get("dtype", "float64")),
+                  head_measured=_join(NET_HEAD, nets), head_baselines=_join(NET_HEAD_BASE, nets),
+                  paper_measured=_join(NET_PAPER, nets), paper_controls=_join(NET_PAPER_CTRL, nets))
     floor, accs = cfg.get("accuracy_floor", ACCURACY_FLOOR), {m: d.get("test_accuracy") for m, d in models.items()}
 
-    def decide(tests, n_digits, k_name, what, null=""):
+    def decide(text, tests, n_digits, k_name, null=""):
         f = rank_family(tests, accuracies=accs, floor=floor, name=k_name, n_digits=n_digits, seed=cfg.get("seed", 0))
-        rule = RANK_RULE.format(null=null, k=2 * len(tests), alpha=0.05, floor=floor,
-                                extra=f" ({f['floor']})" if f["floor"] else "")
-        return dict(rule=f"{what}; {rule}", verdict=f["verdict"], statistic=f["statistic"], cause=f["cause"],
-                    per_seed=f["per_seed"])
+        rank_rule = RANK_RULE.format(null=null, k=2 * len(tests), alpha=0.05, floor=floor,
+                                     extra=f" ({f['floor']})" if f["floor"] else "")
+        return render(text, dict(values, rank_rule=rank_rule), verdict=f["verdict"], statistic=f["statistic"],
+                      cause=f["cause"], per_seed=f["per_seed"])
 
     head = [(m, "ρ(Â, cos_loo)", dict(d["controls"]["null"]["loo"]["spearman"],
                                       null_hi=d["controls"]["null"]["loo"]["quantiles"]["0.95"],
                                       p_null=d["controls"]["null"]["loo"].get("p_above"))) for m, d in models.items()]
-    c_head = claim(
-        "fig4.dominance", "C.5 (Fig. 4): on unflipped digits, the larger Â, the closer Δg_W|x to the mean of the other "
-        "digits' Δg_W, beyond what the norms alone give",
-        paper="mean cos rises with Â over 10 groups (x in the mean)", protocol=protocol,
-        measured="; ".join(f"{m}: ρ(Â, cos to the leave-one-out mean): {_null_text(d['controls']['null']['loo'])}"
-                           for m, d in models.items()),
-        baselines="; ".join(f"{m}: to the mean of unit vectors: {_null_text(d['controls']['null']['unit_loo'])}; flipped "
-                            f"digits apart: ρ {fmt(d['controls']['flipped_only']['rho'])}" for m, d in models.items()),
-        controls="norm-only null: random directions in R^d with the real ‖Δg_W‖, ρ recomputed per draw",
-        **decide(head, sum(d["controls"]["n_unflipped"] for d in models.values()), "ρ(Â, cos_loo) holding after Holm",
-                 "per network Spearman ρ(Â, cos_loo) over unflipped digits",
-                 null="; the claim's side also needs the norm-only null's P(null ≥ ρ), the larger of the two p-values "
-                      "counting"))
     rhos = [(m, lb, d[k]) for m, d in models.items() for lb, k in (("ρ(groups)", "spearman_groups"),
                                                                   ("ρ(samples)", "spearman_samples"))]
-    paper_measured = "; ".join(
-        f"{m}: mean cos per Â-group {fmt(d['groups']['cos'][0])} → {fmt(d['groups']['cos'][-1])}, ρ(groups) "
-        f"{fmt(d['spearman_groups']['rho'])} (p {fmt(d['spearman_groups']['p'], 1)}), ρ(samples) "
-        f"{fmt(d['spearman_samples']['rho'])} (p {fmt(d['spearman_samples']['p'], 1)}, n {d['spearman_samples']['n']})"
-        for m, d in models.items())
-    c_paper = claim(
-        "fig4.paper_protocol", "paper protocol (Fig. 4): the mean cos(Δg_W|x, mean Δg_W) of a group rises with its Â "
-        "(x in the mean, all digits)", paper="rises with Â over 10 groups", protocol=protocol, measured=paper_measured,
-        controls="; ".join(f"{m}: the same ρ(samples) against the norm-only null: {_null_text(d['controls']['null']['paper'])}"
-                           for m, d in models.items()) + " (not in this rule; see fig4.dominance)",
-        **decide(rhos, sum(int(d.get("n_samples") or 0) for d in models.values()), "ρ holding after Holm",
-                 "Spearman ρ of (group mean Â, group mean cos) and of (Â, cos) over samples, per network"))
-    return [c_head, c_paper]
+    return [decide(DOMINANCE, head, sum(d["controls"]["n_unflipped"] for d in models.values()),
+                   "ρ(Â, cos_loo) holding after Holm", null=NULL_RULE),
+            decide(PAPER, rhos, sum(int(d.get("n_samples") or 0) for d in models.values()), "ρ holding after Holm")]
 
 
 def plot(results: dict, out: Path) -> None:
     """``fig4_dominance.png``: per model the mean cosine per ``Â`` group (the paper's, and to the
     leave-one-out mean on unflipped digits) and, below, the measured ρ(Â, cos) of each cosine with
     its norm-only null band (shaded 2.5-97.5 %, line at 95 %)."""
-    import matplotlib
+    import matplotlib  # noqa: PLC0415 (matplotlib only when plotting; its backend is set here, not at import)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415 (after the backend)
 
     models = list(results["models"])
     fig, axes = plt.subplots(2, len(models), figsize=(3.8 * len(models), 6.4), squeeze=False)

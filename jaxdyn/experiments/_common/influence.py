@@ -1,6 +1,6 @@
-"""What Figures 3 and 4 share: the binary, adversarially trained networks, the digits they
-measure, and the per-sample influence quantities (one definition, so both figures measure the
-same networks on the same digits)."""
+"""What Figures 3 and 4 share: the binary, adversarially trained networks and the digits they
+measure (one config, so both figures measure the same networks on the same digits); the
+measurement itself is :func:`jaxdyn.analyses.influence_measure.binary_influence`."""
 
 from __future__ import annotations
 
@@ -8,15 +8,14 @@ import dataclasses
 import time
 from typing import Any, Callable, Optional, Sequence
 
-import numpy as np
-
-from jaxdyn.experiments._common.core import (FIGURE_ADV_BINARY, NetworksConfig, by_piece, chunked, correct_subset, fixed_digits, load_model,
-                                             train_summary)
+from jaxdyn.analyses.influence_measure import binary_influence, first_layer_size
+from jaxdyn.experiments._common.core import (FIGURE_ADV_BINARY, NetworksConfig, by_piece, correct_subset, fixed_digits,
+                                             load_model, train_summary)
 from jaxdyn.experiments._common.core import help_field as _help
 from jaxdyn.experiments._common.fields import check_keys
 from jaxdyn.experiments.claims import ACCURACY_FLOOR
 
-__all__ = ["BinaryInfluenceConfig", "BINARY_INFLUENCE_SCALES", "influence_baselines", "binary_influence", "binary_influence_runs"]
+__all__ = ["BinaryInfluenceConfig", "BINARY_INFLUENCE_SCALES", "binary_influence_runs"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +69,7 @@ def binary_influence_runs(cfg: BinaryInfluenceConfig, entry: Callable, *, progre
                           betas_A0: Sequence[float] = ()) -> dict:
     """Figs. 3-4's measurement, network by network: train or load (cached) each of ``cfg.models``,
     take ``cfg.n_samples`` correctly classified training digits of the binary task (a seeded pool)
-    and measure them (:func:`binary_influence`).
+    and measure them (:func:`jaxdyn.analyses.influence_measure.binary_influence`).
 
     Returns ``{name: entry(name, meta, runs)}``; ``meta`` has ``width, test_accuracy,
     robust_accuracy, train, n_samples, first_layer, time_s``. With ``out``, each network's entry is
@@ -79,8 +78,6 @@ def binary_influence_runs(cfg: BinaryInfluenceConfig, entry: Callable, *, progre
     pool = []
 
     def one(name):
-        from jaxdyn.core import influence
-
         if not pool:
             pool.extend(fixed_digits(max(3 * cfg.n_samples, 100), seed=cfg.seed + 1, binary=cfg.train["binary"],
                                      split="train"))
@@ -93,112 +90,10 @@ def binary_influence_runs(cfg: BinaryInfluenceConfig, entry: Callable, *, progre
         xs, ys, _ = correct_subset(model, variables, x_pool, y_pool, cfg.n_samples)
         layer, runs = binary_influence(model, variables, xs, ys, A0=cfg.A0, steps=cfg.steps, eta=cfg.eta,
                                        chunk=cfg.chunk, betas_A0=betas_A0)
-        meta = dict(width=width, dgw_dim=int(np.size(influence.get_param(variables, influence.first_layer_path(
-                        model, variables)))), test_accuracy=info.get("test_accuracy"), robust_accuracy=info.get("robust_accuracy"),
+        meta = dict(width=width, dgw_dim=first_layer_size(model, variables), test_accuracy=info.get("test_accuracy"),
+                    robust_accuracy=info.get("robust_accuracy"),
                     train=train_summary(info), n_samples=int(len(xs)), first_layer=layer,
                     time_s={"train_or_load": t1 - t0, "compute": time.perf_counter() - t1})
         return entry(name, meta, runs)
 
     return by_piece(one, cfg.models, out=out, progress=progress, desc=desc)
-
-
-def influence_baselines(z_of, W, x, y, *, beta, eta) -> dict:
-    """One digit's baselines for Figs. 3-4 (no curvature, no attack): ``gw_norm = ||g_W||`` at the
-    clean ``x`` (the vanilla scale of the weight gradient), and the first-order surrogate of the
-    attack, ``δ = β g_x`` (:func:`jaxdyn.core.influence.theorem3`'s ``first_order`` perturbation, one
-    step of the whole strength), measured like the attack on the real network (free gating):
-    ``phi_fo``, ``abs_phi_fo``, ``dgw_norm_fo``. ``z_of``/``W``: :func:`jaxdyn.core.influence.first_layer_fn`."""
-    import jax
-    import jax.numpy as jnp
-
-    from jaxdyn.core import influence
-    from jaxdyn.core.losses import loss
-
-    lw = lambda W, xx: loss(z_of(W, xx), y)  # noqa: E731
-    gx = jax.grad(lw, argnums=1)(W, x)
-    m = influence.measure(z_of, W, x, y, beta * gx, eta=eta, gating="free")
-    return dict(gw_norm=jnp.linalg.norm(jax.grad(lw)(W, x)), phi_fo=m.phi, abs_phi_fo=jnp.abs(m.phi),
-                dgw_norm_fo=m.dgw_norm)
-
-
-def binary_influence(model, variables, x, y, *, A0: float, steps: int, eta: float, chunk: int | None,
-                     betas_A0: Sequence[float] = ()):
-    """Figs. 3-4's per-sample numbers on a binary network (:func:`jaxdyn.analyses.real_attack.attack_influence`,
-    free gating) at ``β = A0 / median_x(H_z(x) ||g̃_x||²)`` and at the same rule for each of
-    ``betas_A0``; one compile (β, η traced), ``chunk`` samples per call.
-
-    Returns ``(first_layer, [(A0, β, {name: [N] arrays})])`` (``A0`` first, then ``betas_A0``):
-    :func:`jaxdyn.analyses.real_attack.attack_influence`'s numbers, :func:`influence_baselines`', and three cosines of
-    ``Δg_W|_x``: ``cos_to_mean`` with ``mean_x Δg_W`` (the paper's, ``x`` included), ``cos_loo``
-    with the mean over the other digits, ``cos_unit_loo`` with the mean of the other digits' unit
-    vectors (:func:`jaxdyn.analyses.stats.cos_to_mean`)."""
-    import jax
-    import jax.numpy as jnp
-
-    from jaxdyn.analyses import real_attack
-    from jaxdyn.core import influence
-
-    from jaxdyn.analyses import stats
-    from jaxdyn.core.models import logits_fn
-
-    path = influence.first_layer_path(model, variables)
-    dt = jax.tree.leaves(variables)[0].dtype
-    xs, ys = jnp.asarray(x, dt), jnp.asarray(y, dt)
-    memo = _memo_entry(model, variables, x, y, steps=steps, eta=eta, chunk=chunk)
-    if "a_clean" not in memo:
-        f = logits_fn(model, variables)
-        memo["a_clean"] = np.asarray(jax.jit(jax.vmap(lambda xi, yi: influence.influence_A_clean(f, xi, yi)))(xs, ys))
-    a_clean = memo["a_clean"]
-
-    def one(z_of, W, xi, yi, beta, eta):
-        q = real_attack.attack_influence(z_of, W, xi, yi, beta=beta, steps=steps, eta=eta)
-        return dict(q, **influence_baselines(z_of, W, xi, yi, beta=beta, eta=eta))
-
-    @jax.jit
-    def run(variables, x, y, beta, eta):
-        z_of, W, _ = influence.first_layer_fn(model, variables, path=path)
-        # vmap, not lax.map: only the first layer's kernel is per digit here, and the batch over
-        # digits pays (lax.map: compile 5.7 s + run 5.6 s against 4.8 + 4.7, AlexNet, quick)
-        return jax.vmap(lambda xi, yi: one(z_of, W, xi, yi, beta, eta))(x, y)
-
-    out = []
-    for a0 in (A0, *betas_A0):
-        if a0 in memo:  # measured before in this process (Fig. 3's A0 run is Fig. 4's)
-            out.append((a0, memo[a0][0], {k: v.copy() for k, v in memo[a0][1].items()}))
-            continue
-        beta = float(a0 / np.median(a_clean))
-        b, e = jnp.asarray(beta, dt), jnp.asarray(eta, dt)
-        q = chunked(lambda xc, yc: run(variables, jnp.asarray(xc, dt), jnp.asarray(yc, dt), b, e),
-                    np.asarray(x), np.asarray(y), chunk=chunk)
-        dgw = np.asarray(q.pop("dgw")).reshape(len(x), -1)
-        mean = dgw.mean(axis=0)
-        q = {k: np.asarray(v) for k, v in q.items()}
-        q["cos_to_mean"] = dgw @ mean / (np.linalg.norm(dgw, axis=1) * np.linalg.norm(mean) + 1e-300)
-        q["cos_loo"] = stats.cos_to_mean(dgw)  # the mean of the other digits' Δg_W
-        q["cos_unit_loo"] = stats.cos_to_mean(dgw, unit=True)  # ... of their directions
-        memo[a0] = (beta, {k: v.copy() for k, v in q.items()})
-        out.append((a0, beta, q))
-    return "/".join(path), out
-
-
-#: :func:`binary_influence`'s results in this process, per network (architecture, weights), digits
-#: and settings: ``reproduce`` runs Fig. 3 and then Fig. 4, which measures the same networks on
-#: the same digits at Fig. 3's A0 (a pure function of its inputs, so reusing it changes nothing)
-_MEMO: dict = {}
-_MEMO_MAX = 4  # the networks of one figure (full scale: tens of MB each)
-
-
-def _memo_entry(model, variables, x, y, **settings) -> dict:
-    import hashlib
-
-    import jax
-
-    h = hashlib.sha256(repr((model, jax.tree.structure(variables), sorted(settings.items()))).encode())
-    for a in (*jax.tree.leaves(variables), x, y):
-        a = np.asarray(a)
-        h.update(f"{a.dtype}{a.shape}".encode())
-        h.update(np.ascontiguousarray(a).tobytes())
-    key = h.hexdigest()
-    if key not in _MEMO and len(_MEMO) >= _MEMO_MAX:
-        _MEMO.pop(next(iter(_MEMO)))
-    return _MEMO.setdefault(key, {})
