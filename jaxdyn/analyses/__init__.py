@@ -12,8 +12,8 @@ from __future__ import annotations
 from jaxdyn._internal.lazy import attach
 
 #: submodules
-SUBMODULES = ('curvature', 'growth', 'growth_runs', 'influence_measure', 'influence_ranks', 'instability', 'metrics',
-              'real_attack', 'regimes', 'regimes_ode', 'stats', 'variant_matching', 'verdicts',)
+SUBMODULES = ('curvature', 'growth', 'growth_runs', 'influence_measure', 'influence_ranks', 'instability',
+              'metrics', 'real_attack', 'regimes', 'regimes_ode', 'stats', 'variant_matching', 'verdicts',)
 
 #: public name -> the submodule that defines it
 _API: dict[str, str] = {
