@@ -161,7 +161,7 @@ def _family(tests, vs, floor_text, *, name, n_digits, seed) -> dict:
     """The verdict fields of a family decided after Holm: verdict, statistic, per_seed, cause."""
     v = str(combine(vs))
     stat = family_statistic(name, vs, n_digits=n_digits)
-    cause = None if v == "holds" else family_cause(_tests(tests), vs) + (f"; {floor_text}" if floor_text else "")
+    cause = None if v == "holds" else family_cause(_tests(tests), vs) + ("; " + floor_text if floor_text else "")
     return dict(verdict=v, statistic=stat, cause=cause, per_seed=[dict(seed=int(seed), value=stat["value"], verdict=v)])
 
 
