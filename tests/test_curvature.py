@@ -2,12 +2,15 @@
 curvature a perturbation adds, against its dense closed form with the true ``H_h`` (a second
 derivative, no Gauss-Newton step), and the verdict rule of ``fig5.theorem6``."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxdyn.analyses import curvature
+from jaxdyn.analyses.metrics import LayerTest
+from jaxdyn.analyses.verdicts import Verdict
 from jaxdyn.core.losses import loss
 from jaxdyn.core.models import cast, get_model, init_variables
 from jaxdyn.core.params import layer_paths
@@ -32,8 +35,6 @@ def test_dense_layers_match_theorem6_closed_form():
     _, hs = curvature.layer_outputs(model, v, x, paths)
     for j, p in enumerate(paths):
         def loss_of_shift(s):
-            import flax.linen as nn
-
             def icpt(next_fun, args, kwargs, context):
                 out = next_fun(*args, **kwargs)
                 hit = context.method_name == "__call__" and tuple(context.module.path) == p
@@ -56,7 +57,8 @@ def _summary(at, rnd, n=3):
 
 
 def test_theorem6_verdict_holds():
-    assert curvature.verdict(_summary("+", "+")) == ("holds", 6, 0, 6)
+    v = curvature.verdict(_summary("+", "+"))
+    assert v == ("holds", 6, 0, 6) and v.verdict is Verdict.HOLDS and v.n_tests == 6
 
 
 def test_verdict_can_fail_theorem6():
@@ -74,5 +76,15 @@ def test_theorem6_verdict_inconclusive_and_not_testable():
     assert curvature.verdict(_summary("0", "0"))[0] == "inconclusive"
     assert curvature.verdict({})[0] == "not testable"
     assert curvature.verdict(_summary("-", "-"), testable={"m": False}) == ("not testable", 0, 0, 0)
-    labels, vs = curvature.verdict_tests(_summary("+", "-", n=2))
-    assert labels[0] == "m at_vs_vanilla layer 1" and vs == ["holds", "holds", "does not hold", "does not hold"]
+    tests, vs = curvature.verdict_tests(_summary("+", "-", n=2))
+    assert tests[0] == LayerTest("m", "at_vs_vanilla", 0) and tests[2] == LayerTest("m", "adv_vs_random", 0)
+    assert vs == ["holds", "holds", "does not hold", "does not hold"]
+
+
+def test_summarize_sharpness_end_and_ratio():
+    """End-of-training λ_max of each run's own training loss, their ratio, its mean along training;
+    an architecture without both runs is left out."""
+    van = [dict(lambda_clean=2.0, lambda_adv=5.0), dict(lambda_clean=4.0, lambda_adv=9.0)]
+    adv = [dict(lambda_clean=1.0, lambda_adv=6.0), dict(lambda_clean=1.0, lambda_adv=12.0)]
+    s = curvature.summarize_sharpness({"a": dict(standard=van, adversarial=adv), "b": dict(standard=van)})
+    assert s == {"a": dict(lambda_standard_end=4.0, lambda_adversarial_end=12.0, ratio_end=3.0, mean_ratio_along=3.0)}

@@ -6,8 +6,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdyn.experiments import fig5
+from jaxdyn import training
+from jaxdyn.analyses import curvature
+from jaxdyn.analyses.instability import (control_tests, instability, match_by_loss, random_direction,
+                                         random_loss_matched, summarize_instability)
+from jaxdyn.analyses.metrics import LayerTest
+from jaxdyn.core.losses import loss
 from jaxdyn.core.models import get_model, logits_fn
+from jaxdyn.experiments import fig5
+from jaxdyn.experiments.fig5.claims import TEXTS
+from jaxdyn.training import TrainConfig, create_state, make_optimizer
+from jaxdyn.training.callbacks import SharpnessTracker
 
 from tests.helpers import check_protocol, digits, zoo_net
 
@@ -26,7 +35,7 @@ def test_fig5_instability_shapes_and_controls():
     y = jnp.argmax(f(x), axis=1)
     px = digits(12, seed=3)
     py = jnp.asarray(np.arange(12) % 10)
-    res = fig5.instability(model, v, x, y, px, py, eta=1e-3, pgd_cfg=dict(eps=0.1, alpha=0.05, steps=2),
+    res = instability(model, v, x, y, px, py, eta=1e-3, pgd_cfg=dict(eps=0.1, alpha=0.05, steps=2),
                            key=jax.random.key(0))
     assert res["layers"] == ["Conv_0", "Conv_1", "head"]
     for k in ("ori", "adv", "matched_loss", "random_direction", "grad_step"):
@@ -35,10 +44,10 @@ def test_fig5_instability_shapes_and_controls():
     assert np.all(res["random_l2_ratio"] <= 1 + 1e-12) and np.all(res["random_l2_ratio"] > 0.3)  # clipped like δ
     # the matched-loss row is Δ^(ori) of the chosen pool digit
     j = int(res["match_index"][0])
-    one = fig5.instability(model, v, px[j:j + 1], py[j:j + 1], px, py, eta=1e-3,
+    one = instability(model, v, px[j:j + 1], py[j:j + 1], px, py, eta=1e-3,
                            pgd_cfg=dict(eps=0.1, alpha=0.05, steps=2), key=jax.random.key(0))
     np.testing.assert_allclose(res["matched_loss"][0], one["ori"][0], rtol=1e-8)
-    s = fig5.summarize_instability(res)
+    s = summarize_instability(res)
     assert s["n_layers"] == 3 and 0 <= s["layers_adv_greater"] <= 3
     assert set(s["controls"]) == {"matched_loss", "random_direction", "grad_step"}
     assert s["controls"]["random_direction"]["n_pairs"] == 2
@@ -47,9 +56,6 @@ def test_fig5_instability_shapes_and_controls():
 
 def test_random_loss_matched_has_the_norm_and_the_loss():
     """The control has the ℓ2 norm of δ, raises the loss by the same amount (to 1e-3) and is not δ."""
-    from jaxdyn.analyses.instability import random_loss_matched
-    from jaxdyn.core.losses import loss
-
     model, v = zoo_net("cnn3", num_classes=10, width=1 / 16)
     f = logits_fn(model, v)
     x = digits(1, seed=4)[0]
@@ -79,9 +85,6 @@ def test_random_direction_is_random_and_the_gradient_step_is_not():
     against a PGD-sized δ the loss-matched tilt ends at (here, on a random-init network, near) the ℓ2
     gradient step. The isotropic control is nearly orthogonal to ∇L in 784 dimensions; both are
     clipped into [0, 1] like x + δ."""
-    from jaxdyn.analyses.instability import random_direction, random_loss_matched
-    from jaxdyn.core.losses import loss
-
     model, v = zoo_net("cnn3", num_classes=10, width=1 / 16)
     f = logits_fn(model, v)
     x = digits(1, seed=4)[0]
@@ -99,8 +102,6 @@ def test_random_direction_is_random_and_the_gradient_step_is_not():
 
 
 def test_match_by_loss_picks_the_closest_loss():
-    from jaxdyn.analyses.instability import match_by_loss
-
     pool = np.asarray([0.01, 0.1, 0.5, 1.0, 2.0, 8.0])
     m = match_by_loss([0.09, 1.9, 3.0, 0.011], pool)
     assert m["index"].tolist() == [1, 4, 4, 0]
@@ -110,11 +111,9 @@ def test_match_by_loss_picks_the_closest_loss():
 
 def test_sharpness_tracker_records_on_schedule(tmp_path, data_dir):
     """The callback computes λ_max only on its schedule and its records survive in the log."""
-    from jaxdyn.training import TrainConfig, create_state, make_optimizer
-
     cfg = TrainConfig(model="mlp3", width=1 / 64, n_train=64, batch_size=16, epochs=1, n_eval_robust=0)
     model = get_model("mlp3", width=1 / 64)
-    tr = fig5.SharpnessTracker(points=2, probe=8, iters=3, pgd_cfg=dict(eps=0.1, alpha=0.05, steps=1))
+    tr = SharpnessTracker(points=2, probe=8, iters=3, pgd_cfg=dict(eps=0.1, alpha=0.05, steps=1))
     tr.start(model, cfg, tmp_path)
     assert tr.schedule == [1, 4]
     state = create_state(model, make_optimizer(cfg), jax.random.key(0))
@@ -125,6 +124,12 @@ def test_sharpness_tracker_records_on_schedule(tmp_path, data_dir):
     assert all(np.isfinite(r["lambda_clean"]) and np.isfinite(r["lambda_adv"]) for r in recs)
     # the same parameters and batch: the same power iteration result
     assert recs[0]["lambda_clean"] == pytest.approx(recs[1]["lambda_clean"], rel=1e-5)
+
+
+def test_sharpness_tracker_is_a_training_callback():
+    assert training.SharpnessTracker is SharpnessTracker and fig5.SharpnessTracker is SharpnessTracker
+    with pytest.raises(ValueError, match="points"):
+        SharpnessTracker(points=0, probe=8, iters=3, pgd_cfg=dict(eps=0.1, alpha=0.05, steps=1))
 
 
 def test_fig5_protocol():
@@ -143,14 +148,15 @@ def _fake(adv_over_ori, adv_over_matched, adv_over_random, n=12, seed=0, accurac
     L = len(adv_over_ori)
     adv = np.exp(rng.normal(0, 1, (n, L)))
     noisy = lambda r: adv / np.asarray(r) * np.exp(rng.normal(0, 0.3, (n, L)))  # noqa: E731
-    res = dict(layers=[f"l{j}" for j in range(L)], adv=adv, ori=noisy(adv_over_ori), matched_loss=noisy(adv_over_matched),
-               random_direction=noisy(adv_over_random), grad_step=noisy([1.0] * L), matched=np.ones(n, bool),
+    res = dict(layers=[f"l{j}" for j in range(L)], adv=adv, ori=noisy(adv_over_ori),
+               matched_loss=noisy(adv_over_matched), random_direction=noisy(adv_over_random),
+               grad_step=noisy([1.0] * L), matched=np.ones(n, bool),
                reached=np.ones(n, bool), match_ratio=np.ones(n), match_index=np.arange(n),
                gradient_share=np.full(n, 0.5), cos_control_adv=np.full(n, 0.3), delta_l2=np.ones(n),
                **{k: np.full(n, 0.03) for k in ("cos_random_grad", "cos_random_adv")},
                cos_grad_step_grad=np.ones(n), random_l2_ratio=np.full(n, 0.7),
                **{k: np.ones(n) for k in ("loss_clean", "loss_adv", "loss_matched", "loss_control", "loss_random")})
-    return dict(fig5.summarize_instability(res), n_samples=n, test_accuracy=accuracy)
+    return dict(summarize_instability(res), n_samples=n, test_accuracy=accuracy)
 
 
 def _sharp(r):
@@ -177,8 +183,6 @@ def _verdicts(std, sharp=None, theorem6=None, **kw):
 def _t6(at_over_vanilla, adv_over_random, n=12, seed=0):
     """A Theorem-6 summary (jaxdyn.analyses.curvature.summarize) from per-digit factors with the given median
     ratios per layer and log-normal scatter (σ 0.3)."""
-    from jaxdyn.analyses import curvature
-
     rng = np.random.default_rng(seed)
     L = len(at_over_vanilla)
     adv = np.exp(rng.normal(0, 1, (n, L)))
@@ -265,3 +269,16 @@ def test_fig5_not_testable_without_controls_or_below_the_floor():
     c = _claims(old)[0]
     assert c["verdict"] == "holds" and c["statistic"]["n_not_testable"] == 2
     assert "gradient step" in c["measured"] and "not measured" in c["measured"]
+
+
+def test_fig5_claims_are_rendered_from_their_templates():
+    """Each claim is its ClaimText filled from the data: the fixed words of every template are there,
+    in the order of claims.json; the family's tests are keyed (network, comparison, layer)."""
+    cs = _claims(_fake([3, 3], [3, 3], [3, 3]), theorem6={"a": _t6([3, 0.3], [3, 3])})
+    assert [c["id"] for c in cs] == list(TEXTS)
+    for c in cs:
+        t = TEXTS[c["id"]]
+        assert c["paper"] == t.paper and c["baselines"] == t.baselines and c["controls"] == t.controls
+        assert t.rule.split("{")[0] in c["rule"]
+    tests, vs = control_tests({"a": _fake([3, 3], [3, 3], [3, 3])})
+    assert tests[0] == LayerTest("a", "matched_loss", 0) and len(tests) == len(vs) == 4

@@ -2,6 +2,7 @@
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -66,7 +67,5 @@ def test_property_log_linear_fit_equals_numpy_polyfit(rate, c, noise):
 
 
 def test_kappa_shape_mismatch_raises():
-    import pytest
-
     with pytest.raises(ValueError, match="shape"):
         metrics.kappa(jnp.ones((2, 3)), jnp.ones((3, 2)))

@@ -18,8 +18,8 @@ SUBMODULES = ('curvature', 'growth', 'growth_runs', 'influence_measure', 'influe
 #: public name -> the submodule that defines it
 _API: dict[str, str] = {
     **dict.fromkeys((
-        'KINDS', 'VERDICT_TESTS', 'compare_networks', 'describe', 'layer_inputs', 'layer_outputs', 'row_curvature',
-        'verdict', 'verdict_tests'
+        'FamilyVerdict', 'KINDS', 'VERDICT_TESTS', 'compare_networks', 'layer_inputs', 'layer_outputs',
+        'row_curvature', 'summarize_sharpness', 'verdict', 'verdict_tests'
     ), 'curvature'),
     **dict.fromkeys((
         'R2_EXP', 'RATE_CONST', 'RATE_FACTOR', 'RATE_FACTOR_LOOSE', 'classify_cell', 'growth_verdict', 'rate_verdict',
@@ -34,12 +34,13 @@ _API: dict[str, str] = {
         'influence_controls', 'influence_correlations'
     ), 'influence_ranks'),
     **dict.fromkeys((
-        'CONTROLS', 'LEGACY_CONTROLS', 'MATCH_TOL', 'VERDICT_CONTROLS', 'instability', 'match_by_loss',
-        'random_direction', 'random_loss_matched', 'read_controls', 'summarize_instability'
+        'CONTROLS', 'LEGACY_CONTROLS', 'MATCH_TOL', 'VERDICT_CONTROLS', 'control_tests', 'instability',
+        'match_by_loss', 'random_direction', 'random_loss_matched', 'read_controls', 'summarize_instability'
     ), 'instability'),
     **dict.fromkeys((
-        'cosine', 'fit_linear', 'fit_log_linear', 'kappa', 'kappa_first_order', 'kappa_prime', 'one_minus_cos',
-        'per_sample_norm', 'spearman', 'weight_gradient_instability'
+        'LayerTest', 'cosine', 'fit_linear', 'fit_log_linear', 'growth_fits', 'kappa', 'kappa_first_order',
+        'kappa_prime', 'one_minus_cos', 'paired_log_excess', 'per_sample_norm', 'spearman',
+        'weight_gradient_instability'
     ), 'metrics'),
     **dict.fromkeys((
         'L2_STEP_FACTOR', 'attack_influence', 'delta_hat_norm', 'eq11_kappa', 'eq11_predict', 'l2_attack_phi',

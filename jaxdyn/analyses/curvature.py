@@ -16,39 +16,35 @@ for the piecewise-linear networks here (ReLU, max-pool, conv, dense above ``h``)
 obtained from ``C`` vector-Jacobian products and ``C`` weight gradients, without changing the
 model's code (Flax method interceptors). ``T_j`` of the clean input itself (``Δa_j → a_j(x)``)
 is vanilla training's curvature of the same rows, ``x_i² H_h``.
+
+Beside it, :func:`summarize_sharpness` reads the ``λ_max`` recorded along training
+(:class:`jaxdyn.training.callbacks.SharpnessTracker`). The words of Fig. 5's claims are in
+:mod:`jaxdyn.experiments.fig5.claims`; this module returns numbers and decisions.
 """
 
 from __future__ import annotations
+
+import time
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdyn.analyses.metrics import LayerTest, paired_log_excess
+from jaxdyn.analyses.verdicts import Verdict, combine, holm_verdicts
 from jaxdyn.attacks.multistep import pgd
 from jaxdyn.core.losses import hessian_z
-from jaxdyn.analyses.metrics import paired_log_excess
 from jaxdyn.core.params import layer_paths
-from jaxdyn.analyses.verdicts import combine, holm_verdicts
 
 __all__ = ["layer_inputs", "layer_outputs", "row_curvature", "measure_fn", "summarize", "compare_networks", "verdict",
-           "verdict_tests", "describe", "KINDS", "VERDICT_TESTS"]
+           "verdict_tests", "summarize_sharpness", "FamilyVerdict", "KINDS", "VERDICT_TESTS"]
 
 #: the perturbations whose factor is reported: the ℓ∞ PGD δ, an isotropic random direction of the
 #: same ℓ2 norm (``x + r`` clipped into [0, 1] as ``x + δ`` is; unclipped in earlier versions), and the
 #: clean input itself (vanilla training's rows)
 KINDS = ("adv", "random", "clean")
-
-
-#: ``fig5.theorem6``'s statement and fixed fields (claims.json)
-STATEMENT = ("Theorem 6 measured directly: the curvature an adversarial example adds to each layer (δ̂_i² H_h per "
-             "row) is larger under adversarial training than vanilla, and than for a random perturbation of the same norm")
-CLAIM_TEXT = dict(
-    paper="Theorem 6 / C.8 (the paper does not measure it)",
-    baselines="T_j(δ) of the standardly trained network on the same digits (its own PGD δ); the clean rows' T_j "
-              "(vanilla training's own curvature of the same rows, in 'measured')",
-    controls="an isotropic Gaussian direction scaled to δ's ℓ2 norm, x + r clipped into [0, 1] as x + δ is, on the "
-             "adversarially trained network")
 
 
 def _hits(context, index):
@@ -192,8 +188,6 @@ def compare_networks(model, v_std, v_adv, x_pool, y_pool, *, n: int, pgd_cfg: di
     """:func:`summarize` of :func:`measure_fn` on a standard (``v_std``) and an adversarially
     trained (``v_adv``) network of one architecture, on the first ``n`` pool digits that both
     classify correctly (10-class heads), with the digits' indices and the time taken."""
-    import time
-
     t0, c0 = time.perf_counter(), time.process_time()
     ok = np.ones(len(x_pool), bool)
     for v in (v_std, v_adv):
@@ -214,42 +208,58 @@ def compare_networks(model, v_std, v_adv, x_pool, y_pool, *, n: int, pgd_cfg: di
 VERDICT_TESTS = ("at_vs_vanilla", "adv_vs_random")
 
 
-def verdict_tests(summaries: dict, *, testable: dict | None = None, alpha: float = 0.05) -> tuple[list, list]:
-    """``(labels, verdicts)``: per network, comparison of :data:`VERDICT_TESTS` and layer, the
+class FamilyVerdict(NamedTuple):
+    """A family of tests decided together: the combined verdict and the counts behind it."""
+
+    verdict: Verdict
+    n_hold: int
+    n_not_hold: int
+    n_tests: int
+
+
+def verdict_tests(summaries: dict, *, testable: dict | None = None,
+                  alpha: float = 0.05) -> tuple[list[LayerTest], list[Verdict]]:
+    """``(tests, verdicts)``: per network, comparison of :data:`VERDICT_TESTS` and layer, the
     symmetric verdict of its one-sided Wilcoxon tests after Holm over the whole family
     (:func:`jaxdyn.analyses.verdicts.holm_verdicts`); a network with ``testable[name]`` false (below its
     accuracy floor) gives "not testable" tests."""
-    labels, pc, pa = [], [], []
+    tests, pc, pa = [], [], []
     for m, s in summaries.items():
         ok = (testable or {}).get(m, True)
         for k in VERDICT_TESTS:
             for j, (g, lo) in enumerate(zip(s[k]["p_greater"], s[k]["p_less"])):
-                labels.append(f"{m} {k} layer {j + 1}")
+                tests.append(LayerTest(m, k, j))
                 pc.append(g if ok else float("nan"))
                 pa.append(lo if ok else float("nan"))
-    return labels, [str(v) for v in holm_verdicts(pc, pa, alpha=alpha)]
+    return tests, holm_verdicts(pc, pa, alpha=alpha)
 
 
-def verdict(summaries: dict, *, testable: dict | None = None, alpha: float = 0.05) -> tuple[str, int, int, int]:
-    """``(verdict, n_hold, n_not_hold, n_tests)`` over networks, layers and both comparisons
-    (:func:`verdict_tests`, Holm over the family) combined by :func:`jaxdyn.analyses.verdicts.combine`:
-    holds when every test holds (a significant excess of the AT network's ``T_j(δ)`` over the
-    vanilla network's and over the random direction), does not hold when every one is a
-    significant deficit, holds partly when some hold and the rest do not, inconclusive otherwise,
-    not testable with nothing measured or every network below its floor."""
+def verdict(summaries: dict, *, testable: dict | None = None, alpha: float = 0.05) -> FamilyVerdict:
+    """The family of :func:`verdict_tests` (networks, layers, both comparisons; Holm over the family)
+    combined by :func:`jaxdyn.analyses.verdicts.combine`: holds when every test holds (a significant
+    excess of the AT network's ``T_j(δ)`` over the vanilla network's and over the random direction),
+    does not hold when every one is a significant deficit, holds partly when some hold and the rest
+    do not, inconclusive otherwise, not testable with nothing measured or every network below its floor."""
     _, vs = verdict_tests(summaries, testable=testable, alpha=alpha)
-    n = sum(v != "not testable" for v in vs)
-    return str(combine(vs)), vs.count("holds"), vs.count("does not hold"), n
+    n = sum(v != Verdict.NOT_TESTABLE for v in vs)
+    return FamilyVerdict(combine(vs), vs.count(Verdict.HOLDS), vs.count(Verdict.DOES_NOT_HOLD), n)
 
 
-def describe(s: dict, fmt) -> str:
-    """One network's summary in words (for ``claims.json``)."""
-    m, a, r = s["median"], s["at_vs_vanilla"], s["adv_vs_random"]
-    ls = lambda v: ", ".join(fmt(q) for q in v)  # noqa: E731
-    return (f"median T_j(δ) per layer, standard net {ls(m['standard_adv'])}, adversarially trained {ls(m['adversarial_adv'])}"
-            f" (random direction {ls(m['adversarial_random'])}, clean rows {ls(m['adversarial_clean'])}); median ratio "
-            f"AT/vanilla {ls(a['median_ratio'])} (excess in {sum(a['excess'])}, deficit in {sum(a['deficit'])} of "
-            f"{len(a['excess'])} layers), δ/random on AT {ls(r['median_ratio'])} (excess {sum(r['excess'])}, deficit "
-            f"{sum(r['deficit'])}); on the standard net δ/random {ls(s['adv_vs_random_standard']['median_ratio'])}; "
-            f"{s['n_digits']} digits, median ‖δ‖₂ {fmt(s['delta_l2_median']['standard'])} / "
-            f"{fmt(s['delta_l2_median']['adversarial'])}")
+# --- λ_max along training ------------------------------------------------------------------
+
+
+def summarize_sharpness(tracks: dict) -> dict:
+    """Per architecture (``tracks``: ``{model: {"standard": records, "adversarial": records}}`` of
+    :class:`jaxdyn.training.callbacks.SharpnessTracker`): the end-of-training ``λ_max`` of each run's
+    own training loss (clean for standard, adversarial for adversarial training), their ratio
+    adversarial / standard at the end and its mean along training."""
+    out = {}
+    for m, t in tracks.items():
+        van, adv = t.get("standard") or [], t.get("adversarial") or []
+        if not van or not adv:
+            continue
+        lv, la = van[-1]["lambda_clean"], adv[-1]["lambda_adv"]
+        out[m] = {"lambda_standard_end": lv, "lambda_adversarial_end": la, "ratio_end": la / lv if lv else float("nan"),
+                  "mean_ratio_along": float(np.mean([a["lambda_adv"] / v["lambda_clean"]
+                                                     for v, a in zip(van, adv) if v["lambda_clean"]]))}
+    return out

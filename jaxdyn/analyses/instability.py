@@ -22,7 +22,8 @@ the ℓ2 gradient step, a one-step ℓ2 attack, adversarial itself; it is report
 :func:`measure_fn` computes the five ``[N, L]`` arrays (``ori``, ``adv``, ``matched_loss``,
 ``random_direction``, ``grad_step``) with one compiled instability graph per architecture;
 :func:`summarize_instability` gives the per-layer means and the paired tests
-(:func:`jaxdyn.analyses.metrics.paired_log_excess`).
+(:func:`jaxdyn.analyses.metrics.paired_log_excess`); :func:`control_tests` decides C.8's family of
+them (Holm over every network, control and layer).
 """
 
 from __future__ import annotations
@@ -31,14 +32,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdyn._internal.sharding import chunked
+from jaxdyn.analyses.metrics import LayerTest, paired_log_excess, weight_gradient_instability
+from jaxdyn.analyses.stats import finite_median as _median
+from jaxdyn.analyses.verdicts import Verdict, holm_verdicts
 from jaxdyn.attacks.multistep import pgd
 from jaxdyn.core.losses import loss
-from jaxdyn.analyses.metrics import paired_log_excess, weight_gradient_instability
 from jaxdyn.core.params import layer_paths
-from jaxdyn.analyses.stats import finite_median as _median
 
 __all__ = ["random_loss_matched", "random_direction", "match_by_loss", "measure_fn", "instability",
-           "summarize_instability", "read_controls", "MATCH_TOL", "CONTROLS", "VERDICT_CONTROLS", "LEGACY_CONTROLS"]
+           "summarize_instability", "read_controls", "control_tests", "MATCH_TOL", "CONTROLS", "VERDICT_CONTROLS",
+           "LEGACY_CONTROLS"]
 
 #: a clean digit matches an adversarial example when their losses differ by at most this factor
 MATCH_TOL = 1.25
@@ -131,8 +135,6 @@ def measure_fn(model, variables, *, pgd_steps: int, normalizer: str = "fan_in"):
 
     Compiled once per architecture (``eta``, ε, α traced): the standard and the adversarially
     trained network share it; ``chunk`` bounds the rows per call of the instability graph."""
-    from jaxdyn._internal.sharding import chunked
-
     paths = layer_paths(model, variables)
 
     def f_of(v):
@@ -226,8 +228,9 @@ def summarize_instability(res: dict) -> dict:
         arr = np.asarray(res[c], float)
         out["controls"][c] = dict(paired_log_excess(adv, arr, mask=masks[c]), mean=np.nanmean(arr, axis=0).tolist(),
                                   n_pairs=int(masks[c].sum()))
-    out["controls"]["matched_loss"].update(
-        median_loss_ratio=_median(res["match_ratio"]), n_distinct=int(len(set(np.asarray(res["match_index"])[masks["matched_loss"]].tolist()))))
+    matched_index = np.asarray(res["match_index"])[masks["matched_loss"]]
+    out["controls"]["matched_loss"].update(median_loss_ratio=_median(res["match_ratio"]),
+                                           n_distinct=int(len(set(matched_index.tolist()))))
     out["controls"]["grad_step"].update(
         median_gradient_share=_median(res["gradient_share"]), median_cos_with_adv=_median(res["cos_control_adv"]),
         median_cos_with_grad=_median(res["cos_grad_step_grad"]), kind="one-step ℓ2 attack (loss-matched tilt)")
@@ -249,3 +252,24 @@ def read_controls(summary: dict) -> dict:
         if old in ctl and new not in ctl:
             ctl[new] = ctl.pop(old)
     return ctl
+
+
+def control_tests(summaries: dict, *, testable: dict | None = None,
+                  alpha: float = 0.05) -> tuple[list[LayerTest], list[Verdict]]:
+    """``(tests, verdicts)`` of C.8's family: per network (``summaries``: name -> the
+    :func:`summarize_instability` of its standardly trained network), control of
+    :data:`VERDICT_CONTROLS` and layer, the paired one-sided tests of ``Δ^(adv)`` against the control,
+    decided after Holm over all of them (:func:`jaxdyn.analyses.verdicts.holm_verdicts`); a control not
+    measured (the random direction in results of an earlier version) and a network with
+    ``testable[name]`` false (below its accuracy floor) give "not testable" tests."""
+    tests, pc, pa = [], [], []
+    for m, s in summaries.items():
+        ok, ctl = (testable or {}).get(m, True), read_controls(s)
+        for c in VERDICT_CONTROLS:
+            for j in range(s["n_layers"]):
+                tests.append(LayerTest(m, c, j))
+                has = ok and c in ctl
+                pc.append(ctl[c]["p_greater"][j] if has else float("nan"))
+                pa.append(ctl[c]["p_less"][j] if has else float("nan"))
+    return tests, holm_verdicts(pc, pa, alpha=alpha)
+

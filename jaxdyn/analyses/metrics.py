@@ -1,20 +1,32 @@
-"""The paper's error metrics, on batches (leading axis = samples).
+"""The paper's error metrics and the statistics of its figures, on batches (leading axis = samples).
 
-* ``κ = E_x ||δ* - δ̂|| / E_x ||δ*||`` (Table 1),
-* ``κ' = E_x |φ* - φ̂| / E_x |φ*|`` (Table 2),
-* ``1 - cos`` matching errors (Appendix D),
-* the exponential-rate fit of Fig. 2 and the weight-gradient instability ``Δ_j`` of Fig. 5.
+* κ and matching errors: ``κ = E_x ||δ* - δ̂|| / E_x ||δ*||`` (Table 1),
+  ``κ' = E_x |φ* - φ̂| / E_x |φ*|`` (Table 2), ``1 - cos`` (Appendix D);
+* fits: the exponential-rate fit of Fig. 2 and its linear baseline;
+* the weight-gradient instability ``Δ_j`` of Fig. 5;
+* rank and paired tests: Spearman's ρ, the per-layer paired Wilcoxon tests of Fig. 5.
 """
 
 from __future__ import annotations
 
+import math
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
+import numpy as np
+from scipy import stats
+
+from jaxdyn.core.params import get_param, set_param
 
 __all__ = [
     "kappa", "kappa_first_order", "kappa_prime", "cosine", "one_minus_cos", "per_sample_norm",
-    "fit_log_linear", "fit_linear", "weight_gradient_instability", "spearman",
+    "fit_log_linear", "fit_linear", "growth_fits", "weight_gradient_instability", "spearman", "paired_log_excess",
+    "LayerTest",
 ]
+
+
+# --- κ and matching errors ------------------------------------------------------------------------
 
 
 def per_sample_norm(a: jax.Array) -> jax.Array:
@@ -55,7 +67,7 @@ def one_minus_cos(a: jax.Array, b: jax.Array) -> jax.Array:
     return 1.0 - cos
 
 
-# --- Figures 2 and 5 ---------------------------------------------------
+# --- fits (Fig. 2) --------------------------------------------------------------------------------
 
 
 def fit_log_linear(t: jax.Array, v: jax.Array, mask: jax.Array | None = None):
@@ -119,6 +131,9 @@ def growth_fits(traj: jax.Array, success: jax.Array, *, start: int = 0) -> dict:
                 rate_late=log_fit(t, traj, win & (t[None] >= ms / 2))[0])
 
 
+# --- weight-gradient instability (Fig. 5) ---------------------------------------------------------
+
+
 def weight_gradient_instability(loss_of_variables, variables, paths, *, eta, normalizer: str = "fan_in"):
     """Per-layer instability of the weight gradient (Fig. 5, conclusion C.8).
 
@@ -147,10 +162,6 @@ def weight_gradient_instability(loss_of_variables, variables, paths, *, eta, nor
     Returns:
       ``[len(paths)]`` array of ``Δ_j`` (``nan`` where the gradient of a layer is exactly 0).
     """
-    import math
-
-    from jaxdyn.core.params import get_param, set_param  # local: metrics stays import-light
-
     if normalizer not in ("fan_in", "size", "none"):
         raise ValueError(f"normalizer must be 'fan_in', 'size' or 'none', got {normalizer!r}")
     paths = [tuple(p) for p in paths]
@@ -183,14 +194,14 @@ def weight_gradient_instability(loss_of_variables, variables, paths, *, eta, nor
     return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), jnp.nan)
 
 
+# --- rank and paired tests ------------------------------------------------------------------------
+
+
 def spearman(a, b) -> dict:
     """Spearman rank correlation with its two-sided p-value (scipy), ignoring non-finite pairs.
 
     Returns ``{"rho", "p", "n"}`` (``rho``/``p`` are ``nan`` when fewer than 3 pairs remain or
     one side is constant)."""
-    import numpy as np
-    from scipy import stats
-
     a = np.asarray(a, np.float64).ravel()
     b = np.asarray(b, np.float64).ravel()
     ok = np.isfinite(a) & np.isfinite(b)
@@ -199,9 +210,6 @@ def spearman(a, b) -> dict:
         return {"rho": float("nan"), "p": float("nan"), "n": n}
     r = stats.spearmanr(a[ok], b[ok])
     return {"rho": float(r.statistic), "p": float(r.pvalue), "n": n}
-
-
-# --- Figure 5 controls ------------------------------------------------------------------------
 
 
 def paired_log_excess(a, b, mask=None, *, alpha: float = 0.05) -> dict:
@@ -213,9 +221,6 @@ def paired_log_excess(a, b, mask=None, *, alpha: float = 0.05) -> dict:
     ``p_greater`` (H1: ``a > b``), ``p_less`` (H1: ``a < b``), ``n``, and ``excess`` /
     ``deficit``: ``p_greater < alpha`` with ``median_ratio > 1`` / ``p_less < alpha`` with
     ``median_ratio < 1`` (``nan`` p-values, e.g. fewer than 2 pairs, decide neither)."""
-    import numpy as np
-    from scipy import stats
-
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape != b.shape or a.ndim != 2:
         raise ValueError(f"a and b must be [N, L] of one shape, got {a.shape} and {b.shape}")
@@ -240,4 +245,10 @@ def paired_log_excess(a, b, mask=None, *, alpha: float = 0.05) -> dict:
     return out
 
 
-__all__ += ["paired_log_excess"]
+class LayerTest(NamedTuple):
+    """One test of a per-layer family (Fig. 5's verdicts): the network, the comparison (a control or a
+    paired comparison's name) and the layer (0-based, forward order)."""
+
+    network: str
+    comparison: str
+    layer: int

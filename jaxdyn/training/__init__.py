@@ -11,6 +11,7 @@ checkpoints and a cache of trained models. One idea per module:
   beside it for adversarially trained networks);
 * :mod:`~jaxdyn.training.checkpoint`: the run directory (checkpoints, metrics, :func:`load_run`);
 * :mod:`~jaxdyn.training.cache`: :func:`load_or_train` (the model cache, with trackers);
+* :mod:`~jaxdyn.training.callbacks`: the trackers (:class:`SharpnessTracker`, Fig. 5's λ_max);
 * :mod:`~jaxdyn.cli.train`: the ``python -m jaxdyn train`` command;
 * :mod:`~jaxdyn.training.listing`: the ``python -m jaxdyn models`` command (the cache's entries).
 
@@ -18,6 +19,7 @@ Conventions are in ``docs/models.md``.
 """
 
 from jaxdyn.training.cache import Tracker, default_cache_dir, load_or_train
+from jaxdyn.training.callbacks import SharpnessTracker
 from jaxdyn.training.checkpoint import load_run
 from jaxdyn.training.config import ADV_CHOICES, DEFAULT_EPS, FORMAT_VERSION, TrainConfig
 from jaxdyn.training.evaluation import accuracy, robust_accuracy
@@ -31,5 +33,5 @@ __all__ = [
     "make_optimizer", "create_state", "make_train_step", "perturb_batch",
     "accuracy", "robust_accuracy",
     "train", "TrainingInterrupted", "load_run",
-    "load_or_train", "default_cache_dir", "Tracker",
+    "load_or_train", "default_cache_dir", "Tracker", "SharpnessTracker",
 ]

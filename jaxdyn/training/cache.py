@@ -7,7 +7,7 @@ hashes the config, the training code (the training package and every jaxdyn modu
 trained by the code that would train it now.
 
 **Trackers** (``callbacks=``) record numbers along training (e.g. Fig. 5's λ_max,
-:class:`jaxdyn.experiments.fig5.SharpnessTracker`). A tracker has
+:class:`jaxdyn.training.callbacks.SharpnessTracker`). A tracker has
 
 * ``name``: its records are stored at ``<run_dir>/<name>.json`` as
   ``{"config": tracker.config(), "records": tracker.records(run_dir)}``;
