@@ -14,7 +14,7 @@ from jaxdyn.analyses.metrics import LayerTest
 from jaxdyn.core.losses import loss
 from jaxdyn.core.models import get_model, logits_fn
 from jaxdyn.experiments import fig5
-from jaxdyn.experiments.fig5.claims import TEXTS
+from jaxdyn.experiments.fig5.rules import TEXTS
 from jaxdyn.training import TrainConfig, create_state, make_optimizer
 from jaxdyn.training.callbacks import SharpnessTracker
 

@@ -19,7 +19,7 @@ is vanilla training's curvature of the same rows, ``x_i² H_h``.
 
 Beside it, :func:`summarize_sharpness` reads the ``λ_max`` recorded along training
 (:class:`jaxdyn.training.callbacks.SharpnessTracker`). The words of Fig. 5's claims are in
-:mod:`jaxdyn.experiments.fig5.claims`; this module returns numbers and decisions.
+:mod:`jaxdyn.experiments.fig5.rules`; this module returns numbers and decisions.
 """
 
 from __future__ import annotations

@@ -44,8 +44,8 @@ import numpy as np
 from jaxdyn.analyses import variant_matching as vm
 from jaxdyn.analyses.variant_matching import FIG1_MODEL, FIG1_VARIANTS, PGD_VARIANTS
 from jaxdyn.experiments import _common as C
-from jaxdyn.experiments.appendix.claims import BASELINE_FLOOR, FACTOR_D, claims
-from jaxdyn.experiments.appendix.plot import FIG1_TITLES, markdown, plot, plot_fig1
+from jaxdyn.experiments.appendix.rules import BASELINE_FLOOR, FACTOR_D, claims
+from jaxdyn.experiments.appendix.plots import FIG1_TITLES, markdown, plot, plot_fig1
 
 __all__ = ["name", "title", "PAPER", "PGD_VARIANTS", "FIG1_VARIANTS", "FIG1_TITLES", "FIG1_MODEL", "Config", "SCALES",
            "config", "appendix_model", "run", "claims", "FACTOR_D", "BASELINE_FLOOR", "plot", "plot_fig1", "markdown"]

@@ -25,8 +25,8 @@ Two measurements on AlexNet and VGG-11 trained on MNIST (10 classes):
    float32 (the training dtype).
 
 This package orchestrates: the measurements are in :mod:`jaxdyn.analyses` (``instability``,
-``curvature``), the claims' words and rules in :mod:`jaxdyn.experiments.fig5.claims`, the figure in
-:mod:`jaxdyn.experiments.fig5.plot`.
+``curvature``), the claims' words and rules in :mod:`jaxdyn.experiments.fig5.rules`, the figure in
+:mod:`jaxdyn.experiments.fig5.plots`.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from jaxdyn.analyses.instability import MATCH_TOL, measure_fn, summarize_instabi
 from jaxdyn.core.models import model_names
 from jaxdyn.experiments import _common as C
 from jaxdyn.experiments.claims import ACCURACY_FLOOR
-from jaxdyn.experiments.fig5 import claims as _claims
-from jaxdyn.experiments.fig5 import plot as _plot
+from jaxdyn.experiments.fig5 import rules as _claims
+from jaxdyn.experiments.fig5 import plots as _plot
 from jaxdyn.training.callbacks import SharpnessTracker
 
 name = "fig5"
@@ -155,10 +155,10 @@ def run(cfg: Config, out: Path, progress: bool = True) -> dict:
 
 def claims(results: dict) -> list[dict]:
     """C.8 against the controls (the verdict), the paper's own comparison (paper protocol), the
-    sharpness extension and Theorem 6 (:func:`jaxdyn.experiments.fig5.claims.claims`)."""
+    sharpness extension and Theorem 6 (:func:`jaxdyn.experiments.fig5.rules.claims`)."""
     return _claims.claims(results)
 
 
 def plot(results: dict, out: Path) -> None:
-    """``fig5_oscillation.png`` (:func:`jaxdyn.experiments.fig5.plot.plot`)."""
+    """``fig5_oscillation.png`` (:func:`jaxdyn.experiments.fig5.plots.plot`)."""
     _plot.plot(results, out)
