@@ -26,8 +26,10 @@ __all__ = ["REPO", "parser", "enable_x64", "machine_info", "load_digits", "init_
 
 
 def parser(name: str, description: str) -> argparse.ArgumentParser:
-    """Common flags: ``--out``, ``--tiny``, ``--seed``, ``--repeats``."""
-    p = argparse.ArgumentParser(prog=f"python -m benchmarks.{name}", description=description)
+    """Common flags: ``--out``, ``--tiny``, ``--seed``, ``--repeats``; ``name`` (``bench_theorem2``) names the
+    JSON (``results/bench/bench_theorem2.json``, as before) and the module (``benchmarks.theorem2``)."""
+    prog = f"python -m benchmarks.{name.removeprefix('bench_')}"
+    p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("--out", type=Path, default=REPO / "results" / "bench" / f"{name}.json",
                    help=f"JSON output path (default results/bench/{name}.json)")
     p.add_argument("--tiny", action="store_true",
