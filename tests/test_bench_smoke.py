@@ -1,33 +1,29 @@
-"""Smoke tests of scripts/bench_*.py at the smallest scale (``--tiny``): each runs end to end,
-writes its JSON, and the checks it makes along the way hold (the two paths of a comparison agree;
+"""Smoke tests of the benchmarks (``python -m benchmarks.<name>``) at the smallest scale (``--tiny``):
+each runs end to end, writes its JSON, and the checks it makes along the way hold (the two paths of a comparison agree;
 the β sweep compiles once). The timings of a tiny run mean nothing and are not checked.
 
-The scripts run in this process (importing jax again per script would triple the cost), so they
-also run under the test configuration: x64, strict dtype promotion, rank promotion "raise".
+The benchmarks run in this process (importing jax again per benchmark would triple the cost), so
+they also run under the test configuration: x64, strict dtype promotion, rank promotion "raise".
 """
 
-import importlib.util
+import importlib
 import json
-import sys
-from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+from jaxdyn.core import models
 
 
 def _load(name):
-    if str(SCRIPTS) not in sys.path:
-        sys.path.insert(0, str(SCRIPTS))
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    """The benchmark module ``benchmarks.<name>``."""
+    return importlib.import_module(f"benchmarks.{name}")
 
 
 def _run(name, tmp_path, *extra):
-    out = tmp_path / f"{name}.json"
+    out = tmp_path / f"bench_{name}.json"
     _load(name).main(["--tiny", "--out", str(out), *extra])
     res = json.loads(out.read_text())
     assert res["machine"]["versions"]["jax"] and res["machine"]["cpu"]
@@ -35,7 +31,7 @@ def _run(name, tmp_path, *extra):
 
 
 def test_bench_theorem2_tiny(tmp_path):
-    res = _run("bench_theorem2", tmp_path)
+    res = _run("theorem2", tmp_path)
     r = res["models"]["mlp3"]
     # C×C path vs jax.hessian + eigh in float64: the same δ̂ (issue target 1e-5; both are exact
     # formulas for a ReLU net, so the difference is rounding)
@@ -44,14 +40,14 @@ def test_bench_theorem2_tiny(tmp_path):
 
 
 def test_bench_logit_attack_tiny(tmp_path):
-    res = _run("bench_logit_attack", tmp_path)
+    res = _run("logit_attack", tmp_path)
     r = res["models"]["mlp3"]
     # the logit-space attack is the frozen-gating attack rewritten exactly: rounding only
     assert r["max_rel_diff_delta"] < 1e-9 and r["max_rel_diff_hbar_z"] < 1e-9
 
 
 def test_bench_hessian_tiny(tmp_path):
-    res = _run("bench_hessian", tmp_path)
+    res = _run("hessian", tmp_path)
     paths = res["models"]["mlp3"]["paths"]
     assert set(paths) == {"H_z closed", "H_z autodiff", "H_x = JᵀH_zJ", "H_x jax.hessian"}
     assert [e["batch"] for e in paths["H_z closed"]] == [1, 4]
@@ -59,7 +55,7 @@ def test_bench_hessian_tiny(tmp_path):
 
 
 def test_bench_compile_tiny(tmp_path):
-    res = _run("bench_compile", tmp_path)
+    res = _run("compile", tmp_path)
     sweep = res["models"]["mlp3"]["sweep"]
     assert sweep["compiles_once"] and sweep["traced"]["traces"] == 1
     assert sweep["static"]["traces"] == len(sweep["betas"])  # the contrast does recompile
@@ -68,7 +64,7 @@ def test_bench_compile_tiny(tmp_path):
 def test_bench_pgd_torch_tiny(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("torchattacks")
-    res = _run("bench_pgd_torch", tmp_path)
+    res = _run("pgd_torch", tmp_path)
     for name in ("mlp3", "cnn3"):
         r = res["models"][name]
         assert r["logit_rel_diff"] < 1e-5  # the PyTorch copy computes the same logits (float32)
@@ -84,7 +80,7 @@ def test_bench_pgd_torch_tiny(tmp_path):
 def test_bench_apgd_torch_tiny(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("torchattacks")
-    res = _run("bench_apgd_torch", tmp_path)
+    res = _run("apgd_torch", tmp_path)
     r = res["weights"]["random"]
     assert r["logit_rel_diff"] < 1e-5 and set(r["attacks"]) == {"PGD-3", "APGD-CE", "APGD-DLR"}
     for a in r["attacks"].values():
@@ -95,12 +91,7 @@ def test_bench_apgd_torch_tiny(tmp_path):
 def test_torch_converter_cnn_layout():
     """NHWC -> NCHW conversion of a CNN whose head sees a non-trivial (h, w, c) layout."""
     torch = pytest.importorskip("torch")
-    import jax
-    import jax.numpy as jnp
-
-    from jaxdyn.core import models
-
-    mod = _load("bench_pgd_torch")
+    mod = _load("torch_bridge")
     model = models.get_model("cnn3", width=0.25)
     v = models.cast(models.init_variables(model, jax.random.key(3)), jnp.float32)
     x = np.asarray(jax.random.uniform(jax.random.key(4), (3, 28, 28, 1)), np.float32)
@@ -115,7 +106,7 @@ def test_torch_converter_cnn_layout():
 
 def test_bench_adv_training_jax_side_tiny(tmp_path):
     """The jaxdyn side of benchmark 6 alone (runs without the bench extra)."""
-    res = _run("bench_adv_training", tmp_path, "--no-torch", "--models", "mlp3@0.125", "--repeats", "1",
+    res = _run("adv_training", tmp_path, "--no-torch", "--models", "mlp3@0.125", "--repeats", "1",
                "--no-profile")
     r = res["runs"]["mlp3@0.125/pgd2"]
     assert res["torch_note"] and "torch_images_per_s" not in r
@@ -128,7 +119,7 @@ def test_bench_adv_training_jax_side_tiny(tmp_path):
 @pytest.mark.slow  # ~40 s of CPU: two models, both sides, the profile
 def test_bench_adv_training_tiny(tmp_path):
     pytest.importorskip("torch")
-    res = _run("bench_adv_training", tmp_path, "--repeats", "1")
+    res = _run("adv_training", tmp_path, "--repeats", "1")
     for name in ("mlp3@0.125", "cnn3@0.125"):
         r = res["runs"][f"{name}/pgd2"]
         assert r["seeds"]["0"]["torch"]["init_logit_rel_diff"] < 1e-5  # same initial weights
@@ -141,7 +132,7 @@ def test_bench_adv_training_tiny(tmp_path):
 
 def test_adv_training_verdict_can_fail():
     """Two sides' accuracies agree within noise, or do not: the verdict says which."""
-    agreement = _load("bench_adv_training").agreement
+    agreement = _load("adv_training").agreement
     same = agreement([0.80, 0.82], [0.81, 0.79], 1000)
     assert same["holds"] and same["verdict"] == "holds"
     far = agreement([0.80, 0.81], [0.60, 0.61], 1000)
@@ -153,14 +144,9 @@ def test_adv_training_verdict_can_fail():
 
 
 def test_torch_from_torch_roundtrip_and_pgd_copy():
-    """from_torch inverts to_torch; the script's PGD loop is torchattacks.PGD's (no random start)."""
+    """from_torch inverts to_torch; the bridge's PGD loop is torchattacks.PGD's (no random start)."""
     torch = pytest.importorskip("torch")
-    import jax
-    import jax.numpy as jnp
-
-    from jaxdyn.core import models
-
-    bc = _load("_bench_common")
+    bc = _load("torch_bridge")
     for name in ("mlp3", "cnn3"):
         model = models.get_model(name, width=0.25)
         v = models.cast(models.init_variables(model, jax.random.key(5)), jnp.float32)

@@ -63,6 +63,7 @@ def test_nothing_cites_files_outside_the_repository_or_tracker_numbers():
     outside = re.compile(r"\.\./" + "shared|" + "SPEC" + r"\.md")
     tracker = re.compile(r"\b[Ii]ssue" + r"s? #?\d+")
     files = [README, *repo.glob("docs/*.md"), *repo.glob("jaxdyn/**/*.py"), *repo.glob("scripts/*"),
+             *repo.glob("benchmarks/**/*.py"), *repo.glob("benchmarks/**/*.sh"),
              *repo.glob("tests/*.py"), *repo.glob("examples/*.ipynb")]
     bad = [f"{p.relative_to(repo)}: {m.group(0)}" for p in files if p.is_file() and p != Path(__file__).resolve()
            for rx in (outside, tracker) for m in rx.finditer(p.read_text(errors="replace"))]

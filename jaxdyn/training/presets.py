@@ -6,7 +6,7 @@ Each preset is keyword arguments of :func:`jaxdyn.training.load_or_train` (the f
 
 ===================  ==========================================================================
 ``QUICK``            per model, the quick scale of Tables 1-2 and Appendix D, the ``kappa-sweep``
-                     command, ``train --quick`` and ``scripts/bench_pgd_torch.py`` (through
+                     command, ``train --quick`` and ``benchmarks/pgd_torch.py`` (through
                      :func:`quick_config`, with ``QUICK_EVAL`` and, when adversarial, ``QUICK_ADV``)
 ``TABLE``            Tables 1 and 2 (``table1``/``table2``) and Appendix D (``appendix``), per scale:
                      ``"quick"`` means :func:`quick_config`, with ``TABLE_OVERRIDES["quick"]``

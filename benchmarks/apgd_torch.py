@@ -1,7 +1,7 @@
 """Benchmark 7: the batch attacks ``jaxdyn.pgd_batch`` and ``jaxdyn.apgd`` against
 torchattacks' ``PGD`` and ``APGD`` on the same weights: speed, per-example agreement, robust accuracy.
 
-The flax parameters are converted to a PyTorch ``nn.Sequential`` (``_bench_common.to_torch``) and
+The flax parameters are converted to a PyTorch ``nn.Sequential`` (``benchmarks.torch_bridge.to_torch``) and
 the logits of both are compared before anything is timed; both run in float32 in one process,
 PyTorch with one thread, so under ``taskset -c 0`` both get the same single core.
 
@@ -16,28 +16,27 @@ mlp3 (``quick_config(adv="pgd-linf")``, from the model cache, trained if missing
 standard mlp3; ``--tiny`` uses random weights (the smoke test).
 
     pip install torch==2.13.0 && pip install --no-deps torchattacks
-    taskset -c 0 python scripts/bench_apgd_torch.py
+    taskset -c 0 python -m benchmarks.apgd_torch
 """
 
 from __future__ import annotations
 
 import sys
 
-import _bench_common as bc
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import jaxdyn as jd
+from jaxdyn import training
 from jaxdyn.core import models
-from _bench_common import nchw, to_torch
-from bench_pgd_torch import time_torch as time_calls  # first call (compiles) excluded, then timed calls
+
+from benchmarks import common, timing, torch_bridge
+from benchmarks.torch_bridge import nchw, to_torch
+from benchmarks.timing import time_torch as time_calls  # first call (compiles) excluded, then timed calls
 
 
 def load_weights(which: str, seed: int):
-    from jaxdyn import training
-
     kw = training.quick_config("mlp3", adv="pgd-linf" if which == "pgd-trained" else None, seed=seed)
     model, variables, info = training.load_or_train("mlp3", **kw)
     return model, models.cast(variables, jnp.float32), dict(
@@ -46,7 +45,7 @@ def load_weights(which: str, seed: int):
 
 
 def main(argv=None):
-    p = bc.parser("bench_apgd_torch", __doc__.split("\n\n")[0])
+    p = common.parser("bench_apgd_torch", __doc__.split("\n\n")[0])
     p.add_argument("--weights", nargs="+", default=["pgd-trained", "standard"], choices=["pgd-trained", "standard"])
     p.add_argument("--batch", type=int, default=200)
     p.add_argument("--eps", type=float, default=0.3)
@@ -57,23 +56,23 @@ def main(argv=None):
     if args.tiny:
         args.batch, args.pgd_steps, args.apgd_steps, args.repeats = 8, 3, 5, 1
     try:
-        import torch
-        import torchattacks
+        import torch  # noqa: PLC0415 (the bench extra: optional)
+        import torchattacks  # noqa: PLC0415 (the bench extra: optional)
     except ImportError as e:
         sys.exit(f"bench_apgd_torch needs torch and torchattacks (pip install torch==2.13.0; "
                  f"pip install --no-deps torchattacks): {e}")
-    precision = bc.full_fp32(torch)
+    precision = torch_bridge.full_fp32(torch)
     torch.set_num_threads(1)
-    x, y, source = bc.load_digits(args.batch, seed=args.seed, dtype="float32")
+    x, y, source = common.load_digits(args.batch, seed=args.seed, dtype="float32")
     x, y = jnp.asarray(x), jnp.asarray(y, jnp.int32)
     results = dict(benchmark="batch PGD and APGD: jaxdyn vs torchattacks on the same weights",
-                   machine=bc.machine_info(dict(torch=torch.__version__, torchattacks=torchattacks.__version__)),
+                   machine=common.machine_info(dict(torch=torch.__version__, torchattacks=torchattacks.__version__)),
                    config=vars(args) | dict(data=source), precision=precision, weights={})
     rows = []
     key = jax.random.key(args.seed)
     for which in (["random"] if args.tiny else args.weights):
         if which == "random":
-            model, variables, minfo = bc.init_model("mlp3", dtype=jnp.float32, seed=args.seed, width=0.125)
+            model, variables, minfo = common.init_model("mlp3", dtype=jnp.float32, seed=args.seed, width=0.125)
         else:
             model, variables, minfo = load_weights(which, args.seed)
         tmodel = to_torch(model, variables).eval()
@@ -113,9 +112,9 @@ def main(argv=None):
             if name.startswith("APGD"):
                 robust_j_all &= ok_j
                 robust_t_all &= ok_t
-            a = dict(jaxdyn=tj, torchattacks=tt, timing=bc.primary_key(),
-                     jaxdyn_images_per_s=args.batch / bc.t_(tj), torch_images_per_s=args.batch / bc.t_(tt),
-                     speedup=bc.t_(tt) / bc.t_(tj), robust_accuracy_jaxdyn=float(ok_j.mean()),
+            a = dict(jaxdyn=tj, torchattacks=tt, timing=timing.primary_key(),
+                     jaxdyn_images_per_s=args.batch / timing.t_(tj), torch_images_per_s=args.batch / timing.t_(tt),
+                     speedup=timing.t_(tt) / timing.t_(tj), robust_accuracy_jaxdyn=float(ok_j.mean()),
                      robust_accuracy_torch=float(ok_t.mean()), agreement=float(np.mean(ok_j == ok_t)),
                      max_linf_jaxdyn=float(np.max(np.abs(np.asarray(xa_j) - np.asarray(x)))),
                      max_linf_torch=float(np.max(np.abs(xa_t - np.asarray(x)))))
@@ -132,7 +131,8 @@ def main(argv=None):
                      "ratio": "", "robust acc jax/torch": f"{robust_j_all.mean():.3f} / {robust_t_all.mean():.3f}",
                      "agree": f"{np.mean(robust_j_all == robust_t_all):.3f}", "jax first call": ""})
         results["weights"][which] = wres
-    return bc.finish(args.out, rows, results, note="(median, first call excluded); ratio = jaxdyn img/s over torch's")
+    return timing.finish(args.out, rows, results,
+                         note="(median, first call excluded); ratio = jaxdyn img/s over torch's")
 
 
 if __name__ == "__main__":

@@ -12,14 +12,11 @@ Both give the same perturbation up to rounding (checked: max relative difference
 about one Jacobian (≈ C backward passes), the scan about ``m`` forward+backward passes, so the
 ideal ratio is about ``m · t_step / t_jacobian``. Target: ≥ 20×.
 
-    taskset -c 0 python scripts/bench_logit_attack.py
+    taskset -c 0 python -m benchmarks.logit_attack
 """
 
 from __future__ import annotations
 
-import _bench_common as bc
-
-import jax
 import jax.numpy as jnp
 
 from jaxdyn.attacks import multistep as attacks
@@ -28,6 +25,8 @@ from jaxdyn.core import models
 
 from jaxdyn._internal import sharding
 from jaxdyn.core.gating import input_jacobian
+
+from benchmarks import common, timing
 
 
 def logit_fn(model, steps):
@@ -54,7 +53,7 @@ def jac_fn(model):
 
 
 def main(argv=None):
-    p = bc.parser("bench_logit_attack", __doc__.split("\n\n")[0])
+    p = common.parser("bench_logit_attack", __doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["mlp3", "cnn3"])
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--steps", type=int, default=1000, help="attack steps m")
@@ -67,44 +66,44 @@ def main(argv=None):
         args.models, args.batch, args.steps, args.repeats, args.scan_repeats = ["mlp3"], 4, 50, 1, 1
         width = 0.125
     if args.dtype == "float64":
-        bc.enable_x64()
+        common.enable_x64()
     dt = jnp.dtype(args.dtype)
-    x, y, source = bc.load_digits(args.batch, seed=args.seed, dtype=dt.name)
+    x, y, source = common.load_digits(args.batch, seed=args.seed, dtype=dt.name)
     results = dict(benchmark=f"frozen-gating raw attack, m={args.steps}: logit space vs scan through the network",
-                   machine=bc.machine_info(), config=vars(args) | dict(width=width, data=source), models={})
+                   machine=common.machine_info(), config=vars(args) | dict(width=width, data=source), models={})
     rows = []
     for name in args.models:
-        model, variables, minfo = bc.init_model(name, dtype=dt, seed=args.seed, width=width)
+        model, variables, minfo = common.init_model(name, dtype=dt, seed=args.seed, width=width)
         print(f"[{name}] {minfo['params']} params, batch {args.batch}, m = {args.steps}, {dt.name}")
         lg = sharding.shard_batch(logit_fn(model, args.steps), in_axes=(None, 0, 0, None))
         sc = sharding.shard_batch(scan_fn(model, args.steps), in_axes=(None, 0, 0, None))
         jc = sharding.shard_batch(jac_fn(model), in_axes=(None, 0))
         placed, _ = lg.place(variables, x, y, args.beta)
-        t_lg, (d_lg, h_lg) = bc.compile_and_time(lg, *placed, repeats=args.repeats)
-        t_jc, _ = bc.compile_and_time(jc, *placed[:2], repeats=args.repeats)
-        t_sc, (d_sc, h_sc) = bc.compile_and_time(sc, *placed, repeats=args.scan_repeats, warmup=False)
-        speedup = bc.t_(t_sc) / bc.t_(t_lg)
+        t_lg, (d_lg, h_lg) = timing.compile_and_time(lg, *placed, repeats=args.repeats)
+        t_jc, _ = timing.compile_and_time(jc, *placed[:2], repeats=args.repeats)
+        t_sc, (d_sc, h_sc) = timing.compile_and_time(sc, *placed, repeats=args.scan_repeats, warmup=False)
+        speedup = timing.t_(t_sc) / timing.t_(t_lg)
         speedup_wall = t_sc["median_s"] / t_lg["median_s"]
-        t_step = bc.t_(t_sc) / args.steps
-        ideal = args.steps * t_step / bc.t_(t_jc)
-        err_d = bc.rel_err_max(d_lg, d_sc)
-        err_h = bc.rel_err_max(h_lg, h_sc)
+        t_step = timing.t_(t_sc) / args.steps
+        ideal = args.steps * t_step / timing.t_(t_jc)
+        err_d = common.rel_err_max(d_lg, d_sc)
+        err_h = common.rel_err_max(h_lg, h_sc)
         results["models"][name] = dict(
-            model=minfo, batch=args.batch, steps=args.steps, beta=args.beta, timing=bc.primary_key(),
+            model=minfo, batch=args.batch, steps=args.steps, beta=args.beta, timing=timing.primary_key(),
             logit=t_lg, scan=t_sc, jacobian=t_jc, scan_step_s=t_step, speedup=speedup,
             speedup_wall=speedup_wall, ideal_speedup_m_step_over_jacobian=ideal,
-            jacobian_share_of_logit_path=bc.t_(t_jc) / bc.t_(t_lg),
-            logit_step_s=(bc.t_(t_lg) - bc.t_(t_jc)) / args.steps,
+            jacobian_share_of_logit_path=timing.t_(t_jc) / timing.t_(t_lg),
+            logit_step_s=(timing.t_(t_lg) - timing.t_(t_jc)) / args.steps,
             max_rel_diff_delta=err_d, max_rel_diff_hbar_z=err_h, target_speedup=20.0,
             met=bool(speedup >= 20.0),
         )
         rows.append(dict(model=name, **{
-            "logit": bc.fmt_s(bc.t_(t_lg)), "scan": bc.fmt_s(bc.t_(t_sc)),
-            "speed-up": f"{speedup:.0f}x", "(wall)": f"{speedup_wall:.0f}x", "Jacobian": bc.fmt_s(bc.t_(t_jc)),
-            "scan step": bc.fmt_s(t_step), "m·step/Jacobian": f"{ideal:.0f}x",
+            "logit": timing.fmt_s(timing.t_(t_lg)), "scan": timing.fmt_s(timing.t_(t_sc)),
+            "speed-up": f"{speedup:.0f}x", "(wall)": f"{speedup_wall:.0f}x", "Jacobian": timing.fmt_s(timing.t_(t_jc)),
+            "scan step": timing.fmt_s(t_step), "m·step/Jacobian": f"{ideal:.0f}x",
             "rel diff δ / H̄_z": f"{err_d:.1e} / {err_h:.1e}",
             "compile logit / scan": f"{t_lg['compile_s']:.1f} s / {t_sc['compile_s']:.1f} s"}))
-    return bc.finish(args.out, rows, results, note="(median)")
+    return timing.finish(args.out, rows, results, note="(median)")
 
 
 if __name__ == "__main__":

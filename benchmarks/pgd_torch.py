@@ -17,10 +17,10 @@ digits whose adversarial prediction agrees and the largest pixel difference. Wit
 (the timed setting) the two differ only by their random numbers. Target: ≥ 1.0× on CPU.
 
 Needs the ``bench`` extra: ``pip install -e '.[bench]'`` (torch, torchattacks). Without
-torchattacks (the device host) it uses ``_bench_common.TorchPGD``, a copy of its loop, and the JSON
+torchattacks (the device host) it uses ``benchmarks.torch_bridge.TorchPGD``, a copy of its loop, and the JSON
 says so (``torch_attack``).
 
-    taskset -c 0 python scripts/bench_pgd_torch.py
+    taskset -c 0 python -m benchmarks.pgd_torch
 """
 
 from __future__ import annotations
@@ -28,18 +28,19 @@ from __future__ import annotations
 import inspect
 import sys
 
-import _bench_common as bc
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxdyn.attacks import multistep as attacks
 
+from jaxdyn import training
 from jaxdyn.core import models
 
 from jaxdyn._internal import sharding
-from _bench_common import nchw, to_torch  # noqa: F401 -- to_torch re-exported (tests use it from here)
+
+from benchmarks import common, timing, torch_bridge
+from benchmarks.torch_bridge import nchw, to_torch
 
 
 HAS_UNROLL = "unroll" in inspect.signature(attacks.pgd).parameters
@@ -55,24 +56,12 @@ def pgd_fn(model, steps, random_start, unroll=1):
     return one
 
 
-def time_torch(fn, repeats):
-    """Warm-up call (excluded), then ``repeats`` timed calls; same fields as the jax timings. ``fn``
-    must wait for its result (on CUDA: ``torch.cuda.synchronize``)."""
-    first, _, out = bc.timed_cpu(fn)
-    runs, cpus = [], []
-    for _ in range(max(1, repeats)):
-        t, c, out = bc.timed_cpu(fn)
-        runs.append(t)
-        cpus.append(c)
-    return dict(first_run_s=first, **bc.summarize(runs, cpus)), out
-
-
 def accuracy_jax(model, variables, x, y):
     return float(np.mean(np.argmax(np.asarray(model.apply(variables, jnp.asarray(x))), -1) == np.asarray(y)))
 
 
 def main(argv=None):
-    p = bc.parser("bench_pgd_torch", __doc__.split("\n\n")[0])
+    p = common.parser("bench_pgd_torch", __doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["mlp3", "cnn3"])
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--steps", type=int, default=40)
@@ -81,7 +70,8 @@ def main(argv=None):
     p.add_argument("--agree-eps", type=float, default=0.05,
                    help="a second, smaller ε for the agreement check (non-trivial adversarial accuracy)")
     p.add_argument("--weights", choices=["trained", "random"], default="trained",
-                   help="trained: jaxdyn.training.load_or_train(quick_config) (cached, trained if missing); random: init")
+                   help="trained: jaxdyn.training.load_or_train(quick_config) (cached, trained if missing); "
+                        "random: init")
     p.add_argument("--torch-device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="where PyTorch runs (auto: CUDA when this PyTorch has it, else the CPU)")
     args = p.parse_args(argv)
@@ -90,15 +80,15 @@ def main(argv=None):
         args.models, args.batch, args.steps, args.repeats, args.weights = ["mlp3", "cnn3"], 8, 3, 1, "random"
         width = 0.125
     try:
-        import torch
+        import torch  # noqa: PLC0415 (the bench extra: optional)
     except ImportError as e:
         sys.exit(f"bench_pgd_torch needs the bench extra (pip install -e '.[bench]'): {e}")
     try:
-        import torchattacks
+        import torchattacks  # noqa: PLC0415 (the bench extra: optional)
         pgd_cls, attack_name, ta_version = torchattacks.PGD, "torchattacks.PGD", torchattacks.__version__
     except ImportError:  # the device host: torch without torchattacks; the JSON says so
-        pgd_cls, attack_name, ta_version = bc.TorchPGD, "TorchPGD (copy of torchattacks.PGD's loop)", None
-    precision = bc.full_fp32(torch)
+        pgd_cls, attack_name, ta_version = torch_bridge.TorchPGD, "TorchPGD (copy of torchattacks.PGD's loop)", None
+    precision = torch_bridge.full_fp32(torch)
     torch.set_num_threads(1)
     try:
         torch.set_num_interop_threads(1)
@@ -114,25 +104,23 @@ def main(argv=None):
         torch_note = (f"jaxdyn ran on {jax.default_backend()}, PyTorch on the CPU with one thread: the ratio is not "
                       "like for like")
         print(f"[bench] {torch_note}")
-    x, y, source = bc.load_digits(args.batch, seed=args.seed, dtype="float32")
+    x, y, source = common.load_digits(args.batch, seed=args.seed, dtype="float32")
     results = dict(
         benchmark=f"PGD-{args.steps} linf eps={args.eps} alpha={args.alpha}: jaxdyn vs torchattacks",
-        machine=bc.machine_info(dict(torch=torch.__version__, torchattacks=ta_version,
+        machine=common.machine_info(dict(torch=torch.__version__, torchattacks=ta_version,
                                      torch_threads=torch.get_num_threads())),
         config=vars(args) | dict(width=width, data=source), models={}, torch_attack=attack_name, precision=precision,
         torch_device=device, torch_note=torch_note)
     rows = []
     for name in args.models:
         if args.weights == "trained":
-            from jaxdyn import training
-
             model, variables, tinfo = training.load_or_train(name, **training.quick_config(name))
             variables = models.cast(variables, jnp.float32)
             minfo = dict(model=name, width=tinfo["config"]["width"], params=models.param_count(variables),
                          weights="trained (jaxdyn.training.quick_config)", dtype="float32",
                          test_accuracy=tinfo.get("test_accuracy"), robust_accuracy=tinfo.get("robust_accuracy"))
         else:
-            model, variables, minfo = bc.init_model(name, dtype=jnp.float32, seed=args.seed, width=width)
+            model, variables, minfo = common.init_model(name, dtype=jnp.float32, seed=args.seed, width=width)
         tmodel = to_torch(model, variables).to(device)
         # -- same function on both sides, before timing anything
         z_jax = np.asarray(model.apply(variables, jnp.asarray(x)))
@@ -151,7 +139,7 @@ def main(argv=None):
             g = sharding.shard_batch(pgd_fn(model, args.steps, random_start, unroll),
                                      in_axes=(None, 0, 0, 0, None, None))
             placed, _ = g.place(variables, x, y, keys, eps, args.alpha)
-            t, xa = bc.compile_and_time(g, *placed, repeats=repeats, warmup=repeats > 1)
+            t, xa = timing.compile_and_time(g, *placed, repeats=repeats, warmup=repeats > 1)
             return t, np.asarray(xa)
 
         def run_torch(random_start, eps, repeats):
@@ -162,7 +150,7 @@ def main(argv=None):
                 sync()
                 return out
 
-            t, xa = time_torch(call, repeats)
+            t, xa = timing.time_torch(call, repeats)
             return t, xa.cpu().numpy().transpose(0, 2, 3, 1)
 
         def predict_both(xa_j, xa_t):
@@ -176,17 +164,17 @@ def main(argv=None):
         t_t, xa_t = run_torch(True, args.eps, args.repeats)
         pj, pt = predict_both(xa_j, xa_t)
         timed_res = dict(
-            jaxdyn=t_j, torchattacks=t_t, timing=bc.primary_key(),
-            jaxdyn_images_per_s=args.batch / bc.t_(t_j), torch_images_per_s=args.batch / bc.t_(t_t),
-            speedup=bc.t_(t_t) / bc.t_(t_j), speedup_wall=t_t["median_s"] / t_j["median_s"],
+            jaxdyn=t_j, torchattacks=t_t, timing=timing.primary_key(),
+            jaxdyn_images_per_s=args.batch / timing.t_(t_j), torch_images_per_s=args.batch / timing.t_(t_t),
+            speedup=timing.t_(t_t) / timing.t_(t_j), speedup_wall=t_t["median_s"] / t_j["median_s"],
             adv_accuracy_jaxdyn=float(np.mean(pj == y)), adv_accuracy_torch=float(np.mean(pt == y)),
             max_linf_perturbation_jaxdyn=float(np.max(np.abs(xa_j - x))),
             max_linf_perturbation_torch=float(np.max(np.abs(xa_t - x))),
         )
         if HAS_UNROLL:  # the same attack with the scan fully unrolled (no XLA while loop)
             t_u, xa_u = run_jax(True, True, args.eps, args.repeats)
-            timed_res.update(jaxdyn_unrolled=t_u, jaxdyn_unrolled_images_per_s=args.batch / bc.t_(t_u),
-                             speedup_unrolled=bc.t_(t_t) / bc.t_(t_u),
+            timed_res.update(jaxdyn_unrolled=t_u, jaxdyn_unrolled_images_per_s=args.batch / timing.t_(t_u),
+                             speedup_unrolled=timing.t_(t_t) / timing.t_(t_u),
                              speedup_unrolled_wall=t_t["median_s"] / t_u["median_s"],
                              unrolled_vs_scan_max_abs_diff=float(np.max(np.abs(xa_u - xa_j))))
         # -- agreement: deterministic start (no random numbers), at ε and at a smaller ε where the
@@ -213,10 +201,11 @@ def main(argv=None):
             "unrolled img/s": f"{r['jaxdyn_unrolled_images_per_s']:.0f}" if HAS_UNROLL else "-",
             "unrolled ratio": f"{r['speedup_unrolled']:.2f}x" if HAS_UNROLL else "-",
             "adv acc jax/torch": f"{r['adv_accuracy_jaxdyn']:.3f} / {r['adv_accuracy_torch']:.3f}",
-            f"no-rand ε={args.agree_eps:g} acc jax/torch": f"{a1['adv_accuracy_jaxdyn']:.3f} / {a1['adv_accuracy_torch']:.3f}",
+            f"no-rand ε={args.agree_eps:g} acc jax/torch":
+                f"{a1['adv_accuracy_jaxdyn']:.3f} / {a1['adv_accuracy_torch']:.3f}",
             "pred agree (no rand)": f"{min(a0['prediction_agreement'], a1['prediction_agreement']):.3f}",
             "jax compile": f"{r['jaxdyn']['compile_s']:.1f} s"}))
-    return bc.finish(args.out, rows, results, note="(median); ratio = jaxdyn images/s over torchattacks images/s")
+    return timing.finish(args.out, rows, results, note="(median); ratio = jaxdyn images/s over torchattacks images/s")
 
 
 if __name__ == "__main__":

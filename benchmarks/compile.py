@@ -9,12 +9,10 @@ compiles once.
    (the script fails otherwise). For contrast the same sweep with β static
    (``static_argnames``) compiles once per β.
 
-    taskset -c 0 python scripts/bench_compile.py
+    taskset -c 0 python -m benchmarks.compile
 """
 
 from __future__ import annotations
-
-import _bench_common as bc
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +25,8 @@ from jaxdyn.attacks import multistep as attacks
 from jaxdyn.core import models
 
 from jaxdyn._internal import sharding
+
+from benchmarks import common, timing
 def attack_fn(model, steps, counter=None):
     def one(variables, x, y, beta):
         if counter is not None:
@@ -38,7 +38,7 @@ def attack_fn(model, steps, counter=None):
 
 
 def main(argv=None):
-    p = bc.parser("bench_compile", __doc__.split("\n\n")[0])
+    p = common.parser("bench_compile", __doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["mlp3", "cnn3"])
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--steps", type=int, nargs="+", default=[10, 100, 1000])
@@ -55,33 +55,33 @@ def main(argv=None):
     # β as Python floats: an int among them (e.g. a default ``1``) is a different abstract type
     # (weak int32 vs weak float) and retraces -- this benchmark's own check caught exactly that.
     args.betas = [float(b) for b in args.betas]
-    bc.enable_x64()
-    x, y, source = bc.load_digits(args.batch, seed=args.seed, dtype="float64")
+    common.enable_x64()
+    x, y, source = common.load_digits(args.batch, seed=args.seed, dtype="float64")
     results = dict(benchmark="attack scan: compile time vs run time; β sweep compiles once",
-                   machine=bc.machine_info(), config=vars(args) | dict(width=width, data=source), models={})
+                   machine=common.machine_info(), config=vars(args) | dict(width=width, data=source), models={})
     rows = []
     for name in args.models:
-        model, variables, minfo = bc.init_model(name, dtype=jnp.float64, seed=args.seed, width=width)
+        model, variables, minfo = common.init_model(name, dtype=jnp.float64, seed=args.seed, width=width)
         print(f"[{name}] {minfo['params']} params, batch {args.batch}")
         res = results["models"][name] = dict(model=minfo, by_steps=[], sweep={})
         # 1. compile vs run along m
         for m in args.steps:
             g = sharding.shard_batch(attack_fn(model, m), in_axes=(None, 0, 0, None))
             placed, _ = g.place(variables, x, y, 1.0)
-            t, _ = bc.compile_and_time(g, *placed, repeats=args.repeats, budget_s=args.budget_s)
+            t, _ = timing.compile_and_time(g, *placed, repeats=args.repeats, budget_s=args.budget_s)
             res["by_steps"].append(dict(steps=m, **t))
-            ck = "compile_cpu_s" if bc.primary_key() == "cpu_median_s" else "compile_s"
-            rows.append({"model": name, "m": m, "compile": bc.fmt_s(t[ck]),
-                         "run": bc.fmt_s(bc.t_(t)), "run/step": bc.fmt_s(bc.t_(t) / m),
-                         "compile/run": f"{t[ck] / bc.t_(t):.2f}"})
-            print(f"  m={m:5d}  compile {bc.fmt_s(t[ck])}  run {bc.fmt_s(bc.t_(t))}")
+            ck = "compile_cpu_s" if timing.primary_key() == "cpu_median_s" else "compile_s"
+            rows.append({"model": name, "m": m, "compile": timing.fmt_s(t[ck]),
+                         "run": timing.fmt_s(timing.t_(t)), "run/step": timing.fmt_s(timing.t_(t) / m),
+                         "compile/run": f"{t[ck] / timing.t_(t):.2f}"})
+            print(f"  m={m:5d}  compile {timing.fmt_s(t[ck])}  run {timing.fmt_s(timing.t_(t))}")
         # 2. β sweep, β traced: one trace, one executable
         counter = [0]
         run = jax.jit(jax.vmap(attack_fn(model, args.sweep_steps, counter), in_axes=(None, 0, 0, None)))
         xj, yj = jnp.asarray(x), jnp.asarray(y)
         calls, calls_cpu = [], []
         for beta in args.betas:
-            t, c, _ = bc.timed_cpu(run, variables, xj, yj, beta)
+            t, c, _ = timing.timed_cpu(run, variables, xj, yj, beta)
             calls.append(t)
             calls_cpu.append(c)
         traces, cache = counter[0], run._cache_size()
@@ -95,7 +95,7 @@ def main(argv=None):
         run_s = jax.jit(static_one, static_argnames="beta")
         calls_s, calls_s_cpu = [], []
         for beta in args.betas:
-            t, c, _ = bc.timed_cpu(lambda: run_s(variables, xj, yj, beta=beta))
+            t, c, _ = timing.timed_cpu(lambda: run_s(variables, xj, yj, beta=beta))
             calls_s.append(t)
             calls_s_cpu.append(c)
         res["sweep"] = dict(
@@ -108,11 +108,11 @@ def main(argv=None):
             compiles_once=bool(traces == 1 and cache == 1),
         )
         print(f"  β sweep ({len(args.betas)} values, m={args.sweep_steps}): traced β -> {traces} trace(s), "
-              f"{cache} executable(s), {bc.fmt_s(sum(calls_cpu))} CPU total; static β -> {counter_s[0]} traces, "
-              f"{bc.fmt_s(sum(calls_s_cpu))} CPU total")
+              f"{cache} executable(s), {timing.fmt_s(sum(calls_cpu))} CPU total; static β -> {counter_s[0]} traces, "
+              f"{timing.fmt_s(sum(calls_s_cpu))} CPU total")
         if traces != 1 or cache != 1:
             raise SystemExit(f"{name}: the β sweep retraced ({traces} traces, {cache} executables)")
-    return bc.finish(args.out, rows, results, note="(median; compile likewise)")
+    return timing.finish(args.out, rows, results, note="(median; compile likewise)")
 
 
 if __name__ == "__main__":

@@ -11,12 +11,10 @@ memory for a whole batch of a CNN) and, because it is slow, on the first ``--ref
 the batch; its per-digit cost does not depend on the batch beyond the chunk, so the speed-up is
 the ratio of per-digit times. Target: ≥ 50× faster, max relative difference ≤ 1e-5.
 
-    taskset -c 0 python scripts/bench_theorem2.py            # mlp3 and cnn3, 256 digits
+    taskset -c 0 python -m benchmarks.theorem2            # mlp3 and cnn3, 256 digits
 """
 
 from __future__ import annotations
-
-import _bench_common as bc
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +27,8 @@ from jaxdyn._internal import sharding
 
 from jaxdyn.core import theory
 from jaxdyn.core.hessian import input_hessian
+
+from benchmarks import common, timing
 
 
 def cc_fn(model):
@@ -64,7 +64,7 @@ def top_lambda(model):
 
 
 def main(argv=None):
-    p = bc.parser("bench_theorem2", __doc__.split("\n\n")[0])
+    p = common.parser("bench_theorem2", __doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["mlp3", "cnn3"])
     p.add_argument("--batch", type=int, default=256, help="digits (C×C path)")
     p.add_argument("--ref-batch", type=int, default=32,
@@ -79,41 +79,41 @@ def main(argv=None):
     else:
         width = 1.0
     ref_batch = args.batch if args.ref_batch <= 0 else min(args.ref_batch, args.batch)
-    bc.enable_x64()
-    x_all, y_all, source = bc.load_digits(args.batch, seed=args.seed, dtype="float64")
+    common.enable_x64()
+    x_all, y_all, source = common.load_digits(args.batch, seed=args.seed, dtype="float64")
     results = dict(benchmark="theorem2 δ̂: C×C path vs jax.hessian + eigh (n×n)",
-                   machine=bc.machine_info(), config=vars(args) | dict(width=width, data=source),
+                   machine=common.machine_info(), config=vars(args) | dict(width=width, data=source),
                    models={})
     rows = []
     for name in args.models:
-        model, variables, minfo = bc.init_model(name, dtype=jnp.float64, seed=args.seed, width=width)
+        model, variables, minfo = common.init_model(name, dtype=jnp.float64, seed=args.seed, width=width)
         print(f"[{name}] {minfo['params']} params, batch {args.batch}, n×n reference on {ref_batch}")
         cc = sharding.shard_batch(cc_fn(model), in_axes=(None, 0, 0, None))
         nn = sharding.shard_batch(nn_fn(model), in_axes=(None, 0, 0, None), chunk_size=args.chunk)
         placed_cc, _ = cc.place(variables, x_all, y_all, args.beta)
         placed_nn, _ = nn.place(variables, x_all[:ref_batch], y_all[:ref_batch], args.beta)
-        t_cc, d_cc = bc.compile_and_time(cc, *placed_cc, repeats=args.repeats)
-        t_nn, d_nn = bc.compile_and_time(nn, *placed_nn, repeats=args.ref_repeats,
+        t_cc, d_cc = timing.compile_and_time(cc, *placed_cc, repeats=args.repeats)
+        t_nn, d_nn = timing.compile_and_time(nn, *placed_nn, repeats=args.ref_repeats,
                                          warmup=False)
-        err = bc.rel_err_max(d_cc[:ref_batch], d_nn)
+        err = common.rel_err_max(d_cc[:ref_batch], d_nn)
         lam = jax.jit(jax.vmap(top_lambda(model), in_axes=(None, 0, 0)))(variables, x_all[:ref_batch],
                                                                          y_all[:ref_batch])
-        per_cc, per_nn = bc.t_(t_cc) / args.batch, bc.t_(t_nn) / ref_batch
+        per_cc, per_nn = timing.t_(t_cc) / args.batch, timing.t_(t_nn) / ref_batch
         speedup = per_nn / per_cc
         speedup_wall = (t_nn["median_s"] / ref_batch) / (t_cc["median_s"] / args.batch)
         results["models"][name] = dict(
             model=minfo, batch=args.batch, ref_batch=ref_batch, beta=args.beta,
-            beta_lambda_max_median=float(args.beta * jnp.median(lam)), timing=bc.primary_key(),
+            beta_lambda_max_median=float(args.beta * jnp.median(lam)), timing=timing.primary_key(),
             cc=t_cc, nn=t_nn, per_digit_cc_s=per_cc, per_digit_nn_s=per_nn, speedup=speedup,
             speedup_wall=speedup_wall, max_rel_diff=err, target_speedup=50.0, target_rel_diff=1e-5,
             met=bool(speedup >= 50.0 and err <= 1e-5),
         )
         rows.append(dict(model=name, **{
-            f"C×C ({args.batch})": bc.fmt_s(bc.t_(t_cc)), "C×C /digit": bc.fmt_s(per_cc),
-            f"n×n ({ref_batch})": bc.fmt_s(bc.t_(t_nn)), "n×n /digit": bc.fmt_s(per_nn),
+            f"C×C ({args.batch})": timing.fmt_s(timing.t_(t_cc)), "C×C /digit": timing.fmt_s(per_cc),
+            f"n×n ({ref_batch})": timing.fmt_s(timing.t_(t_nn)), "n×n /digit": timing.fmt_s(per_nn),
             "speed-up": f"{speedup:.0f}x", "(wall)": f"{speedup_wall:.0f}x", "max rel diff": f"{err:.1e}",
             "compile C×C / n×n": f"{t_cc['compile_s']:.1f} s / {t_nn['compile_s']:.1f} s"}))
-    return bc.finish(args.out, rows, results, note="(median)")
+    return timing.finish(args.out, rows, results, note="(median)")
 
 
 if __name__ == "__main__":

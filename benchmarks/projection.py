@@ -1,7 +1,7 @@
 """The projection of ``reproduce --full`` on one device from a device-check folder.
 
 Reads the ``train_<slice>.json`` and ``exp_<stage>_<model>.json`` files that
-``scripts/device_check.py`` wrote into ``--out`` and projects each part of the full run:
+``python -m benchmarks.device`` wrote into ``--out`` and projects each part of the full run:
 
 * training: each slice's ``projected_full_train_s`` (one network of its preset at full scale)
   × the networks the full run trains with that preset (from the experiments' ``SCALES["full"]``;
@@ -15,9 +15,10 @@ train_table1_cnn3=13.8 table1=16``). A part the folder lacks can come from anoth
 (``--from``: folders or ``device_check.json`` files, searched in order; their
 ``device_check.json`` key numbers serve where the item JSON is gone); each row names its device
 and the table warns when they differ. Writes ``projection.md`` and ``projection.json`` into the
-folder and prints the table; ``device_check.py`` calls it at the end of a run.
+folder and prints the table; the device check calls it at the end of a run.
 
-    python scripts/_projection.py results/device_check [--from docs/device_runs/2026-11-26-h200] [--weight table1=16 ...]
+    python -m benchmarks.projection results/device_check [--from docs/device_runs/2026-11-26-h200] \
+        [--weight table1=16 ...]
 """
 
 from __future__ import annotations
@@ -28,11 +29,7 @@ import os
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-#: each training slice of device_check.SLICES -> (its network, the stages whose full-scale networks
+#: each training slice of benchmarks.device.plan.SLICES -> (its network, the stages whose full-scale networks
 #: are trained with its preset; a network two stages share is trained once)
 SLICE_NETWORKS = {
     "table1_cnn3": ("cnn3", ("table1", "appendix")),  # 10-class table networks
@@ -47,11 +44,11 @@ STAGES = ("table1", "table2", "appendix", "fig5", "fig2", "fig3", "fig4")
 def full_networks() -> dict:
     """``{"train_<slice>": [network, ...], "<stage>": [network, ...]}``: the distinct networks the full
     run trains with each slice's preset, and each stage's full-scale networks."""
-    from jaxdyn.experiments import load
+    from jaxdyn.experiments import load  # noqa: PLC0415 (imports jax; the device check's runner imports this without)
 
     stage = {st: list(load(st).SCALES["full"]["models"]) for st in STAGES}
-    return {**{f"train_{key}": sorted({m for st in uses for m in stage[st]}) for key, (_, uses) in SLICE_NETWORKS.items()},
-            **stage}
+    train = {f"train_{key}": sorted({m for st in uses for m in stage[st]}) for key, (_, uses) in SLICE_NETWORKS.items()}
+    return {**train, **stage}
 
 
 def _read(path: Path):
@@ -101,10 +98,12 @@ def project(folder, weights: dict | None = None, networks: dict | None = None, m
         rows.append(dict(part=f"train_{key}", kind="training", measured=js is not None and per is not None,
                          network=model, per_network_s=per,
                          factor=factor, factor_source="--weight" if f"train_{key}" in weights else "networks",
-                         networks=nets, basis=(f"{js['steps_per_s']:.4g} steps/s → {js.get('full_steps', 'all')} steps "
-                                               "+ start-up + evaluations") if js and js.get("steps_per_s") else "not measured",
+                         networks=nets,
+                         basis=(f"{js['steps_per_s']:.4g} steps/s → {js.get('full_steps', 'all')} steps "
+                                "+ start-up + evaluations") if js and js.get("steps_per_s") else "not measured",
                          source=js.get("_from") if js else None,
-                         projected_s=per * factor if per is not None else None, device=js.get("device") if js else None))
+                         projected_s=per * factor if per is not None else None,
+                         device=js.get("device") if js else None))
     for stage in STAGES:
         js = _lookup(sources, f"exp_{stage}")
         per = js.get("projected_per_network_s") if js else None
@@ -117,11 +116,13 @@ def project(folder, weights: dict | None = None, networks: dict | None = None, m
                          factor_source="--weight" if stage in weights else "networks", networks=nets,
                          basis=(f"{js['experiment_time_s']:.4g} s on {js.get('n_samples', '?')} of "
                                 f"{js.get('n_samples_full_scale', '?')} digits"
-                                + (f" (compile {js['compile_s']:.3g} s, once)" if js.get("compile_s") is not None else "")
+                                + (f" (compile {js['compile_s']:.3g} s, once)"
+                                   if js.get("compile_s") is not None else "")
                                 + (f" + tracker {js['tracker_s']:.3g} s" if js.get("tracker_s") else ""))
                          if js and js.get("experiment_time_s") is not None else "not measured",
                          scaling=js.get("scaling") if js else None, source=js.get("_from") if js else None,
-                         projected_s=per * factor if per is not None else None, device=js.get("device") if js else None))
+                         projected_s=per * factor if per is not None else None,
+                         device=js.get("device") if js else None))
     done = [r for r in rows if r["projected_s"] is not None]
     total = sum(r["projected_s"] for r in done)
     devices = sorted({str(r["device"]) for r in done if r["device"]})
@@ -139,9 +140,10 @@ def _f(v, nd=4):
 
 
 def markdown(p: dict) -> str:
-    lines = [f"Projection of `reproduce --full` on one **{p['device']}** from the device check of {p['date'] or '(no summary)'} "
+    lines = [f"Projection of `reproduce --full` on one **{p['device']}** from the device check of "
+             f"{p['date'] or '(no summary)'} "
              f"({'tiny CPU smoke run: the numbers mean nothing' if p['tiny'] else 'full-scale settings'}), "
-             f"`scripts/_projection.py {p['folder']}`:", "",
+             f"`python -m benchmarks.projection {p['folder']}`:", "",
              "| part | measured network | device | basis | per network (s) | × networks | projected (min) |",
              "|---|---|---|---|---|---|---|"]
     for r in p["rows"]:
@@ -177,7 +179,7 @@ def _weight(s: str):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="scripts/_projection.py", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.projection", description=__doc__.split("\n\n")[0])
     ap.add_argument("folder", type=Path, help="the device check's --out folder")
     ap.add_argument("--weight", type=_weight, nargs="*", default=[],
                     help="part=factor: use factor (Σ network costs in units of the measured one) for that part")

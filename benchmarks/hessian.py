@@ -12,16 +12,13 @@ Memory is XLA's plan for the compiled program (arguments + outputs + temporaries
 ``compiled.memory_analysis()``), read before running: a configuration whose plan exceeds
 ``--mem-limit-gb`` is reported and skipped. How cost grows is the per-sample time along the batch.
 
-    taskset -c 0 python scripts/bench_hessian.py
+    taskset -c 0 python -m benchmarks.hessian
 """
 
 from __future__ import annotations
 
 import time
 
-import _bench_common as bc
-
-import jax
 import jax.numpy as jnp
 
 from jaxdyn.core import losses
@@ -30,6 +27,8 @@ from jaxdyn.core import models
 
 from jaxdyn._internal import sharding
 from jaxdyn.core.hessian import hessian_z_autodiff, input_hessian, input_hessian_structured
+
+from benchmarks import common, timing
 
 
 def paths(model):
@@ -50,7 +49,7 @@ def paths(model):
 
 
 def main(argv=None):
-    p = bc.parser("bench_hessian", __doc__.split("\n\n")[0])
+    p = common.parser("bench_hessian", __doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["mlp3", "cnn3"])
     p.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16, 64, 256])
     p.add_argument("--autodiff-max-batch", type=int, default=16,
@@ -62,13 +61,13 @@ def main(argv=None):
     if args.tiny:
         args.models, args.batches, args.autodiff_max_batch, args.repeats = ["mlp3"], [1, 4], 1, 1
         width = 0.125
-    bc.enable_x64()
-    x_all, y_all, source = bc.load_digits(max(args.batches), seed=args.seed, dtype="float64")
-    results = dict(benchmark="per-sample H_z and H_x throughput vs batch size", machine=bc.machine_info(),
+    common.enable_x64()
+    x_all, y_all, source = common.load_digits(max(args.batches), seed=args.seed, dtype="float64")
+    results = dict(benchmark="per-sample H_z and H_x throughput vs batch size", machine=common.machine_info(),
                    config=vars(args) | dict(width=width, data=source), models={})
     rows = []
     for name in args.models:
-        model, variables, minfo = bc.init_model(name, dtype=jnp.float64, seed=args.seed, width=width)
+        model, variables, minfo = common.init_model(name, dtype=jnp.float64, seed=args.seed, width=width)
         print(f"[{name}] {minfo['params']} params")
         res = results["models"][name] = dict(model=minfo, paths={})
         for pname, fn in paths(model).items():
@@ -81,7 +80,7 @@ def main(argv=None):
                 t0 = time.perf_counter()
                 compiled = g.lower(*placed).compile()
                 compile_s = time.perf_counter() - t0
-                mem = bc.memory_stats(compiled)
+                mem = timing.memory_stats(compiled)
                 entry = dict(batch=B, compile_s=compile_s, memory=mem)
                 if mem is not None and mem["peak_estimate"] > args.mem_limit_gb * 2**30:
                     entry["skipped"] = f"XLA plans {mem['peak_estimate'] / 2**30:.1f} GiB > --mem-limit-gb"
@@ -89,17 +88,19 @@ def main(argv=None):
                     res["paths"][pname].append(entry)
                     continue
                 slow = pname == "H_x jax.hessian"
-                t, _ = bc.time_compiled(compiled, *placed, repeats=args.repeats, warmup=not slow,
+                t, _ = timing.time_compiled(compiled, *placed, repeats=args.repeats, warmup=not slow,
                                         budget_s=args.budget_s)
-                entry.update(t, per_sample_s=bc.t_(t) / B, samples_per_s=B / bc.t_(t), timing=bc.primary_key())
+                entry.update(t, per_sample_s=timing.t_(t) / B, samples_per_s=B / timing.t_(t),
+                             timing=timing.primary_key())
                 res["paths"][pname].append(entry)
                 peak = f"{mem['peak_estimate'] / 2**20:.1f} MiB" if mem else "-"
-                print(f"  {pname:16s} B={B:4d}  {bc.fmt_s(bc.t_(t)):>10s}  "
-                      f"{bc.fmt_s(entry['per_sample_s']):>10s}/sample  {entry['samples_per_s']:10.1f}/s  peak {peak}")
-                rows.append({"model": name, "path": pname, "B": B, "time": bc.fmt_s(bc.t_(t)),
-                             "per sample": bc.fmt_s(entry["per_sample_s"]),
+                print(f"  {pname:16s} B={B:4d}  {timing.fmt_s(timing.t_(t)):>10s}  "
+                      f"{timing.fmt_s(entry['per_sample_s']):>10s}/sample  {entry['samples_per_s']:10.1f}/s  "
+                      f"peak {peak}")
+                rows.append({"model": name, "path": pname, "B": B, "time": timing.fmt_s(timing.t_(t)),
+                             "per sample": timing.fmt_s(entry["per_sample_s"]),
                              "samples/s": f"{entry['samples_per_s']:.1f}", "XLA peak": peak})
-    return bc.finish(args.out, rows, results, note="(median)")
+    return timing.finish(args.out, rows, results, note="(median)")
 
 
 if __name__ == "__main__":

@@ -9,19 +9,19 @@ clip to [0, 1]; ε and α ramped up linearly over the first 30 % of the steps
 * **jaxdyn**: the jit-compiled, state-donating step of ``jaxdyn.training.make_train_step`` (the
   one ``jaxdyn.training.train`` uses), compiled ahead of time; host batches gathered with NumPy
   and passed in, as ``train`` does.
-* **PyTorch**: the same architecture with the same initial weights (``_bench_common.to_torch``),
+* **PyTorch**: the same architecture with the same initial weights (``benchmarks.torch_bridge.to_torch``),
   ``torchattacks.PGD`` (its ε, α set per step to the same ramp), ``torch.optim.Adam`` with the
   same cosine schedule (``LambdaLR``), ``F.cross_entropy``; one thread.
 
 Both sides train on the same data in the same order (a seeded permutation of a fixed subset of
 the training set) for ``--steps`` steps. Every step is timed (process CPU time on CPU, wall time
-on GPU; ``_bench_common.primary_key``); the first ``--warmup`` steps of each run are excluded,
+on GPU; ``benchmarks.timing.primary_key``); the first ``--warmup`` steps of each run are excluded,
 and the figure is the median step time of all runs -> images/s. ``--repeats`` runs per side use
 seeds ``seed, seed+1, ...`` (initial weights, data order, attack noise): the spread between
 seeds is the noise against which the accuracies of the two sides must agree. Both trained models
 are evaluated by the same code (jaxdyn's ``accuracy`` and ``robust_accuracy``, PGD-``--eval-steps``
 ℓ∞ ε = 0.3 α = 0.01 on a fixed test subset; the PyTorch weights are copied back with
-``_bench_common.from_torch``).
+``benchmarks.torch_bridge.from_torch``).
 
 ``--profile`` (default on, off with ``--no-profile``) times the parts of jaxdyn's step, each
 compiled on its own: the attack alone (unrolled, as the train step runs it, and as a
@@ -33,29 +33,25 @@ Needs the ``bench`` extra for the PyTorch side (``pip install torch`` and
 and the JSON says so. On a GPU, PyTorch runs on CUDA when it has it and on the CPU otherwise
 (recorded as ``torch_device``; its CPU figures are then not a like-for-like comparison).
 
-    taskset -c 0 python scripts/bench_adv_training.py
-    python scripts/bench_adv_training.py --steps 200 --repeats 3 --models mlp3 cnn3 cnn3@2  # GPU size
+    taskset -c 0 python -m benchmarks.adv_training
+    python -m benchmarks.adv_training --steps 200 --repeats 3 --models mlp3 cnn3 cnn3@2  # GPU size
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-import time
-
-import _bench_common as bc
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxdyn import training
-
-from jaxdyn.attacks import multistep as attacks
-
 from jaxdyn.core import models
 from jaxdyn.training import presets
-from jaxdyn.training import step as train_step
+
+from benchmarks import common, timing, torch_bridge
+from benchmarks.adv_training_loops import batch_order, profile_jaxdyn, schedule, train_jaxdyn, train_torch
 
 
 def parse_model(spec: str):
@@ -93,147 +89,8 @@ def agreement(jax_vals, torch_vals, n: int, *, k: float = 3.0) -> dict:
                 verdict="holds" if abs(diff) <= k * noise else "does not hold")
 
 
-def schedule(steps: int, eps: float, alpha: float, warmup: float):
-    """Per-step (ε, α) of ``jaxdyn.training.train``'s linear ramp over ``warmup`` of the steps."""
-    ramp = max(1, int(round(warmup * steps))) if warmup > 0 else 0
-    r = np.array([min(1.0, (s + 1) / ramp) if ramp else 1.0 for s in range(steps)])
-    return (r * eps).astype(np.float32), (r * alpha).astype(np.float32)
-
-
-def batch_order(n: int, steps: int, batch: int, seed: int) -> np.ndarray:
-    """``[steps, batch]`` indices: epochs of seeded permutations, last incomplete batch dropped."""
-    rng = np.random.default_rng(seed)
-    spe = n // batch
-    rows = []
-    while len(rows) < steps:
-        p = rng.permutation(n)
-        rows += [p[i * batch:(i + 1) * batch] for i in range(spe)]
-    return np.stack(rows[:steps])
-
-
-def _clock():
-    return time.perf_counter(), time.process_time()
-
-
-def _summary(wall, cpu, warmup):
-    w, c = wall[warmup:] or wall, cpu[warmup:] or cpu
-    return dict(bc.summarize(w, c), first_runs_s=wall[:warmup])
-
-
-def train_jaxdyn(model, cfg, tx, xtr, ytr, order, eps_s, alpha_s, seed, warmup):
-    """Train with jaxdyn's step; returns ``(variables, init_variables, timing, compile_s)``."""
-    state = train_step.create_state(model, tx, jax.random.key(seed))
-    init = jax.tree.map(lambda a: np.array(a, copy=True), train_step.variables_of(state))  # the state is donated
-    step_fn = training.make_train_step(model, tx, cfg)
-    keys = jax.random.split(jax.random.key(seed + 10_000), len(order))
-    xb, yb = xtr[order[0]], ytr[order[0]]
-    c0 = time.perf_counter()
-    compiled = step_fn.lower(state, xb, yb, keys[0], eps_s[0], alpha_s[0]).compile()
-    compile_s = time.perf_counter() - c0
-    wall, cpu = [], []
-    for s, idx in enumerate(order):
-        t0, p0 = _clock()
-        state, loss = compiled(state, xtr[idx], ytr[idx], keys[s], eps_s[s], alpha_s[s])
-        jax.block_until_ready((state, loss))
-        t1, p1 = _clock()
-        wall.append(t1 - t0)
-        cpu.append(p1 - p0)
-    return train_step.variables_of(state), init, _summary(wall, cpu, warmup), compile_s, float(loss)
-
-
-def train_torch(tmodel, xtr_t, ytr_t, order, eps_s, alpha_s, inner, lr, seed, warmup, device, pgd_cls):
-    """The same loop in PyTorch with ``pgd_cls`` (``torchattacks.PGD``); returns ``(timing, last loss)``."""
-    import torch
-    import torch.nn.functional as F
-
-    torch.manual_seed(seed + 10_000)
-    T = len(order)
-    opt = torch.optim.Adam(tmodel.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, T) / T)))
-    atk = pgd_cls(tmodel, eps=float(eps_s[0]), alpha=float(alpha_s[0]), steps=inner, random_start=True)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    order_t = torch.from_numpy(order)
-    wall, cpu = [], []
-    for s in range(T):
-        t0, p0 = _clock()
-        idx = order_t[s]
-        xb, yb = xtr_t[idx].to(device), ytr_t[idx].to(device)
-        atk.eps, atk.alpha = float(eps_s[s]), float(alpha_s[s])
-        xa = atk(xb, yb)
-        tmodel.train()
-        opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(tmodel(xa), yb)
-        loss.backward()
-        opt.step()
-        sched.step()
-        sync()
-        t1, p1 = _clock()
-        wall.append(t1 - t0)
-        cpu.append(p1 - p0)
-    return _summary(wall, cpu, warmup), float(loss.item())
-
-
-def profile_jaxdyn(model, variables, cfg, tx, x, y, eps, alpha, repeats):
-    """Times (primary clock) of the parts of jaxdyn's step, each compiled on its own."""
-    inner = cfg.adv_steps
-    key = jax.random.key(0)
-    e, a = jnp.float32(eps), jnp.float32(alpha)
-    out = {}
-
-    def atk(unroll):
-        def fn(v, x, y, k, eps, alpha):
-            f = models.logits_fn(model, v)
-            one = lambda xi, yi, ki: attacks.pgd(f, xi, yi, eps=eps, alpha=alpha, steps=inner, key=ki,  # noqa: E731
-                                                 unroll=unroll)
-            return jax.vmap(one)(x, y, jax.random.split(k, x.shape[0]))
-        return jax.jit(fn)
-
-    t, d_unrolled = bc.compile_and_time(atk(True), variables, x, y, key, e, a, repeats=repeats)
-    out["attack_unrolled"] = t
-    t, d_scan = bc.compile_and_time(atk(1), variables, x, y, key, e, a, repeats=repeats)
-    out["attack_scan"] = t
-    out["attack_unrolled_vs_scan_max_abs_diff"] = float(jnp.max(jnp.abs(d_unrolled - d_scan)))
-    # the attack as the train step runs it (perturb_batch)
-    pb = jax.jit(lambda v, x, y, k, eps, alpha: train_step.perturb_batch(
-        model, v, x, y, k, adv=cfg.adv, eps=eps, steps=inner, alpha=alpha))
-    out["attack_train_step"], _ = bc.compile_and_time(pb, variables, x, y, key, e, a, repeats=repeats)
-    # the update alone: a standard-training step (forward, backward, Adam)
-    std_cfg = training.TrainConfig(model=cfg.model, width=cfg.width, batch_size=cfg.batch_size, lr=cfg.lr,
-                                   schedule=cfg.schedule)
-    state = lambda: train_step.create_state(model, tx, jax.random.key(0))  # noqa: E731
-    upd = jax.jit(train_step.make_train_step(model, tx, std_cfg).__wrapped__)  # no donation: reusable state
-    out["update_only"], _ = bc.compile_and_time(upd, state(), x, y, key, e, a, repeats=repeats)
-    full_nodonate = jax.jit(training.make_train_step(model, tx, cfg).__wrapped__)
-    out["step_no_donation"], _ = bc.compile_and_time(full_nodonate, state(), x, y, key, e, a, repeats=repeats)
-    # the whole step with donation: the state must be fed back (it is consumed)
-    step_fn = training.make_train_step(model, tx, cfg)
-    st = state()
-    compiled = step_fn.lower(st, x, y, key, e, a).compile()
-    st, _ = jax.block_until_ready(compiled(st, x, y, key, e, a))  # warm-up
-    wall, cpu = [], []
-    for _ in range(max(1, repeats)):
-        t0, p0 = _clock()
-        st, loss = jax.block_until_ready(compiled(st, x, y, key, e, a))
-        t1, p1 = _clock()
-        wall.append(t1 - t0)
-        cpu.append(p1 - p0)
-    out["step_donated"] = bc.summarize(wall, cpu)
-    # host side: gather a batch from the training array and transfer it
-    big = np.repeat(np.asarray(x), 8, axis=0)
-    idx = np.random.default_rng(0).permutation(len(big))[:len(x)]
-    wall, cpu = [], []
-    for _ in range(max(3, repeats)):
-        t0, p0 = _clock()
-        jax.block_until_ready(jax.device_put(big[idx]))
-        t1, p1 = _clock()
-        wall.append(t1 - t0)
-        cpu.append(p1 - p0)
-    out["host_gather_transfer"] = bc.summarize(wall, cpu)
-    return out
-
-
 def main(argv=None):
-    p = bc.parser("bench_adv_training", __doc__.split("\n\n")[0])
+    p = common.parser("bench_adv_training", __doc__.split("\n\n")[0])
     p.set_defaults(repeats=2)
     p.add_argument("--models", nargs="+", default=["mlp3", "cnn3", "cnn3@2"],
                    help="zoo models, NAME or NAME@WIDTH (width multiplier), e.g. cnn3@2")
@@ -268,17 +125,18 @@ def main(argv=None):
     versions, torch_note, torch_attack = {}, None, None
     if not args.no_torch:
         try:
-            import torch
+            import torch  # noqa: PLC0415 (the bench extra: optional)
             versions = dict(torch=torch.__version__)
         except ImportError as e:
             torch, torch_note = None, f"PyTorch side skipped: the bench extra is not installed ({e})"
         if torch is not None:
             try:
-                import torchattacks
+                import torchattacks  # noqa: PLC0415 (the bench extra: optional)
                 pgd_cls, torch_attack = torchattacks.PGD, "torchattacks.PGD"
                 versions["torchattacks"] = torchattacks.__version__
             except ImportError:
-                pgd_cls, torch_attack = bc.TorchPGD, "TorchPGD (copy of torchattacks.PGD's loop; torchattacks not installed)"
+                pgd_cls = torch_bridge.TorchPGD
+                torch_attack = "TorchPGD (copy of torchattacks.PGD's loop; torchattacks not installed)"
                 torch_note = "torchattacks is not installed: the PyTorch side uses the script's copy of its PGD loop"
     else:
         torch_note = "PyTorch side skipped (--no-torch)"
@@ -295,22 +153,24 @@ def main(argv=None):
             raise SystemExit("--torch-device cuda but this PyTorch has no CUDA")
         versions["torch_threads"] = torch.get_num_threads()
         if jax.default_backend() != "cpu" and device == "cpu":
-            torch_note = ((torch_note + "; ") if torch_note else "") + (f"jaxdyn ran on {jax.default_backend()}, PyTorch on the CPU (no CUDA in this torch): "
-                          "the ratio is not like for like")
-    precision = bc.full_fp32(torch)  # TF32 off on both sides: same arithmetic, logits comparable
+            torch_note = ((torch_note + "; ") if torch_note else "") + (
+                f"jaxdyn ran on {jax.default_backend()}, PyTorch on the CPU (no CUDA in this torch): "
+                "the ratio is not like for like")
+    precision = torch_bridge.full_fp32(torch)  # TF32 off on both sides: same arithmetic, logits comparable
     if torch_note:
         print(f"[bench] {torch_note}")
 
     n_train = args.n_train or min(60_000, args.steps * args.batch)
-    xtr, ytr, src_tr = bc.load_digits(n_train, seed=args.seed, split="train")
-    xte, yte, src_te = bc.load_digits(args.n_test, seed=0, split="test")
+    xtr, ytr, src_tr = common.load_digits(n_train, seed=args.seed, split="train")
+    xte, yte, src_te = common.load_digits(args.n_test, seed=0, split="test")
     xr, yr = xte[:args.n_robust], yte[:args.n_robust]
     fig = presets.FIG5_ADV["full"]
     seeds = [args.seed + r for r in range(args.repeats)]
     results = dict(
         benchmark=f"PGD-linf adversarial training, eps={args.eps}, batch {args.batch}: jaxdyn train step vs "
                   "PyTorch + torchattacks",
-        machine=bc.machine_info(versions), torch_device=device, precision=precision, torch_note=torch_note, torch_attack=torch_attack,
+        machine=common.machine_info(versions), torch_device=device, precision=precision, torch_note=torch_note,
+        torch_attack=torch_attack,
         config=vars(args) | dict(n_train=n_train, data=[src_tr, src_te], optimizer=fig.get("optimizer", "adam"),
                                  lr=fig["lr"], schedule=fig["schedule"], eps_warmup=fig["eps_warmup"],
                                  alpha_rule="2.5 * eps / inner_steps", seeds=seeds,
@@ -318,7 +178,7 @@ def main(argv=None):
         runs={})
     rows = []
     if torch is not None:
-        xtr_t, ytr_t = bc.nchw(xtr), torch.from_numpy(np.asarray(ytr, np.int64))
+        xtr_t, ytr_t = torch_bridge.nchw(xtr), torch.from_numpy(np.asarray(ytr, np.int64))
     for name, width in specs:
         label = name if width == 1.0 else f"{name}@{width:g}"
         model = models.get_model(name, width=width)
@@ -345,27 +205,29 @@ def main(argv=None):
                 tj.append(t_j)
                 entry = dict(jaxdyn=dict(timing=t_j, compile_s=comp, last_loss=loss_j, clean=cj, robust=rj))
                 if torch is not None:
-                    tmodel = bc.to_torch(model, init).to(device)
+                    tmodel = torch_bridge.to_torch(model, init).to(device)
                     z0 = np.asarray(model.apply(init, jnp.asarray(xte[:64])))
                     with torch.no_grad():
-                        zt = tmodel(bc.nchw(xte[:64]).to(device)).cpu().numpy()
+                        zt = tmodel(torch_bridge.nchw(xte[:64]).to(device)).cpu().numpy()
                     logit_err = float(np.max(np.abs(z0 - zt)) / max(np.max(np.abs(z0)), 1e-30))
                     if not logit_err < 1e-4:
                         raise RuntimeError(f"{label}: PyTorch copy disagrees with the flax model (rel {logit_err:.1e})")
                     t_t, loss_t = train_torch(tmodel, xtr_t, ytr_t, order, eps_s, alpha_s, inner, cfg.lr, seed,
                                               args.warmup, device, pgd_cls)
-                    ct, rt = ev(bc.from_torch(model, tmodel.cpu(), init))
+                    ct, rt = ev(torch_bridge.from_torch(model, tmodel.cpu(), init))
                     acc["torch_clean"].append(ct)
                     acc["torch_robust"].append(rt)
                     tt.append(t_t)
-                    entry["torch"] = dict(timing=t_t, last_loss=loss_t, clean=ct, robust=rt, init_logit_rel_diff=logit_err)
+                    entry["torch"] = dict(timing=t_t, last_loss=loss_t, clean=ct, robust=rt,
+                                          init_logit_rel_diff=logit_err)
                 res["seeds"][seed] = entry
-                print(f"[{label} PGD-{inner} seed {seed}] jaxdyn {bc.fmt_s(bc.t_(t_j))}/step clean {cj:.3f} "
-                      f"robust {rj:.3f}" + (f" | torch {bc.fmt_s(bc.t_(t_t))}/step clean {ct:.3f} robust {rt:.3f}"
-                                            if torch is not None else ""), flush=True)
-            key = bc.primary_key().replace("median_s", "runs_s")
+                print(f"[{label} PGD-{inner} seed {seed}] jaxdyn {timing.fmt_s(timing.t_(t_j))}/step "
+                      f"clean {cj:.3f} robust {rj:.3f}"
+                      + (f" | torch {timing.fmt_s(timing.t_(t_t))}/step clean {ct:.3f} robust {rt:.3f}"
+                         if torch is not None else ""), flush=True)
+            key = timing.primary_key().replace("median_s", "runs_s")
             med_j = statistics.median([r for t in tj for r in t[key]])
-            res.update(timing=bc.primary_key(), jaxdyn_step_s=med_j, jaxdyn_images_per_s=args.batch / med_j,
+            res.update(timing=timing.primary_key(), jaxdyn_step_s=med_j, jaxdyn_images_per_s=args.batch / med_j,
                        jaxdyn_step_wall_s=statistics.median([r for t in tj for r in t["runs_s"]]))
             row = {"model": label, "params": res["params"], "inner": inner,
                    "jaxdyn img/s": f"{res['jaxdyn_images_per_s']:.0f}"}
@@ -379,19 +241,21 @@ def main(argv=None):
                            target_speedup=1.25, met=bool(med_t / med_j >= 1.25))
                 row.update({"torch img/s": f"{res['torch_images_per_s']:.0f}", "ratio": f"{res['speedup']:.2f}x",
                             "(wall)": f"{res['speedup_wall']:.2f}x",
-                            "clean jax/torch": f"{res['clean']['jaxdyn_mean']:.3f} / {res['clean']['torch_mean']:.3f}",
-                            "robust jax/torch": f"{res['robust']['jaxdyn_mean']:.3f} / {res['robust']['torch_mean']:.3f}",
+                            "clean jax/torch": f"{res['clean']['jaxdyn_mean']:.3f} / "
+                                               f"{res['clean']['torch_mean']:.3f}",
+                            "robust jax/torch": f"{res['robust']['jaxdyn_mean']:.3f} / "
+                                                f"{res['robust']['torch_mean']:.3f}",
                             "agree": f"{res['clean']['verdict']}/{res['robust']['verdict']}"})
             if args.profile:
                 prof = profile_jaxdyn(model, init, cfg, tx, xtr[:args.batch], ytr[:args.batch], cfg.eps,
                                       cfg.adv_alpha, max(3, args.repeats))
                 res["profile"] = prof
-                row["attack/update/step ms"] = "/".join(f"{bc.t_(prof[k]) * 1e3:.0f}" for k in (
+                row["attack/update/step ms"] = "/".join(f"{timing.t_(prof[k]) * 1e3:.0f}" for k in (
                     "attack_train_step", "update_only", "step_donated"))
-                row["scan attack ms"] = f"{bc.t_(prof['attack_scan']) * 1e3:.0f}"
+                row["scan attack ms"] = f"{timing.t_(prof['attack_scan']) * 1e3:.0f}"
             results["runs"][f"{label}/pgd{inner}"] = res
             rows.append(row)
-    return bc.finish(args.out, rows, results,
+    return timing.finish(args.out, rows, results,
                      note="(median per step); ratio = jaxdyn images/s over PyTorch images/s")
 
 

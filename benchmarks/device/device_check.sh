@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The prepared device run: install jaxdyn without dependencies (the machine has JAX and no
-# internet) and run scripts/device_check.py into
+# internet) and run `python -m benchmarks.device` from the repository root into
 # "$OUT/device_check" (the device tool returns what is written under $OUT). Extra arguments go to
-# device_check.py, e.g. `bash scripts/device_check.sh --only env bench_theorem2`.
+# it, e.g. `bash benchmarks/device/device_check.sh --only env bench_theorem2`.
 #   MNIST: the copy built into jaxdyn (jaxdyn/datasets/mnist), unless JAXDYN_DATA_DIR names a folder.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 OUT="${OUT:-$PWD/results}"
 # --no-build-isolation: setuptools from the environment (an isolated build would download it)
 python -m pip install -q --no-deps --no-build-isolation -e . \
@@ -16,5 +16,5 @@ fi
 export JAXDYN_CACHE_DIR=/tmp/jaxdyn_cache MPLBACKEND=Agg
 nvidia-smi -L 2>/dev/null || true
 # 510 s: with the install and start-up the command stays under the device tool's 600 s per call
-exec python scripts/device_check.py --out "$OUT/device_check" --work-dir /tmp/jaxdyn_device_work \
+exec python -m benchmarks.device --out "$OUT/device_check" --work-dir /tmp/jaxdyn_device_work \
   --budget-s "${BUDGET_S:-510}" "$@"
