@@ -1,6 +1,9 @@
 """Verdict rules of :mod:`jaxdyn.experiments.claims`: each can return "does not hold"."""
 
+import pytest
+
 from jaxdyn.experiments import claims
+from jaxdyn.experiments.claims import ClaimText, render
 
 
 def test_rank_verdict_holds():
@@ -58,7 +61,6 @@ def test_verdict_can_fail_range_and_count():
 
 
 def test_render_fills_every_field_from_the_values_and_refuses_a_missing_one():
-    from jaxdyn.experiments.claims import ClaimText, render
 
     t = ClaimText("t.k", "κ is small ({k:.3g})", paper="κ ≤ {hi:g}", protocol="{row[n]} digits",
                   measured="κ = {k:.3g}", rule="κ ≤ {hi:g}", baselines="first order {k1:.2g}")
