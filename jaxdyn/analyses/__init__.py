@@ -12,7 +12,7 @@ import importlib
 
 #: submodules
 SUBMODULES = ('curvature', 'growth', 'instability', 'metrics', 'real_attack', 'regimes', 'regimes_ode', 'stats',
-              'variant_matching', 'verdicts',)
+              'table1_protocol', 'variant_matching', 'verdicts',)
 
 #: public name -> the submodule that defines it
 _API: dict[str, str] = {
@@ -44,6 +44,10 @@ _API: dict[str, str] = {
         'cos_to_mean', 'finite_median', 'gaussian_rows', 'norm_only_null', 'null_summary', 'paired',
         'partial_spearman', 'spearman_rows'
     ), 'stats'),
+    **dict.fromkeys((
+        'C3_MAX_COS', 'C3_MIN_DIGITS', 'c3_turns', 'kappa_vs_m', 'make_logit_space_fn', 'make_network_attack_fn',
+        'make_prep_fn', 'paper_protocol', 'regime_range'
+    ), 'table1_protocol'),
     **dict.fromkeys((
         'ATTACK_FLIPS', 'appendix_j', 'attack_row', 'flip_rate', 'make_fig1_fn', 'make_pgd_fn', 'make_raw_free_fn'
     ), 'variant_matching'),
