@@ -11,8 +11,8 @@ from __future__ import annotations
 import importlib
 
 #: submodules
-SUBMODULES = ('curvature', 'growth', 'instability', 'metrics', 'real_attack', 'regimes', 'regimes_ode', 'stats',
-              'table1_protocol', 'variant_matching', 'verdicts',)
+SUBMODULES = ('curvature', 'growth', 'instability', 'kappa_beta', 'metrics', 'real_attack', 'regimes', 'regimes_ode',
+              'stats', 'table1_protocol', 'variant_matching', 'verdicts',)
 
 #: public name -> the submodule that defines it
 _API: dict[str, str] = {
@@ -28,6 +28,7 @@ _API: dict[str, str] = {
         'CONTROLS', 'LEGACY_CONTROLS', 'MATCH_TOL', 'VERDICT_CONTROLS', 'instability', 'match_by_loss',
         'random_direction', 'random_loss_matched', 'read_controls', 'summarize_instability'
     ), 'instability'),
+    **dict.fromkeys(('LONG_WORK', 'kappa_vs_beta'), 'kappa_beta'),
     **dict.fromkeys((
         'cosine', 'fit_linear', 'fit_log_linear', 'kappa', 'kappa_first_order', 'kappa_prime', 'one_minus_cos',
         'per_sample_norm', 'spearman', 'weight_gradient_instability'
