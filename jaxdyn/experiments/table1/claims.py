@@ -143,11 +143,10 @@ def regime_claims(results: dict) -> list[dict]:
         pairs = attack_regime_pairs(rows, gating=gating, target=target, factor=F)
         nets = []
         for m, p, _, k in pairs:
-            v = _point(p, gating, ("beta", "flip_fraction", "beta_lambda_max", "delta_l2", "kappa_theorem1",
-                                   "euler_gap"))
-            v["beta"] = C.fmt(None if p is None else p.get("beta"))
+            v = _point(p, gating, ("flip_fraction", "beta_lambda_max", "delta_l2", "kappa_theorem1", "euler_gap"))
             kv = {} if p is None else p
-            v.update(model=m, kappa=C.fmt(kv.get(k)), first_order=C.fmt(kv.get(k + "_first_order")),
+            v.update(model=m, beta=C.fmt(kv.get("beta")), kappa=C.fmt(kv.get(k)),
+                     first_order=C.fmt(kv.get(k + "_first_order")),
                      kappa_m=C.fmt(kv.get("kappa" + SUFFIX[gating])),
                      first_order_m=C.fmt(kv.get("kappa" + SUFFIX[gating] + "_first_order")),
                      ref=(REGIME_ITEMS["ode_ref"].format(ode_solved=kv.get("ode_solved" + SUFFIX[gating]),
