@@ -4,9 +4,11 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxdyn.cli import app as cli
 
+from jaxdyn.analyses import kappa_beta
 from jaxdyn.core import models
 from jaxdyn.experiments import kappa_sweep
 
@@ -21,8 +23,8 @@ def _tiny():
 def test_sweep_paths_agree_and_first_order_is_worse(tmp_path):
     net, v, xs, ys = _tiny()
     kw = dict(betas=[1e-3, 1e-1], steps=40, progress=False)
-    a = kappa_sweep.sweep(net, v, xs, ys, path="network", **kw)
-    b = kappa_sweep.sweep(net, v, xs, ys, path="logit", **kw)
+    a = kappa_beta.kappa_vs_beta(net, v, xs, ys, path="network", **kw)
+    b = kappa_beta.kappa_vs_beta(net, v, xs, ys, path="logit", **kw)
     for ra, rb in zip(a, b):
         np.testing.assert_allclose(ra["kappa"], rb["kappa"], rtol=1e-6)
         assert ra["kappa"] < ra["kappa_first_order"]
@@ -44,12 +46,10 @@ def test_cli_help_and_bad_input(tmp_path, capsys):
 
 def test_long_sweep_warns_with_an_estimate(monkeypatch):
     """A sweep of many sample-steps times a few steps first and says how long it will take."""
-    import pytest
-
     net, v, xs, ys = _tiny()
-    monkeypatch.setattr(kappa_sweep, "LONG_WORK", 100)
+    monkeypatch.setattr(kappa_beta, "LONG_WORK", 100)
     with pytest.warns(UserWarning, match=r"3 digits × 40 steps × 2 β will take about .* min"):
-        kappa_sweep.sweep(net, v, xs, ys, betas=[1e-3, 1e-2], steps=40, path="logit", progress=True)
+        kappa_beta.kappa_vs_beta(net, v, xs, ys, betas=[1e-3, 1e-2], steps=40, path="logit", progress=True)
 
 
 def test_verdict_can_fail_kappa_sweep():

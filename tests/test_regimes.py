@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from jaxdyn.analyses import metrics
+from jaxdyn.analyses.regimes import C3_FIELDS, FREE_FIELDS, ODE_FIELDS, ROW_FIELDS, convergence, sweep
+from jaxdyn.attacks import flow
 from jaxdyn.attacks.multistep import attack
 from jaxdyn.core.losses import is_success
-from jaxdyn.analyses.regimes import C3_FIELDS, FREE_FIELDS, ROW_FIELDS, sweep
 from jaxdyn.core.theory import predict, structured_eigenpairs
 from tests.helpers import small_input, small_net
 
@@ -128,9 +129,6 @@ def test_bad_arguments():
 
 @pytest.mark.slow  # default-suite time: the ODE path runs by default in test_table1_command_tiny
 def test_ode_reference_fields_match_direct_computation():
-    from jaxdyn.attacks import flow
-    from jaxdyn.analyses.regimes import ODE_FIELDS, convergence
-
     f, xs, ys = _batch(n=3)
     beta, tol = 2.0, dict(rtol=1e-9, atol=1e-12, max_steps=4096)
     (r,) = sweep(f, xs, ys, betas=(beta,), steps=STEPS, gating=("frozen",), ode_tol=tol)

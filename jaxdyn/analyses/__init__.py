@@ -13,7 +13,8 @@ from jaxdyn._internal.lazy import attach
 
 #: submodules
 SUBMODULES = ('curvature', 'growth', 'growth_runs', 'influence_measure', 'influence_ranks', 'instability',
-              'metrics', 'real_attack', 'regimes', 'regimes_ode', 'stats', 'variant_matching', 'verdicts',)
+              'kappa_beta', 'metrics', 'real_attack', 'regimes', 'regimes_ode', 'stats', 'table1_protocol',
+              'variant_matching', 'verdicts',)
 
 #: public name -> the submodule that defines it
 _API: dict[str, str] = {
@@ -37,6 +38,7 @@ _API: dict[str, str] = {
         'CONTROLS', 'LEGACY_CONTROLS', 'MATCH_TOL', 'VERDICT_CONTROLS', 'control_tests', 'instability',
         'match_by_loss', 'random_direction', 'random_loss_matched', 'read_controls', 'summarize_instability'
     ), 'instability'),
+    **dict.fromkeys(('LONG_WORK', 'kappa_vs_beta'), 'kappa_beta'),
     **dict.fromkeys((
         'LayerTest', 'cosine', 'fit_linear', 'fit_log_linear', 'growth_fits', 'kappa', 'kappa_first_order',
         'kappa_prime', 'one_minus_cos', 'paired_log_excess', 'per_sample_norm', 'spearman',
@@ -54,6 +56,10 @@ _API: dict[str, str] = {
         'cos_to_mean', 'finite_median', 'gaussian_rows', 'norm_only_null', 'null_summary', 'paired',
         'partial_spearman', 'spearman_rows'
     ), 'stats'),
+    **dict.fromkeys((
+        'C3_MAX_COS', 'C3_MIN_DIGITS', 'c3_turns', 'kappa_vs_m', 'make_logit_space_fn', 'make_network_attack_fn',
+        'make_prep_fn', 'paper_protocol', 'regime_range'
+    ), 'table1_protocol'),
     **dict.fromkeys((
         'ATTACK_FLIPS', 'EpsMatch', 'FIG1_MODEL', 'FIG1_VARIANTS', 'GATINGS', 'GatingMatch', 'PGD_VARIANTS',
         'RawFlips', 'appendix_j', 'attack_row', 'fig1_raw', 'flip_rate', 'make_fig1_fn', 'make_pgd_fn',

@@ -134,8 +134,9 @@ def free_example(f: Callable, x, y, J, g_z, beta, *, steps: int, with_delta: boo
 def summarize(p: dict, correct, suffix: str = "") -> dict:
     """A row's fields of one gating from the per-example numbers of :func:`compare` (arrays
     ``[N]``; ``correct``: ``[N]`` booleans, the examples classified correctly; ``suffix`` ``""``
-    for frozen, ``"_free"`` for free, see :data:`FREE_FIELDS`): κ = Σ‖δ* − δ̂‖ / Σ‖δ*‖ (:func:`jaxdyn.analyses.metrics.kappa`), medians
-    over all examples, the flip fraction over the correctly classified ones."""
+    for frozen, ``"_free"`` for free, see :data:`FREE_FIELDS`): κ = Σ‖δ* − δ̂‖ / Σ‖δ*‖
+    (:func:`jaxdyn.analyses.metrics.kappa`), medians over all examples, the flip fraction over the
+    correctly classified ones."""
     p = {k: np.asarray(v, np.float64) for k, v in p.items()}
     correct = np.asarray(correct, bool)
     den = float(np.sum(p["norm"]))

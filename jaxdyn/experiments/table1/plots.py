@@ -1,5 +1,5 @@
-"""Table 1's output: ``table1.md`` and the figures, from the results alone (split from
-:mod:`jaxdyn.experiments.table1` to keep each file short)."""
+"""Table 1's output: ``table1.md`` (:func:`markdown`), ``table1_regimes.png`` (:func:`plot_regimes`)
+and ``table1_convergence.png`` (:func:`plot_convergence`), from the results alone."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxdyn.experiments import _common as C
 from jaxdyn._internal.results import write_text_atomic
+from jaxdyn.experiments import _common as C
+
+__all__ = ["plot", "plot_convergence", "plot_regimes", "markdown"]
 
 
 def plot(results: dict, out: Path) -> None:
@@ -24,7 +26,7 @@ def plot_convergence(results: dict, path: Path) -> None:
     """κ(m) against the ODE reference: the Euler gap ``Σ‖δ*_m − δ_ode‖/Σ‖δ_ode‖`` against ``m``
     (left) and κ of the m-step attack with the flow's κ_ode as a dotted level (right), frozen
     (solid) and free (dashed), at each network's attack-regime β; a 1/m slope for reference."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415 (matplotlib only when plotting)
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     colors = plt.cm.tab10(np.linspace(0, 1, 10))
@@ -59,7 +61,7 @@ def plot_convergence(results: dict, path: Path) -> None:
 def plot_regimes(results: dict, path: Path) -> None:
     """κ (solid) and first-order κ (dashed) against the median βλ₁, frozen and free (top); C.3's
     |cos(δ*, v₁)| (solid) and cos(δ*, g_x) (dashed) against βλ₁ (bottom), one colour per network."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415 (matplotlib only when plotting)
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 8), sharex="col")
     colors = plt.cm.tab10(np.linspace(0, 1, 10))
@@ -108,7 +110,8 @@ def markdown(res: dict) -> str:
                             f"{p.get('flip_fraction' + sfx):.2f}", fmt(p.get("delta_l2" + sfx)), fmt(ko), fmt(bo),
                             fmt(bo / ko) if ko and bo else "—", fmt(p.get("euler_gap" + sfx)),
                             f"{p.get('ode_solved' + sfx)}/{p.get('n_examples')}" if ko is not None else "—",
-                            fmt(k), fmt(p.get("kappa_theorem1" + sfx)), fmt(base), fmt(base / k) if k and base else "—"])
+                            fmt(k), fmt(p.get("kappa_theorem1" + sfx)), fmt(base),
+                            fmt(base / k) if k and base else "—"])
     att_t = C.md_table(["network", "gating", "β", "βλ₁", "flips", "‖δ*‖₂", "κ vs ODE", "1st order vs ODE",
                         "ratio", "Euler gap", "ODE solved", "κ m-step", "κ Thm 1", "1st order m-step", "ratio"], att)
     reg = [[r["model"], f"{q['beta']:g}", fmt(q.get("beta_lambda_max")), f"{q.get('flip_fraction') or 0:.2f}",
