@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from jaxdyn.analyses import real_attack
-
 from jaxdyn.core import influence
 from tests.test_influence import _binary_net, _image, _quadratic_loss
 

@@ -1,13 +1,19 @@
-"""Table 2 (``jaxdyn.experiments.table2``): the protocol, config validation, the claims' verdict
-rules, and a smoke test of the command at the tiny scale."""
+"""Table 2 (the ``jaxdyn.experiments.table2`` package; its measurement ``jaxdyn.analyses.real_attack``):
+the protocol, config validation, the claims' verdict rules, and a smoke test of the command at the
+tiny scale."""
 
 import json
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxdyn.analyses import real_attack
+from jaxdyn.core import influence
 from jaxdyn.experiments import runner, table2
 from tests.helpers import assert_protocol
+from tests.test_influence import _binary_net, _image
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -94,14 +100,6 @@ def test_verdict_can_fail_eq11():
 
 def test_phi_star_is_measured_without_the_theory(monkeypatch):
     """φ* comes from real gradients only: replacing Eqs. 9-10 by garbage changes κ′, never φ*."""
-    import jax
-    import jax.numpy as jnp
-
-    from jaxdyn.core import influence
-
-    from jaxdyn.analyses import real_attack
-    from tests.test_influence import _binary_net, _image
-
     model, variables = _binary_net("mlp3", 1 / 32, seed=3)
     path = influence.first_layer_path(model, variables)
     x = jnp.stack([_image(s) for s in range(3)])
@@ -109,14 +107,15 @@ def test_phi_star_is_measured_without_the_theory(monkeypatch):
     y = jnp.sign(jax.vmap(lambda t: z_of(W, t)[0])(x))
 
     def measured():
-        fn = table2.make_sweep_fn(model, path, 5, eta=0.1)
+        fn = real_attack.make_sweep_fn(model, path, 5, eta=0.1)
         return jax.tree.map(np.asarray, fn(variables, x, y, jnp.asarray(1.0)))
 
     before = measured()
     kp = {g: real_attack.real_attack_kappa(before[g], eta=0.1) for g in before}
     garbage = lambda **kw: 1e3 * jnp.ones_like(kw["A"])  # noqa: E731
-    monkeypatch.setattr(influence, "theorem3", garbage)
-    monkeypatch.setattr(influence, "theorem4", garbage)
+    for mod in (influence, real_attack):  # where the theory is defined, and where κ′ applies it
+        monkeypatch.setattr(mod, "theorem3", garbage)
+        monkeypatch.setattr(mod, "theorem4", garbage)
     after = measured()
     for g in before:
         for k in ("phi", "phi_adv", "phi_ori", "A", "hbar_z"):
@@ -164,18 +163,12 @@ def test_table2_command_tiny(tiny_env):
 def test_batch_fn_one_compile_for_headline_and_grid():
     """The headline (network attack) and the β grid (logit-space attack) share one compiled function;
     ``network_attack`` picks the attack (A2: both give the same δ* to float64 rounding)."""
-    import jax
-    import jax.numpy as jnp
-
-    from jaxdyn.core import influence
-    from tests.test_influence import _binary_net, _image
-
     model, variables = _binary_net("mlp3", 1 / 32, seed=3)
     path = influence.first_layer_path(model, variables)
     x = jnp.stack([_image(s) for s in range(2)])
     z_of, W, _ = influence.first_layer_fn(model, variables, path=path)
     y = jnp.sign(jax.vmap(lambda t: z_of(W, t)[0])(x))
-    fn = table2.make_batch_fn(model, path, 5, eta=0.1, norm_c=0.5)
+    fn = real_attack.make_batch_fn(model, path, 5, eta=0.1, norm_c=0.5)
     net, logit = (fn(variables, x, y, jnp.asarray(0.1), jnp.asarray(na)) for na in (True, False))
     np.testing.assert_array_equal(logit["delta_star"], logit["delta_logit_space"])
     np.testing.assert_allclose(net["delta_star"], net["delta_logit_space"], rtol=1e-9, atol=1e-14)
