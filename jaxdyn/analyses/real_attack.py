@@ -49,7 +49,14 @@ from jaxdyn.core.theory import predict
 
 __all__ = ["delta_hat_phi", "real_attack_phi", "L2_STEP_FACTOR", "l2_attack_phi", "attack_influence", "paper_kappa",
            "real_attack_kappa", "delta_hat_norm", "eq11_predict", "eq11_kappa", "make_batch_fn", "make_sweep_fn",
-           "PAPER_FIELDS", "PaperProtocol", "paper_protocol", "real_attack_sweep"]
+           "PAPER_FIELDS", "PaperProtocol", "paper_protocol", "real_attack_sweep", "RECORD_FIELDS",
+           "EQUATIONS"]
+
+#: the fields of one equation's κ′ record in a real-attack row (``row["eq9"]``, ``"eq10"``, ``"eq11"``):
+#: κ′, its first-order and its null baseline
+RECORD_FIELDS = ("kappa_prime", "first_order", "null")
+#: the equations of a real-attack row, each a record of :data:`RECORD_FIELDS` (and more)
+EQUATIONS = ("eq9", "eq10", "eq11")
 
 #: the ℓ2 attack's step is ``L2_STEP_FACTOR * eps / steps`` (the usual PGD choice: the ball's
 #: surface is reached well before the last step)
@@ -181,11 +188,12 @@ def paper_kappa(out: dict, beta: float, *, eta: float, norm_c: float) -> dict:
 
 def real_attack_kappa(q: dict, *, eta) -> dict:
     """κ′ of Eqs. 9 and 10 against the measured ``φ*`` (``q``: the per-sample ``[N]`` arrays of
-    :func:`real_attack_phi`), beside two baselines computed the same way: first
-    order (``e^A → 1 + A``) and the null predictor (``φ̂ = 0`` for Eq. 9, ``φ̂ = φ^(ori)`` for
-    Eq. 10: "no adversarial effect"); ``sign_agreement``: the fraction of samples with
-    ``sign φ̂ = sign φ*`` (also for first order). The theory enters here only, through
-    :func:`jaxdyn.core.theorem3` / ``theorem4``; the measurement never calls them."""
+    :func:`real_attack_phi`), one record per equation (:data:`RECORD_FIELDS`): ``{"eq9": {...},
+    "eq10": {...}}``, each with ``kappa_prime`` and two baselines computed the same way:
+    ``first_order`` (``e^A → 1 + A``) and ``null`` (``φ̂ = 0`` for Eq. 9, ``φ̂ = φ^(ori)`` for
+    Eq. 10: "no adversarial effect"); Eq. 9's ``sign_agreement``: the fraction of samples with
+    ``sign φ̂ = sign φ*`` (``sign_agreement_first_order`` for first order). The theory enters here
+    only, through :func:`jaxdyn.core.theorem3` / ``theorem4``; the measurement never calls them."""
     g = lambda k: jnp.asarray(q[k])  # noqa: E731
     common = dict(A=g("A"), phi_ori=g("phi_ori"), g_z=g("g_z"), hbar_z=g("hbar_z"), q=g("q"), eta=eta)
     phi, adv = g("phi"), g("phi_adv")
@@ -196,10 +204,9 @@ def real_attack_kappa(q: dict, *, eta) -> dict:
         return float(jnp.mean(jnp.abs(a - b)) / jnp.mean(jnp.abs(a)))
 
     sign = lambda a, b: float(jnp.mean(jnp.sign(a) == jnp.sign(b)))  # noqa: E731
-    return dict(kappa_prime=kp(phi, p9), kappa_prime_first_order=kp(phi, p9_1),
-                kappa_prime_null=kp(phi, jnp.zeros_like(phi)), sign_agreement=sign(p9, phi),
-                sign_agreement_first_order=sign(p9_1, phi), kappa_prime_eq10=kp(adv, p10),
-                kappa_prime_eq10_first_order=kp(adv, p10_1), kappa_prime_eq10_null=kp(adv, common["phi_ori"]))
+    return dict(eq9=dict(kappa_prime=kp(phi, p9), first_order=kp(phi, p9_1), null=kp(phi, jnp.zeros_like(phi)),
+                         sign_agreement=sign(p9, phi), sign_agreement_first_order=sign(p9_1, phi)),
+                eq10=dict(kappa_prime=kp(adv, p10), first_order=kp(adv, p10_1), null=kp(adv, common["phi_ori"])))
 
 
 def delta_hat_norm(*, A, g_z, hbar_z, gx_norm2, first_order: bool = False):
@@ -221,17 +228,17 @@ def eq11_predict(q: dict, *, beta, eta, first_order: bool = False):
 
 
 def eq11_kappa(q: dict, *, beta, eta) -> dict:
-    """κ′ of Eq. 11 against the measured ``φ*`` at the ℓ2 attack, beside the first-order and the
-    null (``φ̂ = 0``) baselines computed the same way, and the fraction of samples with
-    ``sign φ̂ = sign φ*``; also the median ``C`` and the median ``A``."""
+    """Eq. 11's record: ``kappa_prime`` against the measured ``φ*`` at the ℓ2 attack, beside the
+    ``first_order`` and the ``null`` (``φ̂ = 0``) baselines computed the same way, and
+    ``sign_agreement``, the fraction of samples with ``sign φ̂ = sign φ*``; also ``c_median`` (the
+    median ``C``) and ``A_median``."""
     phi = jnp.asarray(q["phi"])
     p, p1 = eq11_predict(q, beta=beta, eta=eta), eq11_predict(q, beta=beta, eta=eta, first_order=True)
     kp = lambda b: float(jnp.mean(jnp.abs(phi - b)) / jnp.mean(jnp.abs(phi)))  # noqa: E731
     A = influence_A(beta, jnp.asarray(q["hbar_z"]), jnp.asarray(q["gx_norm2"]))
-    return dict(kappa_prime_eq11=kp(p), kappa_prime_eq11_first_order=kp(p1),
-                kappa_prime_eq11_null=kp(jnp.zeros_like(phi)),
-                sign_agreement_eq11=float(jnp.mean(jnp.sign(p) == jnp.sign(phi))),
-                eq11_c_median=float(jnp.median(jnp.asarray(q["c"]))), eq11_A_median=float(jnp.median(A)))
+    return dict(kappa_prime=kp(p), first_order=kp(p1), null=kp(jnp.zeros_like(phi)),
+                sign_agreement=float(jnp.mean(jnp.sign(p) == jnp.sign(phi))),
+                c_median=float(jnp.median(jnp.asarray(q["c"]))), A_median=float(jnp.median(A)))
 
 
 # --- 3. one network: the jitted builders and Table 2's per-network measurements -----------------
@@ -314,9 +321,10 @@ def paper_protocol(model, variables, path, x, y, *, beta: float, betas: Sequence
 def real_attack_sweep(model, variables, path, x, y, *, A_targets: Sequence[float], steps: int, eta: float,
                       chunk: int | None) -> list[dict]:
     """The real-attack rows of one network: for each ``A_target``, ``β = A_target / median_x(H_z(x)
-    ||g̃_x||²)`` (clean input, as Fig. 3) and, per gating, κ′ of Eqs. 9-11 with their baselines
-    (:func:`real_attack_kappa`, :func:`eq11_kappa`), the measured median ``A``, the flip rate of
-    correctly classified digits and the median norms (``steps``: the raw attack's ``m``)."""
+    ||g̃_x||²)`` (clean input, as Fig. 3) and, per gating, the measured median ``A``, the flip rate of
+    correctly classified digits, the median norms (``steps``: the raw attack's ``m``) and one record
+    per equation, ``eq9``, ``eq10`` (:func:`real_attack_kappa`) and ``eq11`` (:func:`eq11_kappa`):
+    κ′ beside its baselines."""
     f = logits_fn(model, variables)
     a_unit = np.asarray(jax.jit(jax.vmap(lambda xi, yi: influence.influence_A_clean(f, xi, yi)))(x, y))
     fn = make_sweep_fn(model, path, steps, eta=eta)
@@ -329,5 +337,5 @@ def real_attack_sweep(model, variables, path, x, y, *, A_targets: Sequence[float
             rows.append(dict(beta=beta, A_target=a_t, gating=gating, steps=steps,
                              A_median=float(np.median(q["A"])), flip_fraction=flip_rate(q["success_step"]),
                              delta_l2=float(np.median(q["delta_l2"])), delta_linf=float(np.median(q["delta_linf"])),
-                             **real_attack_kappa(q, eta=eta), **eq11_kappa(q["l2"], beta=beta, eta=eta)))
+                             **real_attack_kappa(q, eta=eta), eq11=eq11_kappa(q["l2"], beta=beta, eta=eta)))
     return rows

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+from jaxdyn.analyses.real_attack import RECORD_FIELDS
 from jaxdyn.experiments import _common as C
 from jaxdyn.experiments.claims import ClaimText, count_verdict, range_verdict, render
 
@@ -53,23 +54,23 @@ def _real_attack_text(cid: str, eq: str, gating: str, *, null: str, protocol: st
         baselines=f"first order (e^A → 1 + A) and null ({null}), computed the same way (in 'measured')", rule=_RULE)
 
 
-#: the real-attack claims: ``(text, κ′ field of the sweep row, gating, per-network template)``
+#: the real-attack claims: ``(text, the equation's record in the sweep row, gating, per-network template)``
 REAL_ATTACK = tuple((_real_attack_text(cid, eq, gating, null=null, protocol=protocol), key, gating, network) for
                     cid, eq, key, gating, null, protocol, network in (
-    ("real_attack_free", "Theorem 3 (Eq. 9)", "kappa_prime", "free", "φ̂ = 0", "",
+    ("real_attack_free", "Theorem 3 (Eq. 9)", "eq9", "free", "φ̂ = 0", "",
      "{model} (β {beta}, A {A_median}, flips {flip_fraction}): {kappa} vs first order {first_order}, null {null}, "
      "sign agreement {sign_agreement}"),
-    ("real_attack_frozen", "Theorem 3 (Eq. 9)", "kappa_prime", "frozen", "φ̂ = 0", "",
+    ("real_attack_frozen", "Theorem 3 (Eq. 9)", "eq9", "frozen", "φ̂ = 0", "",
      "{model} (β {beta}, A {A_median}, flips {flip_fraction}): {kappa} vs first order {first_order}, null {null}, "
      "sign agreement {sign_agreement}"),
-    ("real_attack_eq10_free", "Theorem 4 (Eq. 10)", "kappa_prime_eq10", "free", "φ̂ = φ_ori (no adversarial effect)",
+    ("real_attack_eq10_free", "Theorem 4 (Eq. 10)", "eq10", "free", "φ̂ = φ_ori (no adversarial effect)",
      "", "{model} (β {beta}, A {A_median}, flips {flip_fraction}): {kappa} vs first order {first_order}, "
          "null {null}"),
-    ("real_attack_eq11_free", "Theorem 5 (Eq. 11)", "kappa_prime_eq11", "free", "φ̂ = 0",
+    ("real_attack_eq11_free", "Theorem 5 (Eq. 11)", "eq11", "free", "φ̂ = 0",
      "; Eq. 11: φ* at an ℓ2 PGD attack (2.5ε/m steps) with ε = that δ*'s ‖·‖₂ per digit, C = its measured norm, "
      "e^A → 1 + A with Theorem 2's ‖δ̂‖ as first order",
      "{model} (β {beta}, A {A_median}, flips {flip_fraction}): {kappa} vs first order {first_order}, null {null}, "
-     "C = ‖δ^(ℓ2)‖ {eq11_c_median}, sign agreement {sign_agreement_eq11}"),
+     "C = ‖δ^(ℓ2)‖ {c_median}, sign agreement {sign_agreement}"),
 ))
 
 # --- the verdict rules --------------------------------------------------------------------------
@@ -85,12 +86,13 @@ def verdict_row(rows: list, gating: str) -> dict | None:
     return best if abs(math.log(best["A_median"] / A_VERDICT)) <= math.log(3.0) else None
 
 
-def beats_baselines(row: dict | None, key: str = "kappa_prime") -> bool:
-    """``row[key]`` is below both ``row[key + "_first_order"]`` and ``row[key + "_null"]`` by
-    :data:`FACTOR` (``False`` for a missing row or a non-finite value)."""
-    if row is None:
+def beats_baselines(record: dict | None) -> bool:
+    """One equation's record of a real-attack row (``row["eq9"]``, ...): its ``kappa_prime`` is below
+    both its ``first_order`` and its ``null`` baseline by :data:`FACTOR` (``False`` for a missing
+    record or a non-finite value)."""
+    if record is None:
         return False
-    v, fo, nu = row.get(key), row.get(key + "_first_order"), row.get(key + "_null")
+    v, fo, nu = (record.get(k) for k in RECORD_FIELDS)
     if not all(isinstance(a, (int, float)) and math.isfinite(a) for a in (v, fo, nu)):
         return False
     return v * FACTOR <= fo and v * FACTOR <= nu
@@ -99,12 +101,16 @@ def beats_baselines(row: dict | None, key: str = "kappa_prime") -> bool:
 # --- the claims ---------------------------------------------------------------------------------
 
 
-def _network_values(model: str, row: dict | None, key: str) -> dict:
-    """The values of one network's entry in a real-attack claim (``—`` without a verdict row)."""
-    got = lambda k: C.fmt(row[k]) if row else "—"  # noqa: E731
-    fields = ("beta", "A_median", "flip_fraction", "sign_agreement", "eq11_c_median", "sign_agreement_eq11")
-    return dict(model=model, kappa=got(key), first_order=got(key + "_first_order"), null=got(key + "_null"),
-                **{k: got(k) for k in fields if not row or k in row})
+def _network_values(model: str, row: dict | None, eq: str) -> dict:
+    """The values of one network's entry in a real-attack claim: the verdict row's strength and
+    flips, and its record of equation ``eq`` (``—`` without a verdict row)."""
+    if not row:
+        return dict.fromkeys(("beta", "A_median", "flip_fraction", "kappa", "first_order", "null", "sign_agreement",
+                              "c_median"), "—") | dict(model=model)
+    rec = row[eq]
+    return dict(model=model, **{k: C.fmt(row[k]) for k in ("beta", "A_median", "flip_fraction")},
+                kappa=C.fmt(rec["kappa_prime"]), first_order=C.fmt(rec["first_order"]), null=C.fmt(rec["null"]),
+                **{k: C.fmt(rec[k]) for k in ("sign_agreement", "c_median") if k in rec})
 
 
 def claims(results: dict) -> list[dict]:
@@ -118,10 +124,10 @@ def claims(results: dict) -> list[dict]:
                   kappa_prime=per("kappa_prime"), one_scalar_rel_err=per("one_scalar_rel_err"),
                   first_order=per("kappa_prime_first_order"), eq10_null=per("kappa_prime_eq10_null"))
     out = [render(PAPER_PROTOCOL, values, verdict=range_verdict([r.get("kappa_prime") for r in rows], hi, 1e-3))]
-    for text, key, gating, network in REAL_ATTACK:
+    for text, eq, gating, network in REAL_ATTACK:
         sel = [(r["model"], verdict_row((r.get("protocols") or {}).get("real_attack") or [], gating)) for r in rows]
-        per_network = "; ".join(network.format_map(_network_values(m, w, key)) for m, w in sel)
+        per_network = "; ".join(network.format_map(_network_values(m, w, eq)) for m, w in sel)
         values = dict(a_verdict=f"{A_VERDICT:g}", gating=gating, sweep_steps=results.get("sweep_steps"),
                       factor=f"{FACTOR:g}", setting=setting, per_network=per_network)
-        out.append(render(text, values, verdict=count_verdict([beats_baselines(w, key) for _, w in sel])))
+        out.append(render(text, values, verdict=count_verdict([beats_baselines((w or {}).get(eq)) for _, w in sel])))
     return out

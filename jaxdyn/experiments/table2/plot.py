@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxdyn._internal.results import write_text_atomic
+from jaxdyn.analyses.real_attack import RECORD_FIELDS
 from jaxdyn.experiments import _common as C
 from jaxdyn.experiments.table2.claims import A_VERDICT, FACTOR
 
@@ -38,13 +39,12 @@ def markdown(res: dict) -> str:
     real = C.md_table(
         ["network", "gating", "β", "median A", "flips", "κ′ Eq. 9", "first order", "null (φ̂=0)", "sign agr.",
          "κ′ Eq. 10", "first order", "null (φ̂=φ_ori)", "κ′ Eq. 11 (ℓ2, C)", "first order", "null", "sign agr."],
-        [[r["model"], a["gating"], fmt(a["beta"]), fmt(a["A_median"]), fmt(a["flip_fraction"]), fmt(a["kappa_prime"]),
-          fmt(a["kappa_prime_first_order"]), fmt(a["kappa_prime_null"]), f"{a['sign_agreement']:.2f}",
-          fmt(a["kappa_prime_eq10"]), fmt(a["kappa_prime_eq10_first_order"]), fmt(a["kappa_prime_eq10_null"]),
-          f"{fmt(a.get('kappa_prime_eq11'))} ({fmt(a.get('eq11_c_median'))})",
-          fmt(a.get("kappa_prime_eq11_first_order")),
-          fmt(a.get("kappa_prime_eq11_null")), fmt(a.get("sign_agreement_eq11"))]
-         for r in rows for a in (r.get("protocols") or {}).get("real_attack", [])])
+        [[r["model"], a["gating"], fmt(a["beta"]), fmt(a["A_median"]), fmt(a["flip_fraction"])]
+         + [fmt(a["eq9"][k]) for k in RECORD_FIELDS] + [f"{a['eq9']['sign_agreement']:.2f}"]
+         + [fmt(a["eq10"][k]) for k in RECORD_FIELDS]
+         + [f"{fmt(e11.get('kappa_prime'))} ({fmt(e11.get('c_median'))})", fmt(e11.get("first_order")),
+            fmt(e11.get("null")), fmt(e11.get("sign_agreement"))]
+         for r in rows for a in (r.get("protocols") or {}).get("real_attack", []) for e11 in [a.get("eq11") or {}]])
     v = res["done"]
     adv = rows[0]["adv"] if rows else None
     return f"""# Table 2 — κ′ of Theorem 3 (scale `{res['scale']}`)
@@ -81,9 +81,9 @@ median A nearest {A_VERDICT:g}; κ′ must be below both baselines by ×{FACTOR:
 """
 
 
-#: (field, line style, label) of the curves of each network
-CURVES = (("kappa_prime", "-", "κ′ (Eq. 9)"), ("kappa_prime_first_order", "--", "first order (e^A → 1 + A)"),
-          ("kappa_prime_null", ":", "null (φ̂ = 0)"))
+#: (field of the Eq. 9 record, line style, label) of the curves of each network
+CURVES = (("kappa_prime", "-", "κ′ (Eq. 9)"), ("first_order", "--", "first order (e^A → 1 + A)"),
+          ("null", ":", "null (φ̂ = 0)"))
 
 
 def plot_real_attack(results: dict, path: Path) -> None:
@@ -102,7 +102,7 @@ def plot_real_attack(results: dict, path: Path) -> None:
                 continue
             a = [p[0] for p in pts]
             for key, ls, _ in CURVES:
-                y = [p[1].get(key) for p in pts]
+                y = [(p[1].get("eq9") or {}).get(key) for p in pts]
                 if all(v is not None for v in y):
                     axes[j].plot(a, y, ls, color=colors[i % 10], marker="." if ls == "-" else None,
                                  label=r["model"] if ls == "-" else None)
