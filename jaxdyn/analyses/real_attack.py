@@ -11,7 +11,8 @@ The module has three parts, in this order:
 2. **The theory against the measurement (κ′)**: :func:`paper_kappa` (the paper protocol's κ′ of
    Eqs. 9-11 and its variants), :func:`real_attack_kappa` (Eqs. 9 and 10 against a real attack,
    beside first-order and null baselines), :func:`eq11_predict` / :func:`eq11_kappa` (Eq. 11
-   against a real ℓ2 attack). The theory enters here only.
+   against a real ℓ2 attack). The theory enters here only. A real-attack row holds one record per
+   equation (:data:`EQUATIONS`), each with κ′ and its baselines (:data:`RECORD_FIELDS`).
 3. **One network**: the jitted per-batch builders (:func:`make_batch_fn`, :func:`make_sweep_fn`)
    and the per-network measurements Table 2 runs (:func:`paper_protocol`, :func:`real_attack_sweep`).
 
