@@ -7,17 +7,17 @@ gradient flow and ``g_z(x + δ̂) = e^A g_z`` exactly, so Eqs. 9, 10 and 11 must
 fail by orders of magnitude more than the tolerance.
 """
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdyn.core import influence
 from jaxdyn.analyses import real_attack
-
-from jaxdyn.core import theory
+from jaxdyn.attacks.multistep import attack
+from jaxdyn.core import influence, theory
 from jaxdyn.core.gating import input_jacobian
-from jaxdyn.core.losses import loss
+from jaxdyn.core.losses import hessian_z, loss
 from jaxdyn.core.models import cast, get_model, init_variables
 
 pytestmark = pytest.mark.timeout(300)
@@ -30,7 +30,8 @@ EXACT_RTOL = 1e-10
 NETS = [("two_layer", 0.2), ("mlp3", 1 / 32), ("cnn3", 1 / 8), ("rescnn4", 1 / 8)]
 # the default run keeps the dense first layers (the conv generalisation is tested against explicit
 # convolutions below, and by the property tests of jaxdyn.testing); the conv nets are `slow`
-NETS_EXACT = [NETS[0], NETS[1], pytest.param(*NETS[2], marks=pytest.mark.slow), pytest.param(*NETS[3], marks=pytest.mark.slow)]
+NETS_EXACT = [NETS[0], NETS[1], pytest.param(*NETS[2], marks=pytest.mark.slow),
+              pytest.param(*NETS[3], marks=pytest.mark.slow)]
 
 
 def _binary_net(name, width, seed=0):
@@ -110,8 +111,6 @@ def test_eq9_not_exact_for_sigmoid_and_error_is_second_order():
     def f(x):
         return z_of(W, x)
 
-    from jaxdyn.attacks.multistep import attack
-
     gx_norm2 = float(jnp.sum(jax.grad(lambda x: f(x)[0])(x) ** 2))
     hz0 = float(jax.nn.sigmoid(f(x)[0]) * jax.nn.sigmoid(-f(x)[0]))
     errs = []
@@ -190,8 +189,6 @@ def test_conv_generalisation_against_explicit_convolution(name, width):
 def test_dense_layer_written_as_conv_gives_the_same_phi():
     """The conv generalisation reduces to the dense formula: a 28x28 'VALID' conv on the image is
     a dense layer; both parametrisations give the same φ*, φ^(ori) and q."""
-    import flax.linen as nn
-
     D = 7
 
     class DenseNet(nn.Module):
@@ -254,8 +251,6 @@ def test_bad_input():
 def test_influence_A_clean_is_beta_times_the_top_eigenvalue_of_H_x():
     """For one logit, ``H_x = g̃_x H_z g̃_xᵀ`` has the single eigenvalue ``H_z ||g̃_x||²``: the
     clean-input ``A`` per unit β, computed here from the structured eigenpairs instead."""
-    from jaxdyn.core.losses import hessian_z
-
     model, variables = _binary_net("cnn3", 1 / 8, seed=14)
     z_of, W, _ = influence.first_layer_fn(model, variables)
     f = lambda t: z_of(W, t)  # noqa: E731
@@ -274,8 +269,6 @@ def test_attack_influence_against_the_attack_and_explicit_gradients(gating):
     """Per-sample Figs. 3-4 quantities: Δg_W is the difference of the first layer's loss gradients
     at ``x + δ`` (of the same raw attack, recomputed here) and at ``x``; under A2 ``Â = A`` exactly
     (``g̃`` is constant along the attack); ``H̄_z`` is the attack's."""
-    from jaxdyn.attacks.multistep import attack
-
     model, variables = _binary_net("cnn3", 1 / 16, seed=16)
     z_of, W, _ = influence.first_layer_fn(model, variables)
     f = lambda t: z_of(W, t)  # noqa: E731
@@ -330,8 +323,6 @@ def test_real_attack_phi_measures_at_the_attack():
     z_of, W, _ = influence.first_layer_fn(model, variables)
     x = _image(8)
     y = float(jnp.sign(z_of(W, x)[0]))
-    from jaxdyn.attacks.multistep import attack
-
     for gating in ("free", "frozen"):
         q = real_attack.real_attack_phi(z_of, W, x, y, beta=2.0, steps=5, eta=0.1, gating=gating)
         d = attack(lambda t: z_of(W, t), x, y, steps=5, beta=2.0, gating=gating).delta

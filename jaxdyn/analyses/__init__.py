@@ -45,8 +45,9 @@ _API: dict[str, str] = {
         'weight_gradient_instability'
     ), 'metrics'),
     **dict.fromkeys((
-        'L2_STEP_FACTOR', 'attack_influence', 'delta_hat_norm', 'eq11_kappa', 'eq11_predict', 'l2_attack_phi',
-        'real_attack_kappa', 'real_attack_phi'
+        'EQUATIONS', 'L2_STEP_FACTOR', 'PAPER_FIELDS', 'PaperProtocol', 'RECORD_FIELDS', 'attack_influence',
+        'delta_hat_norm', 'delta_hat_phi', 'eq11_kappa', 'eq11_predict', 'l2_attack_phi', 'make_batch_fn',
+        'make_sweep_fn', 'paper_kappa', 'paper_protocol', 'real_attack_kappa', 'real_attack_phi', 'real_attack_sweep'
     ), 'real_attack'),
     **dict.fromkeys((
         'C3_FIELDS', 'FREE_FIELDS', 'ODE_FIELDS', 'ROW_FIELDS', 'compare', 'convergence', 'free_example',

@@ -44,7 +44,12 @@ real attack, the leading error is ``O(A²)`` relative).
 ``(1 + A)²``) is exactly the same computation for the curvature-free perturbation
 ``δ = β g_x`` (``g_z' = g_z (1 + A)``, ``g̃_xᵀδ = A g_z / H̄_z``): ``first_order=True``.
 
-Everything here is for **one example** (``jax.vmap`` it); nothing is jitted.
+The module holds the first layer's plumbing (:func:`first_layer_fn`, :func:`first_layer_output_grad`),
+the theory (:func:`influence_A`, :func:`theorem3`-:func:`theorem5`, :func:`phi_one_scalar`,
+:func:`phi_dense`) and :func:`measure`, the measurement of ``φ*`` at a given ``δ``: it needs no attack
+(the attacks are :mod:`jaxdyn.analyses.real_attack`'s), it is what the theory's exactness tests check
+Eqs. 9-11 against, and Figs. 3-4 use it too. Everything here is for **one example** (``jax.vmap``
+it); nothing is jitted.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ import jax.numpy as jnp
 
 from jaxdyn._internal import checks as _checks
 from jaxdyn.core.gating import GATINGS
-from jaxdyn.core.losses import grad_z, hessian_z, loss
+from jaxdyn.core.losses import hessian_z, loss
 from jaxdyn.core.params import first_layer_path, get_param, set_param  # re-exported: influence's API
 
 __all__ = [
@@ -211,6 +216,26 @@ def theorem5(*, A, phi_ori, g_z, hbar_z, q, eta, c, delta_norm, first_order: boo
     return k * e1 * phi_ori - eta * g_z**2 * q / hbar_z * (k * e1 + (k * e1) ** 2)
 
 
+def phi_one_scalar(*, r, A, phi_ori, g_z, hbar_z, q, eta):
+    """Eq. 9 with ``r = g_z(x + δ̂)/g_z`` left free (binary head, A2, Theorem 2's ``δ̂ ∥ g̃_x``):
+    ``φ = (r - 1) φ^(ori) - η g_z² q (e^A - 1) r / H̄_z``. ``r = e^A``: :func:`theorem3`;
+    ``r = g_z(z + g̃_xᵀδ̂)/g_z``: exactly the ``φ*`` :func:`measure` finds at ``δ̂`` under A2
+    (docs/theory.md, "why the paper's protocol is close to an identity")."""
+    return (r - 1.0) * phi_ori - eta * g_z**2 * q / hbar_z * jnp.expm1(A) * r
+
+
+def phi_dense(g_x: jax.Array, delta_g_W: jax.Array, g_h: jax.Array, *, eta) -> jax.Array:
+    """The paper's dense formula ``g̃_xᵀ Δg̃_x = -η g̃_xᵀ Δg_W g̃_h`` (Theorem 3).
+
+    ``g_x``: ``[n]`` (or the input's shape), ``delta_g_W``: ``[n, D]`` (Flax's dense kernel is
+    ``W`` with ``h = Wᵀx + b₁``), ``g_h``: ``[D]``.
+    """
+    g_x = jnp.ravel(g_x)
+    if delta_g_W.ndim != 2 or delta_g_W.shape != (g_x.shape[0], g_h.shape[0]):
+        raise ValueError(f"delta_g_W must be [n, D] = [{g_x.shape[0]}, {g_h.shape[0]}], got {delta_g_W.shape}")
+    return -eta * (g_x @ delta_g_W @ g_h)
+
+
 # --- measuring φ* from real gradients -------------------------------------------------------
 
 
@@ -327,31 +352,3 @@ def measure(
         dgw_norm=jnp.linalg.norm(dgW),
         dgw=dgW,
     )
-
-
-
-
-def phi_dense(g_x: jax.Array, delta_g_W: jax.Array, g_h: jax.Array, *, eta) -> jax.Array:
-    """The paper's dense formula ``g̃_xᵀ Δg̃_x = -η g̃_xᵀ Δg_W g̃_h`` (Theorem 3).
-
-    ``g_x``: ``[n]`` (or the input's shape), ``delta_g_W``: ``[n, D]`` (Flax's dense kernel is
-    ``W`` with ``h = Wᵀx + b₁``), ``g_h``: ``[D]``.
-    """
-    g_x = jnp.ravel(g_x)
-    if delta_g_W.ndim != 2 or delta_g_W.shape != (g_x.shape[0], g_h.shape[0]):
-        raise ValueError(f"delta_g_W must be [n, D] = [{g_x.shape[0]}, {g_h.shape[0]}], got {delta_g_W.shape}")
-    return -eta * (g_x @ delta_g_W @ g_h)
-
-
-# --- Table 2 with a real attack ------------------------------------------------------------
-
-
-def phi_one_scalar(*, r, A, phi_ori, g_z, hbar_z, q, eta):
-    """Eq. 9 with ``r = g_z(x + δ̂)/g_z`` left free (binary head, A2, Theorem 2's ``δ̂ ∥ g̃_x``):
-    ``φ = (r - 1) φ^(ori) - η g_z² q (e^A - 1) r / H̄_z``. ``r = e^A``: :func:`theorem3`;
-    ``r = g_z(z + g̃_xᵀδ̂)/g_z``: exactly the ``φ*`` :func:`measure` finds at ``δ̂`` under A2
-    (docs/theory.md, "why the paper's protocol is close to an identity")."""
-    return (r - 1.0) * phi_ori - eta * g_z**2 * q / hbar_z * jnp.expm1(A) * r
-
-
-

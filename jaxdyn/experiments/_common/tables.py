@@ -9,6 +9,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from jaxdyn.core.models import model_names
+from jaxdyn.experiments.claims import ClaimText, count_verdict, range_verdict, render
 from jaxdyn.experiments._common.core import NetworksConfig, by_piece, check_models, enable_x64, fmt
 from jaxdyn.experiments._common.core import help_field as _help
 
@@ -46,8 +48,6 @@ class TableAttackConfig(TableConfig):
 def check_table_models(models: Sequence[str], scale: str, *, what: str) -> tuple[str, ...]:
     """:func:`check_models` against :data:`TABLE_MODELS` (any zoo model at the tiny test scale)."""
     if scale == "tiny":
-        from jaxdyn.core.models import model_names
-
         return check_models(models, model_names(), what=what)
     return check_models(models, TABLE_MODELS, what=what)
 
@@ -84,50 +84,69 @@ def done_criterion(rows: Sequence[Mapping], *, key: str, base: str, bound: float
                 below_first_order=below_base)
 
 
+#: Tables 1 and 2's paper-protocol claims (:func:`table_claims`; the ids are ``<name>.<key>_small`` and
+#: ``<name>.beats_first_order``)
+ERROR_SMALL = ClaimText(
+    id="<name>.<key>_small",
+    claim="{tag}{theorem} fits the real effect on deep ReLU nets: {label} is small",
+    paper="{label} = {lo} … {hi} over the 10 networks",
+    protocol=("{protocol_prefix}β = {beta}, m = {steps}, {n_samples} fixed test digits, {dtype}; networks (test acc.): "
+              "{accuracies}"),
+    measured="{label} = {range} ({per_network})",
+    baselines="first-order {label} (curvature-free β g_x): {first_order}",
+    controls="{controls}",
+    rule=("holds: every {label} ≤ the paper's largest ({hi}); holds partly: every one ≤ {bound} or at least half "
+          "≤ {hi}; else does not hold"),
+)
+BEATS_FIRST_ORDER = ClaimText(
+    id="<name>.beats_first_order",
+    claim="{tag}(extension) {theorem} beats the curvature-free first-order baseline",
+    paper="not in the paper",
+    protocol=ERROR_SMALL.protocol,
+    measured="{label} below its first-order baseline for {n_better}/{n_networks} networks",
+    baselines=ERROR_SMALL.baselines,
+    rule="holds: below the baseline for every network; holds partly: for some",
+)
+#: the control of :data:`ERROR_SMALL` when the rows carry ``<key>_free``
+FREE_CONTROL = "{label} without A2 (free gating): {free}"
+
+
 def table_claims(results: Mapping, *, name: str, key: str, label: str, theorem: str, paper: tuple,
                  protocol_name: str | None = None) -> list:
-    """Tables 1 and 2's claims: the error ``key`` (``κ`` or ``κ′``) is small over the networks
-    (against the paper's range ``paper = (lo, hi)``), and below its first-order baseline.
-    ``protocol_name`` (e.g. ``"paper protocol"``) labels both claims and their protocol."""
-    from jaxdyn.experiments.claims import claim, count_verdict, range_verdict
-
+    """Tables 1 and 2's claims (:data:`ERROR_SMALL`, :data:`BEATS_FIRST_ORDER`): the error ``key``
+    (``κ`` or ``κ′``) is small over the networks (against the paper's range ``paper = (lo, hi)``), and
+    below its first-order baseline. ``protocol_name`` (e.g. ``"paper protocol"``) labels both claims
+    and their protocol."""
     rows = results["rows"]
     vals = [r.get(key) for r in rows]
     lo, hi = paper
     ok = [v for v in vals if v is not None and math.isfinite(v)]
-    rng = f"{fmt(min(ok))} … {fmt(max(ok))}" if ok else "—"
-    bound = (results.get("done") or {}).get("bound", 1e-3)
-    acc = ", ".join(f"{r.get('model')} {fmt(r.get('test_accuracy'), 3)}" for r in rows)
-    tag = f"({protocol_name}) " if protocol_name else ""
-    protocol = (f"{protocol_name + ': ' if protocol_name else ''}β = {fmt(results.get('beta'))}, m = {results.get('steps')}, {results.get('n_samples')} fixed test "
-                f"digits, {results.get('dtype')}; networks (test acc.): {acc}")
     per = lambda k: ", ".join(f"{r.get('model')} {fmt(r.get(k))}" for r in rows)  # noqa: E731
-    baselines = f"first-order {label} (curvature-free β g_x): {per(key + '_first_order')}"
+    bound = (results.get("done") or {}).get("bound", 1e-3)
+    values = dict(
+        tag=f"({protocol_name}) " if protocol_name else "",
+        protocol_prefix=f"{protocol_name}: " if protocol_name else "",
+        theorem=theorem, label=label, lo=fmt(lo), hi=fmt(hi), bound=fmt(bound), beta=fmt(results.get("beta")),
+        steps=results.get("steps"), n_samples=results.get("n_samples"), dtype=results.get("dtype"),
+        accuracies=", ".join(f"{r.get('model')} {fmt(r.get('test_accuracy'), 3)}" for r in rows),
+        range=f"{fmt(min(ok))} … {fmt(max(ok))}" if ok else "—", per_network=per(key),
+        first_order=per(key + "_first_order"), free=per(key + "_free"))
     has_free = any(key + "_free" in r for r in rows)
-    controls = f"{label} without A2 (free gating): {per(key + '_free')}" if has_free else ""
-    out = [claim(
-        f"{name}.{key}_small", f"{tag}{theorem} fits the real effect on deep ReLU nets: {label} is small",
-        paper=f"{label} = {fmt(lo)} … {fmt(hi)} over the 10 networks", protocol=protocol,
-        measured=f"{label} = {rng} ({per(key)})", baselines=baselines, controls=controls,
-        rule=f"holds: every {label} ≤ the paper's largest ({fmt(hi)}); holds partly: every one ≤ {fmt(bound)} "
-             f"or at least half ≤ {fmt(hi)}; else does not hold",
-        verdict=range_verdict(vals, hi, bound))]
+    values["controls"] = FREE_CONTROL.format_map(values) if has_free else ""
+    out = [render(dataclasses.replace(ERROR_SMALL, id=f"{name}.{key}_small"), values,
+                  verdict=range_verdict(vals, hi, bound))]
     pairs = [(r["model"], r.get(key), r.get(f"{key}_first_order")) for r in rows]
     pairs = [p for p in pairs if p[1] is not None and p[2] is not None]
     if pairs:
-        n_better = sum(a < b for _, a, b in pairs)
-        out.append(claim(
-            f"{name}.beats_first_order", f"{tag}(extension) {theorem} beats the curvature-free first-order baseline",
-            paper="not in the paper", protocol=protocol,
-            measured=f"{label} below its first-order baseline for {n_better}/{len(pairs)} networks",
-            baselines=baselines,
-            rule="holds: below the baseline for every network; holds partly: for some",
-            verdict=count_verdict([a < b for _, a, b in pairs])))
+        values.update(n_better=sum(a < b for _, a, b in pairs), n_networks=len(pairs))
+        out.append(render(dataclasses.replace(BEATS_FIRST_ORDER, id=f"{name}.beats_first_order"), values,
+                          verdict=count_verdict([a < b for _, a, b in pairs])))
     return out
 
 
-__all__ = ["table_results", "TABLE_MODELS", "QUICK_TABLE_MODELS", "TABLE_LABELS", "TableConfig", "TableAttackConfig", "check_table_models",
-            "check_fields", "over_models", "done_criterion", "table_claims"]
+__all__ = ["table_results", "TABLE_MODELS", "QUICK_TABLE_MODELS", "TABLE_LABELS", "TableConfig", "TableAttackConfig",
+           "check_table_models", "check_fields", "over_models", "done_criterion", "table_claims", "ERROR_SMALL",
+           "BEATS_FIRST_ORDER", "FREE_CONTROL"]
 
 
 def table_results(cfg, rows: list, *, key: str, base: str, **more) -> dict:
