@@ -59,7 +59,7 @@ _API: dict[str, str] = {
     ), 'stats'),
     **dict.fromkeys((
         'C3_MAX_COS', 'C3_MIN_DIGITS', 'c3_turns', 'kappa_vs_m', 'make_logit_space_fn', 'make_network_attack_fn',
-        'make_prep_fn', 'paper_protocol', 'regime_range'
+        'make_prep_fn', 'regime_range'
     ), 'table1_protocol'),
     **dict.fromkeys((
         'ATTACK_FLIPS', 'EpsMatch', 'FIG1_MODEL', 'FIG1_VARIANTS', 'GATINGS', 'GatingMatch', 'PGD_VARIANTS',

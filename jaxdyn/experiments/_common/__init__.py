@@ -27,8 +27,9 @@ _API: dict[str, str] = {
     ), 'core'),
     **dict.fromkeys(('TRAIN_KEYS', 'check_json_fields', 'check_keys', 'check_train_kwargs', 'did_you_mean'), 'fields'),
     **dict.fromkeys((
-        'QUICK_TABLE_MODELS', 'TABLE_LABELS', 'TABLE_MODELS', 'TableAttackConfig', 'TableConfig', 'check_fields',
-        'check_table_models', 'done_criterion', 'over_models', 'table_claims', 'table_results'
+        'BEATS_FIRST_ORDER', 'ERROR_SMALL', 'FREE_CONTROL', 'QUICK_TABLE_MODELS', 'TABLE_LABELS', 'TABLE_MODELS',
+        'TableAttackConfig', 'TableConfig', 'check_fields', 'check_table_models', 'done_criterion', 'over_models',
+        'table_claims', 'table_results'
     ), 'tables'),
 }
 

@@ -27,8 +27,8 @@ paper, the networks are adversarially trained (PGD-ℓ∞, ε = 0.3; at the quic
 ~100× larger ``A`` at the same β (adversarial training flattens ``g̃_x``).
 
 The measurement (the jitted builders, the theory applied as κ′) is
-:mod:`jaxdyn.analyses.real_attack`; the claims :mod:`jaxdyn.experiments.table2.claims`; the table and
-figure :mod:`jaxdyn.experiments.table2.plot`.
+:mod:`jaxdyn.analyses.real_attack`; the claims :mod:`jaxdyn.experiments.table2.rules`; the table and
+figure :mod:`jaxdyn.experiments.table2.plots`.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from jaxdyn._internal.checks import check_choice
 from jaxdyn.analyses import real_attack as RA
 from jaxdyn.core import influence
 from jaxdyn.experiments import _common as C
-from jaxdyn.experiments.table2.claims import A_VERDICT, FACTOR, PAPER_RANGE, beats_baselines, claims, verdict_row
-from jaxdyn.experiments.table2.plot import markdown, plot, plot_real_attack
+from jaxdyn.experiments.table2.rules import A_VERDICT, FACTOR, PAPER_RANGE, beats_baselines, claims, verdict_row
+from jaxdyn.experiments.table2.plots import markdown, plot, plot_real_attack
 
 __all__ = ["name", "title", "MODELS", "PAPER_KAPPA_PRIME", "ADV_CHOICES", "BINARY", "Config", "SCALES", "config",
            "table2_model", "run", "claims", "PAPER_RANGE", "A_VERDICT", "FACTOR", "verdict_row", "beats_baselines",

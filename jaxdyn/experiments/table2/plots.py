@@ -11,7 +11,7 @@ import numpy as np
 from jaxdyn._internal.results import write_text_atomic
 from jaxdyn.analyses.real_attack import RECORD_FIELDS
 from jaxdyn.experiments import _common as C
-from jaxdyn.experiments.table2.claims import A_VERDICT, FACTOR
+from jaxdyn.experiments.table2.rules import A_VERDICT, FACTOR
 
 __all__ = ["plot", "markdown", "plot_real_attack", "CURVES"]
 
