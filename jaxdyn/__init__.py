@@ -18,7 +18,7 @@ _API: dict[str, str] = {
     **dict.fromkeys(("AttackResult", "attack", "logit_space_attack", "pgd"), "jaxdyn.attacks.multistep"),
     **dict.fromkeys(("BatchAttack", "apgd", "pgd_batch"), "jaxdyn.attacks.batch"),
     **dict.fromkeys(("binary_task", "load_mnist", "subset"), "jaxdyn.datasets.loading"),
-    **dict.fromkeys(("FlowResult", "dopri5", "gradient_flow", "logit_space_flow"), "jaxdyn.attacks.flow"),
+    **dict.fromkeys(("FlowResult", "FlowStatus", "gradient_flow", "logit_space_flow"), "jaxdyn.attacks.flow"),
     **dict.fromkeys(("flip_fraction", "freeze", "input_jacobian"), "jaxdyn.core.gating"),
     **dict.fromkeys(("hbar_x_dense", "hvp", "input_hessian", "input_hessian_structured", "top_eigenpairs"),
                     "jaxdyn.core.hessian"),

@@ -21,10 +21,7 @@ _API: dict[str, str] = {
         'dlr_loss_targeted'
     ), 'apgd_attack'),
     **dict.fromkeys(('BatchAttack', 'apgd', 'example_keys', 'per_example_fn', 'pgd_batch'), 'batch'),
-    **dict.fromkeys((
-        'FAILED', 'FlowResult', 'INVALID', 'MAX_STEPS', 'ODESolution', 'OK', 'STATUS', 'dopri5', 'gradient_flow',
-        'logit_space_flow'
-    ), 'flow'),
+    **dict.fromkeys(('FlowResult', 'FlowStatus', 'gradient_flow', 'logit_space_flow'), 'flow'),
     **dict.fromkeys((
         'AttackResult', 'attack', 'calibrate_raw_alpha', 'logit_space_attack', 'pgd', 'sample_ball'
     ), 'multistep'),
