@@ -45,12 +45,13 @@ def test_source_files_are_every_module():
     assert set(files) == walked
     assert [p.relative_to(ROOT).as_posix() for p in files] == sorted(p.relative_to(ROOT).as_posix() for p in files)
     names = {p.relative_to(ROOT).as_posix() for p in files}
-    for m in ("regimes.py", "flow.py", "stats.py", "experiments/_common/core.py", "training/loop.py"):
+    for m in ("analyses/regimes.py", "attacks/flow.py", "analyses/stats.py", "experiments/_common/core.py",
+              "training/loop.py"):
         assert m in names
 
 
-@pytest.mark.parametrize("module", ["regimes.py", "stats.py", "matching.py", "experiments/_common/tables.py",
-                                    "experiments/report.py", "testing/laws.py"])
+@pytest.mark.parametrize("module", ["analyses/regimes.py", "analyses/stats.py", "analyses/variant_matching.py",
+                                    "experiments/_common/tables.py", "experiments/report.py", "testing/laws.py"])
 def test_source_hash_follows_any_module(tmp_path, module):
     copy = _copy_package(tmp_path)
     same = F.source_hash(root=copy)
@@ -71,15 +72,16 @@ def test_source_hash_sees_new_and_renamed_modules(tmp_path):
 
 def test_training_key_covers_the_training_code_only(tmp_path):
     names = {p.relative_to(ROOT).as_posix() for p in F.training_source_files()}
-    assert {"training/loop.py", "training/step.py", "models.py", "losses.py", "attacks.py", "data.py"} <= names
+    assert {"training/loop.py", "training/step.py", "core/models.py", "core/losses.py", "attacks/multistep.py",
+            "datasets/loading.py"} <= names
     assert not any(n.startswith("experiments/") for n in names)
     copy = _copy_package(tmp_path)
     h0 = F.training_source_hash(copy)
     _touch(copy / "experiments" / "fig2.py")  # not training code: the trained networks stay valid
     assert F.training_source_hash(copy) == h0
-    _touch(copy / "models.py")
+    _touch(copy / "core" / "models.py")
     h1 = F.training_source_hash(copy)
-    _touch(copy / "_attack_loop.py")  # imported by attacks (adversarial training), not named anywhere
+    _touch(copy / "attacks" / "_loop.py")  # imported by attacks (adversarial training), not named anywhere
     assert len({h0, h1, F.training_source_hash(copy)}) == 3
 
 
@@ -159,7 +161,7 @@ def test_stage_reused_only_for_the_same_source(tmp_path, monkeypatch):
 
     assert not stage()["cached"] and len(calls) == 1
     assert stage()["cached"] and len(calls) == 1
-    _touch(copy / "regimes.py")
+    _touch(copy / "analyses" / "regimes.py")
     assert not stage()["cached"] and len(calls) == 2
     assert stage()["cached"] and len(calls) == 2
     (copy / "experiments" / "_common" / "new_helper.py").write_text("Y = 2\n")
@@ -181,7 +183,7 @@ def test_single_command_results_are_not_stale_either(tmp_path, monkeypatch, caps
     out, cfg = tmp_path / "out", exp.config("tiny")
     assert not runner.execute(exp, cfg, out, progress=False)["cached"]
     assert runner.execute(exp, cfg, out, progress=False)["cached"] and len(calls) == 1
-    _touch(copy / "flow.py")
+    _touch(copy / "attacks" / "flow.py")
     assert not runner.execute(exp, cfg, out, progress=False)["cached"] and len(calls) == 2
     assert "recomputing" in capsys.readouterr().out
     monkeypatch.setattr(F, "library_versions", lambda: {"jax": "0.0.1"})
@@ -202,7 +204,7 @@ def test_editing_a_module_no_stage_names_recomputes_the_stage(tmp_path, data_dir
     entries = sorted(p.name for p in cache.iterdir())
     _reproduce(src, out, cache, data_dir)
     assert _reused(out)
-    _touch(src / "regimes.py")
+    _touch(src / "analyses" / "regimes.py")
     _reproduce(src, out, cache, data_dir)
     assert not _reused(out)
     assert sorted(p.name for p in cache.iterdir()) == entries  # no retraining

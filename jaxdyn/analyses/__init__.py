@@ -67,8 +67,8 @@ _API: dict[str, str] = {
         'make_raw_free_fn', 'match_eps_grid', 'match_variants', 'pgd_fns', 'raw_free_rows', 'summarize_matching'
     ), 'variant_matching'),
     **dict.fromkeys((
-        'Interval', 'Verdict', 'combine', 'hierarchical_bootstrap', 'holm', 'per_seed', 'pvalue_verdict',
-        'side_verdict', 'statistic_record'
+        'Interval', 'Verdict', 'combine', 'hierarchical_bootstrap', 'holm', 'holm_verdicts', 'per_seed',
+        'pvalue_verdict', 'side_verdict', 'statistic_record'
     ), 'verdicts'),
 }
 

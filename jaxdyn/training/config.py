@@ -12,7 +12,7 @@ import json
 import math
 import numbers
 from typing import Optional
-from jaxdyn._internal.fingerprint import library_versions, training_source_hash
+from jaxdyn._internal import fingerprint
 from jaxdyn.core.models import model_names
 
 __all__ = ["TrainConfig", "ADV_CHOICES", "DEFAULT_EPS", "DEFAULT_EVAL_EPS", "FORMAT_VERSION"]
@@ -178,8 +178,8 @@ class TrainConfig:
         jax/jaxlib/flax/optax/numpy. Deterministic; an edit of the training code or a new library
         version gives a new key, hence a newly trained network (the old entry stays on disk)."""
 
-        blob = json.dumps({"config": self.hash(), "code": training_source_hash(),
-                           "libraries": library_versions()}, sort_keys=True)
+        blob = json.dumps({"config": self.hash(), "code": fingerprint.training_source_hash(),
+                           "libraries": fingerprint.library_versions()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def run_name(self) -> str:

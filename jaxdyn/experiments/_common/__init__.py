@@ -29,7 +29,7 @@ _API: dict[str, str] = {
     **dict.fromkeys((
         'BEATS_FIRST_ORDER', 'ERROR_SMALL', 'FREE_CONTROL', 'QUICK_TABLE_MODELS', 'TABLE_LABELS', 'TABLE_MODELS',
         'TableAttackConfig', 'TableConfig', 'check_fields', 'check_table_models', 'done_criterion', 'over_models',
-        'table_claims', 'table_results'
+        'regime_point', 'regime_verdict_pairs', 'table_claims', 'table_results'
     ), 'tables'),
 }
 
