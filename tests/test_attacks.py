@@ -93,7 +93,7 @@ def _attack_and_predict(apply):
     def one(variables, beta, x, y):
         f = functools.partial(apply, variables)
         r = attacks.attack(f, x, y, beta=beta, steps=25, gating="frozen")
-        return r.delta, theory.predict(f, x, y, r.hbar_z, beta=beta)["delta_hat"]
+        return r.delta, theory.predict(f, x, y, r.hbar_z, beta=beta).delta_hat
 
     return one
 

@@ -119,8 +119,8 @@ def test_kappa_small_on_cross_entropy_and_below_first_order():
     beta = 1e-1
     r = attacks.logit_space_attack(f, x, y, beta=beta, steps=2000)
     p = theory.predict(f, x, y, r.hbar_z, beta=beta)
-    k = float(metrics.kappa(r.delta[None], p["delta_hat"][None]))
-    k1 = float(metrics.kappa_first_order(r.delta[None], p["g_x"][None], beta))
+    k = float(metrics.kappa(r.delta[None], p.delta_hat[None]))
+    k1 = float(metrics.kappa_first_order(r.delta[None], p.g_x[None], beta))
     assert k < k1 / 10
 
 

@@ -25,7 +25,7 @@ _API: dict[str, str] = {
         'logit_space_flow'
     ), 'flow'),
     **dict.fromkeys((
-        'AttackResult', 'attack', 'calibrate_raw_alpha', 'logit_space_attack', 'pgd', 'sample_ball'
+        'AttackResult', 'SuccessStep', 'attack', 'calibrate_raw_alpha', 'logit_space_attack', 'pgd', 'sample_ball'
     ), 'multistep'),
     **dict.fromkeys(('ATTACKS', 'RobustAccuracy', 'robust_accuracy'), 'robust'),
     **dict.fromkeys(('variant', 'variant_attack'), 'variants'),

@@ -103,7 +103,7 @@ def config(scale: str = "quick", **overrides) -> Config:
 def _measure_all(z_of, W, x, y, beta, fro_delta, hbar, eta, norm_c):
     f = lambda xx: z_of(W, xx)  # noqa: E731
     pred = predict(f, x, y, hbar, beta=beta)
-    dh = pred["delta_hat"]
+    dh = pred.delta_hat
     m = influence.measure(z_of, W, x, y, dh, eta=eta, gating="frozen")
     m_free = influence.measure(z_of, W, x, y, dh, eta=eta, gating="free")
     m_star = influence.measure(z_of, W, x, y, fro_delta, eta=eta, gating="frozen")
