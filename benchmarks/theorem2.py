@@ -33,7 +33,7 @@ from benchmarks import common, timing
 
 def cc_fn(model):
     def one(variables, x, y, beta):
-        return theory.predict(models.logits_fn(model, variables), x, y, beta=beta)["delta_hat"]
+        return theory.predict(models.logits_fn(model, variables), x, y, beta=beta).delta_hat
 
     return one
 

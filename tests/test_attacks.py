@@ -93,7 +93,7 @@ def _attack_and_predict(apply):
     def one(variables, beta, x, y):
         f = functools.partial(apply, variables)
         r = attacks.attack(f, x, y, beta=beta, steps=25, gating="frozen")
-        return r.delta, theory.predict(f, x, y, r.hbar_z, beta=beta)["delta_hat"]
+        return r.delta, theory.predict(f, x, y, r.hbar_z, beta=beta).delta_hat
 
     return one
 
@@ -182,7 +182,8 @@ def test_calibrate_raw_alpha_hits_the_target_step():
     target, m = 8, 30
     cal = attacks.calibrate_raw_alpha(f, xs, ys, target=target, max_steps=m, alpha0=0.1 / g0)
     assert cal["alpha"].shape == (5,) and np.all(cal["success_step"] >= 1) and np.all(cal["success_step"] <= target)
-    np.testing.assert_allclose(cal["jacobian"][2], jax.jacrev(f)(xs[2]).reshape(cal["jacobian"].shape[1], -1), rtol=1e-10)
+    np.testing.assert_allclose(cal["jacobian"][2], jax.jacrev(f)(xs[2]).reshape(cal["jacobian"].shape[1], -1),
+                               rtol=1e-10)
 
     def succ(alpha):
         return np.asarray(jax.vmap(lambda x, y, a: attacks.attack(f, x, y, steps=m, alpha=a, norm="raw",

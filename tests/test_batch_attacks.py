@@ -125,7 +125,7 @@ def test_x_outside_clip_raises_eagerly_and_is_flagged_under_jit():
         jd.robust_accuracy(f, x[None], jnp.zeros(1, jnp.int32), eps=0.3, progress=False)
     r = jax.jit(lambda x: attacks.attack(f, x, jnp.int32(0), steps=2, alpha=0.01, norm="linf", eps=0.3,
                                          clip=(0.0, 1.0)))(x)
-    assert bool(jnp.all(jnp.isnan(r.delta))) and int(r.success_step) == -2
+    assert bool(jnp.all(jnp.isnan(r.delta))) and int(r.success_step) == attacks.SuccessStep.INVALID
     # clip=None: the ball holds
     d = attacks.pgd(f, x, jnp.int32(0), eps=0.3, alpha=0.1, steps=5, key=jax.random.key(0), clip=None)
     assert float(jnp.max(jnp.abs(d))) <= 0.3 + 1e-12

@@ -29,7 +29,7 @@ def fns():
         attack_v=jax.jit(jax.vmap(lambda x, y: attacks.attack(f, x, y, steps=3, beta=0.5))),
         pgd=jax.jit(lambda x, y: attacks.pgd(f, x, y, eps=0.1, alpha=0.02, steps=2, random_start=False)),
         lsa=jax.jit(lambda x, y: attacks.logit_space_attack(f, x, y, steps=2, beta=0.5)),
-        predict=jax.jit(lambda x, y: theory.predict(f, x, y, beta=0.5)["delta_hat"]),
+        predict=jax.jit(lambda x, y: theory.predict(f, x, y, beta=0.5).delta_hat),
         f=f,
     )
 

@@ -34,8 +34,8 @@ CALLS = {
     "attack": lambda f, x, y: attacks.attack(f, x, y, steps=2, beta=0.5).delta,
     "pgd": lambda f, x, y: attacks.pgd(f, x, y, eps=0.1, alpha=0.02, steps=2, random_start=False),
     "logit_space_attack": lambda f, x, y: attacks.logit_space_attack(f, x, y, steps=2, beta=0.5).delta,
-    "predict": lambda f, x, y: theory.predict(f, x, y, beta=0.5)["delta_hat"],
-    "predict_m": lambda f, x, y: theory.predict(f, x, y, beta=0.5, steps=3)["delta_hat"],
+    "predict": lambda f, x, y: theory.predict(f, x, y, beta=0.5).delta_hat,
+    "predict_m": lambda f, x, y: theory.predict(f, x, y, beta=0.5, steps=3).delta_hat,
     "prepare": lambda f, x, y: theory.prepare(f, x, y)[2],
     "gradient_flow": lambda f, x, y: flow.gradient_flow(f, x, y, beta=0.5, max_steps=64).delta,
     "logit_space_flow": lambda f, x, y: flow.logit_space_flow(f, x, y, beta=0.5, max_steps=64).delta,
@@ -106,7 +106,7 @@ def test_non_integer_steps(call, mode, steps):
             "attack": lambda x, y: attacks.attack(F4, x, y, steps=steps, beta=0.5).delta,
             "pgd": lambda x, y: attacks.pgd(F4, x, y, eps=0.1, alpha=0.02, steps=steps, random_start=False),
             "logit_space_attack": lambda x, y: attacks.logit_space_attack(F4, x, y, steps=steps, beta=0.5).delta,
-            "predict": lambda x, y: theory.predict(F4, x, y, beta=0.5, steps=steps)["delta_hat"],
+            "predict": lambda x, y: theory.predict(F4, x, y, beta=0.5, steps=steps).delta_hat,
         }[call]
     with pytest.raises((ValueError, TypeError), match="steps"):
         _run(mode, fn, X, jnp.int32(1))

@@ -6,6 +6,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 from hypothesis import given, strategies as st
 
 import jaxdyn.testing as T
@@ -83,12 +84,11 @@ def test_param_hessian_top_eigenvalue_matches_dense():
         z = net.apply(p, x)
         return jnp.mean(jax.nn.logsumexp(z, axis=1) - jnp.take_along_axis(z, y[:, None], 1)[:, 0])
 
-    from jax.flatten_util import ravel_pytree
-
     flat, unravel = ravel_pytree(variables)
     H = jax.jit(jax.hessian(lambda t: loss_p(unravel(t))))(flat)
     ev = np.linalg.eigvalsh(np.asarray(H))
     top = ev[np.argmax(np.abs(ev))]
-    top_eig = jax.jit(lambda p: hessian.param_hessian_top_eigenvalue(loss_p, p, key=jax.random.key(0), num_iters=300)[0])
+    top_eig = jax.jit(lambda p: hessian.param_hessian_top_eigenvalue(loss_p, p, key=jax.random.key(0),
+                                                                     num_iters=300)[0])
     # power iteration after 300 steps: converged to ~1e-6 for this gap, hence 1e-4
     np.testing.assert_allclose(top_eig(variables), top, rtol=1e-4)

@@ -118,7 +118,7 @@ def test_eq9_not_exact_for_sigmoid_and_error_is_second_order():
         beta = A / (hz0 * gx_norm2)
         res = attack(f, x, y, beta=beta, steps=4000, gating="frozen")
         pred = theory.predict(f, x, y, res.hbar_z, beta=beta)
-        m = influence.measure(z_of, W, x, y, pred["delta_hat"], eta=eta)
+        m = influence.measure(z_of, W, x, y, pred.delta_hat, eta=eta)
         hz = res.hbar_z[0, 0]
         phi_hat = influence.theorem3(A=influence.influence_A(beta, hz, m.gx_norm2), phi_ori=m.phi_ori,
                                      g_z=m.g_z, hbar_z=hz, q=m.q, eta=eta)
@@ -307,7 +307,7 @@ def test_paper_protocol_is_one_scalar(name, width):
     A_unit = float(influence.influence_A_clean(f, x, y))
     for A0 in (1e-3, 0.5):
         beta, hbar = A0 / A_unit, jnp.full((1, 1), 0.2)
-        dh = theory.predict(f, x, y, hbar, beta=beta)["delta_hat"]
+        dh = theory.predict(f, x, y, hbar, beta=beta).delta_hat
         m = influence.measure(z_of, W, x, y, dh, eta=eta, gating="frozen")
         r = jax.grad(loss)(f(x) + jnp.vdot(gt, dh), y)[0] / m.g_z
         common = dict(A=influence.influence_A(beta, 0.2, m.gx_norm2), phi_ori=m.phi_ori, g_z=m.g_z, hbar_z=0.2,

@@ -34,10 +34,10 @@ def _direct(f, xs, ys, beta, gating):
     for x, y in zip(xs, ys):
         res = att(x, y)
         p2, p1 = pred(x, y, res.hbar_z)
-        ds.append(res.delta), hats.append(p2["delta_hat"]), t1s.append(p1["delta_hat"]), gxs.append(p2["g_x"])
-        lam_i, V = structured_eigenpairs(p2["J"], res.hbar_z)
+        ds.append(res.delta), hats.append(p2.delta_hat), t1s.append(p1.delta_hat), gxs.append(p2.g_x)
+        lam_i, V = structured_eigenpairs(p2.J, res.hbar_z)
         lam.append(beta * lam_i[0])
-        z_end = f(x + res.delta) if gating == "free" else f(x) + p2["J"] @ res.delta.ravel()
+        z_end = f(x + res.delta) if gating == "free" else f(x) + p2.J @ res.delta.ravel()
         flips.append(bool(is_success(z_end, y)))
         cos.append(abs(float(metrics.cosine(res.delta, V[:, 0]))))
     ds, hats, t1s, gxs = map(jnp.stack, (ds, hats, t1s, gxs))
@@ -137,7 +137,7 @@ def test_ode_reference_fields_match_direct_computation():
     for x, y in zip(xs, ys):
         sol = flow.gradient_flow(f, x, y, beta=beta, gating="frozen", **tol)  # through the network
         p = predict(f, x, y, sol.hbar_z, beta=beta)
-        ds.append(sol.delta), hats.append(p["delta_hat"]), fo.append(p["g_x"])
+        ds.append(sol.delta), hats.append(p.delta_hat), fo.append(p.g_x)
         ms.append(attack(f, x, y, steps=STEPS, beta=beta, norm="raw", gating="frozen").delta)
     ds, hats, ms, fo = map(jnp.stack, (ds, hats, ms, fo))
     np.testing.assert_allclose(r["kappa_ode"], float(metrics.kappa(ds, hats)), rtol=1e-6)

@@ -41,7 +41,7 @@ def _setup(B, hidden=16, seed=0):
 
 def _predict(model):
     def one(v, x, y, beta):
-        return theory.predict(models.logits_fn(model, v), x, y, beta=beta)["delta_hat"]
+        return theory.predict(models.logits_fn(model, v), x, y, beta=beta).delta_hat
 
     return one
 
@@ -104,7 +104,7 @@ _CHILD = textwrap.dedent(
     def one(v, x, y, beta):              # an attack and its Theorem 2 prediction (a κ sample)
         f = models.logits_fn(model, v)
         r = attacks.attack(f, x, y, steps=steps, beta=beta)
-        d_hat = theory.predict(f, x, y, r.hbar_z, beta=beta)["delta_hat"]
+        d_hat = theory.predict(f, x, y, r.hbar_z, beta=beta).delta_hat
         return r.delta, d_hat, r.hbar_z, r.success_step
 
     ref = jax.jit(jax.vmap(one, in_axes=(None, 0, 0, None)))(v, x, y, beta)

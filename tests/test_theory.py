@@ -25,7 +25,7 @@ def test_prepare_is_the_clean_jacobian_logits_and_loss_gradient():
     np.testing.assert_allclose(z, f(x), rtol=1e-12)
     np.testing.assert_allclose(gz, grad_z(f(x), y), rtol=1e-12)
     # what Theorem 2 needs: predict's g_x is Jᵀ g_z
-    np.testing.assert_allclose(predict(f, x, y, beta=1e-3)["g_x"].ravel(), J.T @ gz, rtol=1e-12)
+    np.testing.assert_allclose(predict(f, x, y, beta=1e-3).g_x.ravel(), J.T @ gz, rtol=1e-12)
     # another loss, and a batch by vmap
     sq = lambda z, y: 0.5 * jnp.sum(z**2)  # noqa: E731
     np.testing.assert_allclose(prepare(f, x, y, loss_fn=sq)[2], f(x), rtol=1e-12)

@@ -101,10 +101,8 @@ def test_c3_limits_are_different_directions():
     _, _, f = small_net(16, 4)
     x, y = small_input(16), small_label(4, 16)
     T.assert_c3_limits(f, x, y)
-    from jaxdyn.core.losses import grad_z, hessian_z
-
     J = gating.input_jacobian(f, x)
-    gz, hz = grad_z(f(x), y), hessian_z(f(x), y)
+    gz, hz = losses.grad_z(f(x), y), losses.hessian_z(f(x), y)
     lam, V = theory.structured_eigenpairs(J, hz)
     small = theory.theorem2(J, gz, hz, 1e-6).delta
     big = theory.theorem2(J, gz, hz, 60.0 / float(lam[0])).delta
@@ -119,8 +117,8 @@ def test_kappa_small_on_cross_entropy_and_below_first_order():
     beta = 1e-1
     r = attacks.logit_space_attack(f, x, y, beta=beta, steps=2000)
     p = theory.predict(f, x, y, r.hbar_z, beta=beta)
-    k = float(metrics.kappa(r.delta[None], p["delta_hat"][None]))
-    k1 = float(metrics.kappa_first_order(r.delta[None], p["g_x"][None], beta))
+    k = float(metrics.kappa(r.delta[None], p.delta_hat[None]))
+    k1 = float(metrics.kappa_first_order(r.delta[None], p.g_x[None], beta))
     assert k < k1 / 10
 
 

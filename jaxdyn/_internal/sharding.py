@@ -13,7 +13,7 @@ result, so the output is the same as on one device.
 Example::
 
     f_batch = shard_batch(
-        lambda variables, x, y, beta: predict(logits_fn(model, variables), x, y, beta=beta)["delta_hat"],
+        lambda variables, x, y, beta: predict(logits_fn(model, variables), x, y, beta=beta).delta_hat,
         in_axes=(None, 0, 0, None),
     )
     delta_hat = f_batch(variables, x, y, 1.0)   # [B, 28, 28, 1], sharded over jax.local_devices()

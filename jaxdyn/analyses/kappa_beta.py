@@ -42,7 +42,7 @@ def _one_beta(model, variables, xs, ys, beta, *, steps: int, gating: str, path: 
             r = attacks.attack(f, x, y, beta=beta, steps=steps, norm="raw", gating=gating)
         p2 = theory.predict(f, x, y, r.hbar_z, beta=beta)
         p1 = theory.predict(f, x, y, r.hbar_z, beta=beta, steps=steps)
-        return r.delta, p2["delta_hat"], p1["delta_hat"], p2["g_x"], r.success_step
+        return r.delta, p2.delta_hat, p1.delta_hat, p2.g_x, r.success_step
 
     d, d2, d1, gx, succ = jax.vmap(per_example)(xs, ys)
     return dict(

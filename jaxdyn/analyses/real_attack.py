@@ -77,7 +77,7 @@ def delta_hat_phi(z_of: Callable, W: jax.Array, x: jax.Array, y, *, beta, delta_
     (docs/theory.md); ``hbar_z``, ``delta_hat_norm``, ``delta_star`` (flat)."""
     f = lambda xx: z_of(W, xx)  # noqa: E731
     pred = predict(f, x, y, hbar, beta=beta)
-    dh = pred["delta_hat"]
+    dh = pred.delta_hat
     m = measure(z_of, W, x, y, dh, eta=eta, gating="frozen")
     m_free = measure(z_of, W, x, y, dh, eta=eta, gating="free")
     m_star = measure(z_of, W, x, y, delta_star, eta=eta, gating="frozen")

@@ -139,7 +139,7 @@ def make_fig1_fn(model, *, steps: int):
     def one(variables, x, y, beta):
         f = logits_fn(model, variables)
         res = attack(f, x, y, steps=steps, beta=beta, norm="raw", gating="frozen")
-        return dict(delta_star=res.delta, delta_hat=predict(f, x, y, res.hbar_z, beta=beta)["delta_hat"])
+        return dict(delta_star=res.delta, delta_hat=predict(f, x, y, res.hbar_z, beta=beta).delta_hat)
 
     return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, None)))
 

@@ -23,7 +23,7 @@ _API: dict[str, str] = {
     **dict.fromkeys(('BatchAttack', 'apgd', 'example_keys', 'per_example_fn', 'pgd_batch'), 'batch'),
     **dict.fromkeys(('FlowResult', 'FlowStatus', 'gradient_flow', 'logit_space_flow'), 'flow'),
     **dict.fromkeys((
-        'AttackResult', 'attack', 'calibrate_raw_alpha', 'logit_space_attack', 'pgd', 'sample_ball'
+        'AttackResult', 'SuccessStep', 'attack', 'calibrate_raw_alpha', 'logit_space_attack', 'pgd', 'sample_ball'
     ), 'multistep'),
     **dict.fromkeys(('ATTACKS', 'RobustAccuracy', 'robust_accuracy'), 'robust'),
     **dict.fromkeys(('TRACE_KEYS', 'free_attack_traced_norm'), 'traced'),

@@ -8,19 +8,33 @@ trajectory) is written once here. Private: the public attacks validate their inp
 
 from __future__ import annotations
 
+import enum
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 
+from jaxdyn._internal import checks as _checks
 from jaxdyn.core.losses import is_success
 
 TINY = 1e-30
 
 
-def record_step(delta_norm, grad_norm, step_norm, l, z, hz) -> dict:
+class SuccessStep(enum.IntEnum):
+    """The special values of ``AttackResult.success_step`` (every other value ``t`` in ``0..m`` is the
+    first step whose point is misclassified). An ``IntEnum``: the values are plain ints in results
+    and JSON, compared with ``==`` against the attack's ``int32`` arrays."""
+
+    #: no point of the attack, ``x + d^(m)`` included, is misclassified
+    NEVER = -1
+    #: invalid input found under ``jit`` (NaN/inf values, a label outside the head, ``x`` outside
+    #: ``clip``): ``delta`` and ``hbar_z`` are NaN (:data:`jaxdyn._internal.checks.INVALID_STEP`)
+    INVALID = _checks.INVALID_STEP
+
+
+def record_step(delta_norm, grad_norm, step_norm, lv, z, hz) -> dict:
     """One step of the trajectory (see :class:`jaxdyn.attacks.multistep.AttackResult`)."""
-    return dict(delta_norm=delta_norm, grad_norm=grad_norm, step_norm=step_norm, loss=l, logits=z, H_z=hz)
+    return dict(delta_norm=delta_norm, grad_norm=grad_norm, step_norm=step_norm, loss=lv, logits=z, H_z=hz)
 
 
 def append(traj: dict, last: dict) -> dict:
@@ -39,40 +53,40 @@ def run(fz: Callable, x, y, *, steps: int, alpha, direction: Callable, project: 
     delta_effective, trajectory or None)``: ``hbar_z`` the mean of ``hessian_z_`` over the visited
     points weighted by the length of the step taken from each (``H_z(x + d0)`` if none),
     ``success_step`` the first step whose point is misclassified (``steps`` if only the last one is,
-    -1 if none; ``success(z, y)`` decides, default :func:`~jaxdyn.core.losses.is_success`),
+    :attr:`SuccessStep.NEVER` if none; ``success(z, y)`` decides, default :func:`~jaxdyn.core.losses.is_success`),
     ``delta_effective`` the sum of each step's component along the gradient."""
     def evaluate(d):
         def obj(d):
             z = fz(x + d)
             return loss_fn(z, y), z
 
-        (l, z), g = jax.value_and_grad(obj, has_aux=True)(d)
-        return l, z, g
+        (lv, z), g = jax.value_and_grad(obj, has_aux=True)(d)
+        return lv, z, g
 
     C = jax.eval_shape(fz, x).shape[0]
 
     def body(carry, t):
         d, prev_step, hsum, wsum, succ, eff = carry
-        l, z, g = evaluate(d)
+        lv, z, g = evaluate(d)
         hz = hessian_z_(z, y)
         hsum = hsum + prev_step * hz
         wsum = wsum + prev_step
-        succ = jnp.where((succ < 0) & success(z, y), t, succ)
+        succ = jnp.where((succ == SuccessStep.NEVER) & success(z, y), t, succ)
         dirn = direction(g)
         sigma = g / jnp.maximum(jnp.linalg.norm(g), TINY)
         eff = eff + alpha * jnp.vdot(sigma, dirn) * sigma
         d_new = project(d + alpha * dirn)
         step = jnp.linalg.norm(d_new - d)
-        rec = record_step(jnp.linalg.norm(d), jnp.linalg.norm(g), prev_step, l, z, hz) if record else None
+        rec = record_step(jnp.linalg.norm(d), jnp.linalg.norm(g), prev_step, lv, z, hz) if record else None
         return (d_new, step, hsum, wsum, succ, eff), rec
 
-    init = (d0, jnp.zeros((), x.dtype), jnp.zeros((C, C), x.dtype), jnp.zeros((), x.dtype), jnp.array(-1, jnp.int32),
-            jnp.zeros_like(x))
+    init = (d0, jnp.zeros((), x.dtype), jnp.zeros((C, C), x.dtype), jnp.zeros((), x.dtype),
+            jnp.array(SuccessStep.NEVER, jnp.int32), jnp.zeros_like(x))
     (d, last_step, hsum, wsum, succ, eff), traj = jax.lax.scan(body, init, jnp.arange(steps, dtype=jnp.int32),
                                                                 unroll=unroll)
-    l, z, g = evaluate(d)
-    succ = jnp.where((succ < 0) & success(z, y), jnp.int32(steps), succ)
+    lv, z, g = evaluate(d)
+    succ = jnp.where((succ == SuccessStep.NEVER) & success(z, y), jnp.int32(steps), succ)
     hbar = mean_hessian(hsum, wsum, hessian_z_(fz(x + d0), y))
     if record:
-        traj = append(traj, record_step(jnp.linalg.norm(d), jnp.linalg.norm(g), last_step, l, z, hessian_z_(z, y)))
+        traj = append(traj, record_step(jnp.linalg.norm(d), jnp.linalg.norm(g), last_step, lv, z, hessian_z_(z, y)))
     return d, hbar, succ, eff, traj if record else None

@@ -27,6 +27,7 @@ from typing import Callable, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, ArrayLike, Bool, Float, Key, PRNGKeyArray, ScalarLike, Shaped, UInt32
 
 from jaxdyn._internal import checks as _checks
 from jaxdyn.attacks.apgd_attack import apgd_restarts, check_loss
@@ -48,9 +49,9 @@ class BatchAttack(NamedTuple):
         flagged invalid under ``jit`` (NaN ``delta``) is not a success.
     """
 
-    x_adv: jax.Array
-    delta: jax.Array
-    success: jax.Array
+    x_adv: Float[Array, " B *x"]
+    delta: Float[Array, " B *x"]
+    success: Bool[Array, " B"]
 
 
 def per_example_fn(model, variables=None) -> tuple[Callable, object]:
@@ -77,7 +78,7 @@ def _wrap(model, kind):
     return lambda p, x: model(p, x)
 
 
-def example_keys(key, n: int) -> jax.Array:
+def example_keys(key: PRNGKeyArray, n: int) -> Key[Array, " n"] | UInt32[Array, "n 2"]:
     """``[n]`` keys, ``jax.random.fold_in(key, i)`` for example ``i``."""
     return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n, dtype=jnp.uint32))
 
@@ -104,7 +105,8 @@ def _key(key):
     return key
 
 
-def pgd_batch(model, x, y, *, eps, alpha, steps: int, norm: str = "linf", random_start: bool = True, key=None,
+def pgd_batch(model, x: Float[ArrayLike, " B *x"], y: Shaped[ArrayLike, " B"], *, eps: ScalarLike, alpha: ScalarLike,
+              steps: int, norm: str = "linf", random_start: bool = True, key: PRNGKeyArray | None = None,
               loss_fn: Optional[Callable] = None, targeted: bool = False, clip=(0.0, 1.0), variables=None,
               unroll=None) -> BatchAttack:
     """Madry et al. PGD on a batch: :func:`jaxdyn.attacks.multistep.pgd` per example, ``jax.vmap``-ed (and
@@ -151,9 +153,10 @@ def _won(z, y, targeted):
     return jnp.logical_not(s) if targeted else s
 
 
-def apgd(model, x, y, *, eps, norm: str = "linf", loss: str = "ce", steps: int = 100, targeted: bool = False,
-         n_restarts: int = 1, n_target_classes: int = 9, key=None, variables=None, clip=(0.0, 1.0),
-         rho: float = 0.75, random_start: bool = True) -> BatchAttack:
+def apgd(model, x: Float[ArrayLike, " B *x"], y: Shaped[ArrayLike, " B"], *, eps: ScalarLike, norm: str = "linf",
+         loss: str = "ce", steps: int = 100, targeted: bool = False, n_restarts: int = 1, n_target_classes: int = 9,
+         key: PRNGKeyArray | None = None, variables=None, clip=(0.0, 1.0), rho: float = 0.75,
+         random_start: bool = True) -> BatchAttack:
     """APGD (Croce & Hein 2020) on a batch; :mod:`jaxdyn.attacks.apgd_attack` describes the algorithm.
 
     Args:

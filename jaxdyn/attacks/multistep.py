@@ -21,18 +21,20 @@ and the effective ℓ∞ component ``Σ_t alpha (σ_tᵀ dir_t) σ_t``, ``σ_t =
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, ScalarLike, Shaped
 
 from jaxdyn._internal import checks as _checks
-from jaxdyn.attacks._loop import TINY as _TINY, append as _append, mean_hessian as _mean_hessian, \
+from jaxdyn.attacks._loop import TINY as _TINY, SuccessStep, append as _append, mean_hessian as _mean_hessian, \
     record_step as _record, run as _run
 from jaxdyn.core.gating import GATINGS, freeze, input_jacobian, logit_frame
 from jaxdyn.core.losses import hessian_z, is_success, loss
 
-__all__ = ["AttackResult", "attack", "pgd", "logit_space_attack", "calibrate_raw_alpha", "sample_ball"]
+__all__ = ["AttackResult", "SuccessStep", "attack", "pgd", "logit_space_attack", "calibrate_raw_alpha", "sample_ball"]
 
 NORMS = ("raw", "l2", "linf")
 PGD_UNROLL_MAX_STEPS = 50
@@ -45,9 +47,10 @@ class AttackResult(NamedTuple):
       delta: final perturbation ``d^(m)``, shape of ``x``.
       hbar_z: ``[C, C]`` weighted mean ``H̄_z`` over the trajectory (docs/spec.md; falls back to
         ``H_z`` at ``x`` when ``steps == 1``).
-      success_step: first ``t`` in ``0..m`` with ``x + d^(t)`` misclassified, ``-1`` if none,
-        ``-2`` (``jaxdyn._internal.checks.INVALID_STEP``) for invalid input found under ``jit`` (a NaN/inf
-        value or a label outside the head); ``delta`` and ``hbar_z`` are then NaN.
+      success_step: ``int32``, first ``t`` in ``0..m`` with ``x + d^(t)`` misclassified,
+        :attr:`SuccessStep.NEVER` (``-1``) if none, :attr:`SuccessStep.INVALID` (``-2``) for invalid
+        input found under ``jit`` (a NaN/inf value or a label outside the head); ``delta`` and
+        ``hbar_z`` are then NaN.
       delta_effective: effective ℓ∞ component ``Σ_t alpha (σ_tᵀ dir_t) σ_t`` (Sec. 3.2), shape
         of ``x``; for the raw attack it equals the sum of unprojected steps.
       trajectory: ``None`` unless ``record=True``; then a dict of per-step arrays of length
@@ -56,11 +59,11 @@ class AttackResult(NamedTuple):
         ``logits`` ``[m+1, C]`` and ``H_z`` ``[m+1, C, C]``.
     """
 
-    delta: jax.Array
-    hbar_z: jax.Array
-    success_step: jax.Array
-    delta_effective: jax.Array
-    trajectory: dict | None = None
+    delta: Float[Array, "*x"]
+    hbar_z: Float[Array, "C C"]
+    success_step: Int[Array, ""]
+    delta_effective: Float[Array, "*x"]
+    trajectory: dict[str, Float[Array, "..."]] | None = None
 
 
 def hessian_for(loss_fn):
@@ -89,7 +92,7 @@ def project(x, d, eps, norm, clip):
     return d
 
 
-def sample_ball(key, x, eps, norm):
+def sample_ball(key: PRNGKeyArray, x: Float[Array, "*x"], eps: ScalarLike, norm: str) -> Float[Array, "*x"]:
     """A uniform random point of the ε-ball around 0 (shape of ``x``).
 
     ℓ∞: i.i.d. uniform on ``[-eps, eps]``. ℓ2: uniform in the ℓ2 ball, i.e. a uniform direction
@@ -115,30 +118,30 @@ def _step_size(beta, alpha, steps):
     return alpha
 
 
-def invalid_to_nan(r: AttackResult, y, C: int, *inputs, ok=True) -> AttackResult:
+def invalid_to_nan(r: AttackResult, y: ScalarLike, C: int | None, *inputs, ok=True) -> AttackResult:
     """NaN in, NaN out: with a non-finite input or result, a label outside the head, or ``ok``
     false (``x`` outside ``clip``), found under ``jit`` where no exception can be raised, the
-    perturbation and ``H̄_z`` become NaN and ``success_step`` :data:`~jaxdyn._internal.checks.INVALID_STEP`,
+    perturbation and ``H̄_z`` become NaN and ``success_step`` :attr:`SuccessStep.INVALID`,
     never a zero perturbation that reads as an instant success."""
     ok = ok & _checks.valid(y, C, *inputs, r.delta, r.hbar_z)
     nan = lambda a: jnp.where(ok, a, jnp.nan)  # noqa: E731
     return r._replace(delta=nan(r.delta), hbar_z=nan(r.hbar_z), delta_effective=nan(r.delta_effective),
-                      success_step=jnp.where(ok, r.success_step, jnp.int32(_checks.INVALID_STEP)))
+                      success_step=jnp.where(ok, r.success_step, jnp.int32(SuccessStep.INVALID)))
 
 
 def attack(
     f: Callable[[jax.Array], jax.Array],
-    x: jax.Array,
-    y,
+    x: Float[Array, "*x"],
+    y: ScalarLike,
     *,
     steps: int,
-    beta=None,
-    alpha=None,
+    beta: ScalarLike | None = None,
+    alpha: ScalarLike | None = None,
     norm: str = "raw",
-    eps=None,
+    eps: ScalarLike | None = None,
     clip=None,
     random_start: bool = False,
-    key=None,
+    key: PRNGKeyArray | None = None,
     gating: str = "free",
     record: bool = False,
     loss_fn: Callable = loss,
@@ -175,7 +178,7 @@ def attack(
 
     ``x`` must lie inside ``clip`` (otherwise the clip would move ``x`` itself and break the
     ε-ball): a ``ValueError`` naming ``clip=None`` when ``x`` is concrete; under ``jit``/``vmap``
-    the result is flagged invalid like a NaN input (NaN ``delta``, ``success_step == -2``).
+    the result is flagged invalid like a NaN input (NaN ``delta``, ``success_step == SuccessStep.INVALID``).
 
     Returns:
       :class:`AttackResult`.
@@ -213,22 +216,22 @@ def _objective(loss_fn, targeted: bool):
 
 def pgd(
     f: Callable[[jax.Array], jax.Array],
-    x: jax.Array,
-    y,
+    x: Float[Array, "*x"],
+    y: ScalarLike,
     *,
-    eps,
-    alpha,
+    eps: ScalarLike,
+    alpha: ScalarLike,
     steps: int,
     norm: str = "linf",
     random_start: bool = True,
-    key=None,
+    key: PRNGKeyArray | None = None,
     clip=(0.0, 1.0),
     gating: str = "free",
     unroll: int | bool | None = None,
     loss_fn: Callable = loss,
     targeted: bool = False,
     return_adv: bool = False,
-) -> jax.Array:
+) -> Float[Array, "*x"]:
     """Madry et al. PGD on one example; returns the perturbation ``d`` (shape of ``x``), or the
     adversarial example ``x + d`` with ``return_adv=True``.
 
@@ -254,8 +257,8 @@ def pgd(
     return x + d if return_adv else d
 
 
-def calibrate_raw_alpha(f: Callable[[jax.Array], jax.Array], x: jax.Array, y: jax.Array, *, target: int,
-                        max_steps: int, alpha0, iters: int = 14) -> dict:
+def calibrate_raw_alpha(f: Callable[[jax.Array], jax.Array], x: Float[Array, " N *x"], y: Shaped[Array, " N"], *,
+                        target: int, max_steps: int, alpha0: Float[ArrayLike, " N"], iters: int = 14) -> dict:
     """Each sample's raw-attack α: the one with which it succeeds after about ``target`` steps
     under frozen gating (A2), for a batch ``x: [N, ...]``, ``y: [N]`` of one network ``f``.
 
@@ -267,10 +270,9 @@ def calibrate_raw_alpha(f: Callable[[jax.Array], jax.Array], x: jax.Array, y: ja
     ``f`` a :class:`jax.tree_util.Partial` holding the weights: they are traced, not compile-time constants.
 
     Returns:
-      ``{"alpha": [N], "success_step": [N]}`` (NumPy; ``-1`` where no α within the search succeeds) and
+      ``{"alpha": [N], "success_step": [N]}`` (NumPy; :attr:`SuccessStep.NEVER` where no α within the search
+      succeeds) and
       ``"jacobian"``: the ``[N, C, n]`` input Jacobians it used (for the caller to reuse)."""
-    import numpy as np
-
     _checks.check_steps(max_steps)
     fp = f if isinstance(f, jax.tree_util.Partial) else jax.tree_util.Partial(f)
     run = jax.jit(jax.vmap(lambda g, xi, yi, Ji, a: logit_space_attack(g, xi, yi, steps=max_steps, alpha=a, norm="raw",
@@ -280,7 +282,7 @@ def calibrate_raw_alpha(f: Callable[[jax.Array], jax.Array], x: jax.Array, y: ja
 
     def steps_at(a):
         s = np.asarray(run(fp, x, y, J, jnp.asarray(a, x.dtype))).astype(float)
-        s[s < 0] = np.inf
+        s[s < 0] = np.inf  # SuccessStep.NEVER or INVALID: no success
         return s
 
     lo = np.asarray(alpha0, float).copy()
@@ -305,20 +307,21 @@ def calibrate_raw_alpha(f: Callable[[jax.Array], jax.Array], x: jax.Array, y: ja
         lo = np.where(late, mid, lo)
         hi = np.where(late, hi, mid)
     s_hi = steps_at(hi)
-    return {"alpha": hi, "success_step": np.where(np.isfinite(s_hi), s_hi, -1).astype(int), "jacobian": J}
+    succ = np.where(np.isfinite(s_hi), s_hi, int(SuccessStep.NEVER)).astype(int)
+    return {"alpha": hi, "success_step": succ, "jacobian": J}
 
 
 def logit_space_attack(
     f: Callable[[jax.Array], jax.Array],
-    x: jax.Array,
-    y,
+    x: Float[Array, "*x"],
+    y: ScalarLike,
     *,
-    steps: int,
-    beta=None,
-    alpha=None,
+    steps: int | Int[Array, ""],
+    beta: ScalarLike | None = None,
+    alpha: ScalarLike | None = None,
     norm: str = "raw",
     record: bool = False,
-    jacobian: Optional[jax.Array] = None,
+    jacobian: Float[Array, "C n"] | None = None,
     loss_fn: Callable = loss,
 ) -> AttackResult:
     """The exact A2 attack, run in C-dimensional logit space after one Jacobian.
@@ -358,7 +361,7 @@ def logit_space_attack(
         hz = hessian_z_(z, y)
         hsum = hsum + prev_step * hz
         wsum = wsum + prev_step
-        succ = jnp.where((succ < 0) & is_success(z, y), t, succ)
+        succ = jnp.where((succ == SuccessStep.NEVER) & is_success(z, y), t, succ)
         c = gz if norm == "raw" else gz / jnp.maximum(gnorm, _TINY)
         step = a_step * _gnorm(G, c)
         rec = _record(_gnorm(G, coef), gnorm, prev_step, loss_fn(z, y), z, hz) if record else None
@@ -366,12 +369,12 @@ def logit_space_attack(
 
     dt = z0.dtype
     init = (jnp.zeros(C, dt), jnp.zeros(C, dt), jnp.zeros((), dt), jnp.zeros((C, C), dt),
-            jnp.zeros((), dt), jnp.array(-1, jnp.int32))
+            jnp.zeros((), dt), jnp.array(SuccessStep.NEVER, jnp.int32))
     (u, coef, last_step, hsum, wsum, succ), traj = (  # a while loop of a traced m, else a scan
         (jax.lax.fori_loop(0, steps.astype(jnp.int32), lambda t, c: body(c, t)[0], init), None)
         if _checks.traced_steps(steps) else jax.lax.scan(body, init, jnp.arange(steps, dtype=jnp.int32)))
     z, gz, gnorm = evaluate(u)
-    succ = jnp.where((succ < 0) & is_success(z, y), jnp.asarray(steps, jnp.int32), succ)
+    succ = jnp.where((succ == SuccessStep.NEVER) & is_success(z, y), jnp.asarray(steps, jnp.int32), succ)
     hbar = _mean_hessian(hsum, wsum, hessian_z_(z0, y))
     delta = (J.T @ coef).reshape(x.shape)
     if record:

@@ -23,6 +23,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import ArrayLike, Bool, Float, PRNGKeyArray, Shaped
+from tqdm.auto import tqdm
 
 from jaxdyn._internal import checks as _checks
 from jaxdyn.attacks.batch import apgd, per_example_fn, pgd_batch
@@ -52,7 +54,7 @@ class RobustAccuracy:
     attack: str
     norm: str
     settings: dict
-    correct: np.ndarray = dataclasses.field(repr=False, compare=False)
+    correct: Bool[np.ndarray, "E N"] = dataclasses.field(repr=False, compare=False)
 
     def as_dict(self) -> dict:
         """JSON-able: ``eps``, ``clean``, ``robust``, ``n``, ``attack``, ``norm``, ``settings``."""
@@ -65,9 +67,10 @@ class RobustAccuracy:
         return "\n".join(lines)
 
 
-def robust_accuracy(model, x, y, *, eps, attack: str | Callable = "pgd", variables=None, norm: str = "linf",
-                    key=None, steps: int | None = None, alpha=None, n_restarts: int = 1, clip=(0.0, 1.0),
-                    batch_size: int = 500, progress: bool = True) -> RobustAccuracy:
+def robust_accuracy(model, x: Float[ArrayLike, " N *x"], y: Shaped[ArrayLike, " N"], *, eps,
+                    attack: str | Callable = "pgd", variables=None, norm: str = "linf",
+                    key: PRNGKeyArray | None = None, steps: int | None = None, alpha=None, n_restarts: int = 1,
+                    clip=(0.0, 1.0), batch_size: int = 500, progress: bool = True) -> RobustAccuracy:
     """Clean and robust accuracy of ``model`` on ``(x, y)`` for every ε of ``eps``.
 
     Args:
@@ -89,8 +92,6 @@ def robust_accuracy(model, x, y, *, eps, attack: str | Callable = "pgd", variabl
       :class:`RobustAccuracy` (prints as a table). An example counts as robust at ε when it is
       classified correctly at ``x`` and at every adversarial point the attack(s) returned.
     """
-    from tqdm.auto import tqdm
-
     eps_list = tuple(float(e) for e in (np.atleast_1d(np.asarray(eps, float))))
     if not eps_list:
         raise ValueError("eps is empty: give one radius or a list of them")

@@ -31,8 +31,8 @@ _API: dict[str, str] = {
     ), 'models'),
     **dict.fromkeys(('layer_paths',), 'params'),
     **dict.fromkeys((
-        'NormCurve', 'Prediction', 'clean_alignment', 'hbar_z_weighted', 'lemma1_sigmoid_margin', 'match_beta',
-        'normalized', 'phi', 'predict', 'prepare', 'structured_eigenpairs', 'theorem1', 'theorem1_eig',
+        'ExamplePrediction', 'NormCurve', 'Prediction', 'clean_alignment', 'hbar_z_weighted', 'lemma1_sigmoid_margin',
+        'match_beta', 'normalized', 'phi', 'predict', 'prepare', 'structured_eigenpairs', 'theorem1', 'theorem1_eig',
         'theorem1_norms', 'theorem2', 'theorem2_eig', 'theorem2_norms'
     ), 'theory'),
 }

@@ -12,6 +12,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float
 
 __all__ = ["GATINGS", "freeze", "input_jacobian", "gate_pattern", "flip_fraction"]
 
@@ -21,7 +22,7 @@ GATINGS = ("free", "frozen")
 LogitsFn = Callable[[jax.Array], jax.Array]
 
 
-def freeze(f: LogitsFn, x: jax.Array) -> LogitsFn:
+def freeze(f: LogitsFn, x: Float[Array, "*x"]) -> LogitsFn:
     """The frozen-gating network of ``f`` at the reference input ``x`` (A2).
 
     Returns ``f_frozen(x2) = f(x) + J (x2 - x)``, evaluated with one ``jvp`` through the network
@@ -40,7 +41,7 @@ def freeze(f: LogitsFn, x: jax.Array) -> LogitsFn:
     return f_frozen
 
 
-def input_jacobian(f: LogitsFn, x: jax.Array) -> jax.Array:
+def input_jacobian(f: LogitsFn, x: Float[Array, "*x"]) -> Float[Array, "C n"]:
     """``J = dz/dx`` as a ``[C, n]`` matrix (``n = x.size``), by reverse mode (C backward passes).
 
     ``W~ = J^T`` in the paper's notation.
@@ -51,7 +52,8 @@ def input_jacobian(f: LogitsFn, x: jax.Array) -> jax.Array:
     return rows.reshape(z.shape[0], -1)
 
 
-def logit_frame(f: LogitsFn, x: jax.Array, jacobian: jax.Array | None = None):
+def logit_frame(f: LogitsFn, x: Float[Array, "*x"], jacobian: Float[Array, "C n"] | None = None
+                ) -> tuple[Float[Array, " C"], Float[Array, "C n"], Float[Array, "C C"], int]:
     """What a frozen-gating (A2) computation in logit space needs at ``x``: the clean logits
     ``z0 [C]``, the input Jacobian ``J [C, n]`` (``jacobian`` if given), its Gram matrix
     ``G = J Jᵀ [C, C]`` and ``C``. Under A2 the network is ``z0 + J δ`` around ``x``, so an attack
@@ -61,7 +63,7 @@ def logit_frame(f: LogitsFn, x: jax.Array, jacobian: jax.Array | None = None):
     return z0, J, J @ J.T, z0.shape[0]
 
 
-def gate_pattern(apply_fn: Callable, variables, x: jax.Array) -> jax.Array:
+def gate_pattern(apply_fn: Callable, variables, x: Float[Array, "*x"]) -> Bool[Array, " G"]:
     """All ReLU gate states of one example as a flat boolean vector.
 
     Uses the pre-activations that :func:`jaxdyn.core.models.relu` sows into the ``"gates"``
@@ -74,7 +76,7 @@ def gate_pattern(apply_fn: Callable, variables, x: jax.Array) -> jax.Array:
     return jnp.concatenate([jnp.ravel(h > 0) for h in leaves])
 
 
-def flip_fraction(apply_fn: Callable, variables, x: jax.Array, x2: jax.Array) -> jax.Array:
+def flip_fraction(apply_fn: Callable, variables, x: Float[Array, "*x"], x2: Float[Array, "*x"]) -> Float[Array, ""]:
     """Fraction of ReLU gates whose state differs between ``x`` and ``x2`` (Appendix J)."""
     a = gate_pattern(apply_fn, variables, x)
     b = gate_pattern(apply_fn, variables, x2)

@@ -14,6 +14,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree, ScalarLike
 
 from jaxdyn.core.gating import input_jacobian
 from jaxdyn.core.losses import hessian_z, loss
@@ -42,12 +43,12 @@ def _warn_dense(n: int) -> None:
         )
 
 
-def hessian_z_autodiff(z: jax.Array, y) -> jax.Array:
+def hessian_z_autodiff(z: Float[Array, " C"], y: ScalarLike) -> Float[Array, "C C"]:
     """``H_z`` by ``jax.hessian`` (reference for the closed form :func:`hessian_z`)."""
     return jax.hessian(loss)(z, y)
 
 
-def input_hessian(f: Callable, x: jax.Array, y) -> jax.Array:
+def input_hessian(f: Callable, x: Float[Array, "*x"], y: ScalarLike) -> Float[Array, "n n"]:
     """Exact input Hessian ``d^2 L(f(x), y)/dx dx^T`` by ``jax.hessian``: ``[n, n]``.
 
     The slow reference (``n`` forward-over-reverse passes); ``x`` is flattened.
@@ -55,20 +56,20 @@ def input_hessian(f: Callable, x: jax.Array, y) -> jax.Array:
     _warn_dense(x.size)
     shape = x.shape
 
-    def l(xf):
+    def loss_flat(xf):
         return loss(f(xf.reshape(shape)), y)
 
-    return jax.hessian(l)(x.ravel())
+    return jax.hessian(loss_flat)(x.ravel())
 
 
-def input_hessian_structured(f: Callable, x: jax.Array, y) -> jax.Array:
+def input_hessian_structured(f: Callable, x: Float[Array, "*x"], y: ScalarLike) -> Float[Array, "n n"]:
     """``H_x = J^T H_z J`` at ``x`` (exact for ReLU networks away from kinks): ``[n, n]``."""
     _warn_dense(x.size)
     J = input_jacobian(f, x)
     return J.T @ hessian_z(f(x), y) @ J
 
 
-def hbar_x_dense(f: Callable, x: jax.Array, hbar_z: jax.Array) -> jax.Array:
+def hbar_x_dense(f: Callable, x: Float[Array, "*x"], hbar_z: Float[Array, "C C"]) -> Float[Array, "n n"]:
     """``H̄_x = W~ H̄_z W~^T`` as a dense ``[n, n]`` matrix by ``jax.hessian``.
 
     Computed as the Hessian at ``x`` of ``q(x') = ½ (z(x') - z(x))ᵀ H̄_z (z(x') - z(x))``,
@@ -86,7 +87,7 @@ def hbar_x_dense(f: Callable, x: jax.Array, hbar_z: jax.Array) -> jax.Array:
     return jax.hessian(q)(x.ravel())
 
 
-def hvp(f: Callable, x: jax.Array, y, v: jax.Array) -> jax.Array:
+def hvp(f: Callable, x: Float[Array, "*x"], y: ScalarLike, v: Float[Array, "*x"]) -> Float[Array, "*x"]:
     """Input Hessian-vector product ``H_x v`` (forward-over-reverse), shape of ``x``."""
 
     def g(x_):
@@ -95,7 +96,7 @@ def hvp(f: Callable, x: jax.Array, y, v: jax.Array) -> jax.Array:
     return jax.jvp(g, (x,), (v,))[1]
 
 
-def top_eigenpairs(H: jax.Array, k: int | None = None):
+def top_eigenpairs(H: Float[Array, "n n"], k: int | None = None) -> tuple[Float[Array, " k"], Float[Array, "n k"]]:
     """Eigenpairs of a symmetric matrix in descending order of eigenvalue.
 
     Returns ``(lam: [k], V: [n, k])`` with ``V[:, i]`` the ``i``-th eigenvector.
@@ -107,7 +108,8 @@ def top_eigenpairs(H: jax.Array, k: int | None = None):
     return lam, V
 
 
-def param_hessian_top_eigenvalue(loss_of_params: Callable, params, *, key, num_iters: int = 20):
+def param_hessian_top_eigenvalue(loss_of_params: Callable, params: PyTree[Float[Array, "..."]], *, key: PRNGKeyArray,
+                                 num_iters: int = 20) -> tuple[Float[Array, ""], PyTree[Float[Array, "..."]]]:
     """Largest-magnitude eigenvalue of ``d^2 loss / dθ dθ^T`` by power iteration on
     Hessian-vector products (no dense Hessian).
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, ScalarLike
 
 from jaxdyn._internal import checks as _checks
 
 __all__ = ["loss", "grad_z", "hessian_z", "is_success"]
 
 
-def loss(z: jax.Array, y: jax.Array) -> jax.Array:
+def loss(z: Float[Array, " C"], y: ScalarLike) -> Float[Array, ""]:
     """Cross-entropy of one example. ``z``: ``[C]``; returns a scalar.
 
     Binary (``C == 1``): ``softplus(-y z)`` with ``y`` in {-1, +1}.
@@ -31,12 +32,12 @@ def loss(z: jax.Array, y: jax.Array) -> jax.Array:
     return jax.nn.logsumexp(z) - z[jnp.asarray(y, jnp.int32)]
 
 
-def grad_z(z: jax.Array, y: jax.Array) -> jax.Array:
+def grad_z(z: Float[Array, " C"], y: ScalarLike) -> Float[Array, " C"]:
     """``g_z = dL/dz``: ``[C]``."""
     return jax.grad(loss)(z, y)
 
 
-def hessian_z(z: jax.Array, y: jax.Array) -> jax.Array:
+def hessian_z(z: Float[Array, " C"], y: ScalarLike) -> Float[Array, "C C"]:
     """``H_z = d^2L/dz dz^T``: ``[C, C]`` (Lemma 1: PSD for softmax, ``>= g_z^2`` for sigmoid
     when ``y z > 0``).
 
@@ -50,7 +51,7 @@ def hessian_z(z: jax.Array, y: jax.Array) -> jax.Array:
     return jnp.diag(p) - jnp.outer(p, p)
 
 
-def is_success(z: jax.Array, y: jax.Array) -> jax.Array:
+def is_success(z: Float[Array, " C"], y: ScalarLike) -> Bool[Array, ""]:
     """Whether the example is misclassified (the attack has succeeded): ``y z <= 0`` for the
     binary head, ``argmax z != y`` otherwise. Returns a boolean scalar."""
     if z.shape[0] == 1:

@@ -27,6 +27,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import expm
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, ScalarLike
 
 from jaxdyn._internal import checks as _checks
 from jaxdyn.core.gating import input_jacobian
@@ -34,6 +35,7 @@ from jaxdyn.core.losses import grad_z, hessian_z
 
 __all__ = [
     "Prediction",
+    "ExamplePrediction",
     "phi",
     "hbar_z_weighted",
     "theorem2",
@@ -52,20 +54,47 @@ __all__ = [
 
 
 class Prediction(NamedTuple):
-    """``delta``: the predicted perturbation; ``grad``: the predicted ``g_{x+δ}``."""
+    """Theorem 1 or 2 on flattened inputs (:func:`theorem2`, :func:`theorem1`, the ``*_eig`` references).
 
-    delta: jax.Array
-    grad: jax.Array
+    Attributes:
+      delta: ``[n]``, the predicted perturbation ``δ̂``.
+      grad: ``[n]``, the predicted gradient ``g_{x+δ̂}``.
+    """
+
+    delta: Float[Array, " n"]
+    grad: Float[Array, " n"]
 
 
-def phi(s: jax.Array) -> jax.Array:
+class ExamplePrediction(NamedTuple):
+    """Theorem 2 (or 1) for one example, in the example's own shape (:func:`predict`).
+
+    Attributes:
+      delta_hat: the predicted perturbation ``δ̂``, shape of ``x``.
+      grad_hat: the predicted gradient ``g_{x+δ̂}``, shape of ``x``.
+      g_x: the clean input gradient ``g_x = Jᵀ g_z``, shape of ``x`` (the first-order prediction's
+        direction).
+      g_z: ``[C]``, the loss gradient in the logits at ``x``.
+      J: ``[C, n]``, the input Jacobian of the logits at ``x`` (``n = x.size``).
+
+    ``delta_hat``, ``grad_hat``, ``g_x`` and ``g_z`` are NaN for invalid input found under ``jit``.
+    """
+
+    delta_hat: Float[Array, "*x"]
+    grad_hat: Float[Array, "*x"]
+    g_x: Float[Array, "*x"]
+    g_z: Float[Array, " C"]
+    J: Float[Array, "C n"]
+
+
+def phi(s: Float[Array, "*s"]) -> Float[Array, "*s"]:
     """``φ(s) = (e^s - 1)/s`` with ``φ(0) = 1`` (``expm1`` for accuracy near 0)."""
     small = jnp.abs(s) < 1e-8
     safe = jnp.where(small, 1.0, s)
     return jnp.where(small, 1.0 + 0.5 * s, jnp.expm1(safe) / safe)
 
 
-def hbar_z_weighted(H_seq: jax.Array, step_norms: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+def hbar_z_weighted(H_seq: Float[Array, "T C C"], step_norms: Float[Array, " T"],
+                    mask: Bool[Array, " T"] | None = None) -> Float[Array, "C C"]:
     """The ``H̄_z`` of docs/spec.md, ``Σ_{t=1}^{m-1} ||Δx^(t)|| H_z^(t) / Σ ||Δx^(t)||``, from a
     recorded trajectory.
 
@@ -89,7 +118,8 @@ def _corner(E, C):
     return E[:C, C], E[:C, :C]
 
 
-def theorem2(J: jax.Array, g_z: jax.Array, hbar_z: jax.Array, beta) -> Prediction:
+def theorem2(J: Float[Array, "C n"], g_z: Float[Array, " C"], hbar_z: Float[Array, "C C"], beta: ScalarLike
+             ) -> Prediction:
     """Theorem 2, Eq. (6), by the ``C x C`` path.
 
     ``δ̂ = β J^T φ(β H̄_z G) g_z`` and ``g_{x+δ̂} = J^T e^{β H̄_z G} g_z``.
@@ -112,7 +142,8 @@ def theorem2(J: jax.Array, g_z: jax.Array, hbar_z: jax.Array, beta) -> Predictio
     return Prediction(J.T @ a, J.T @ (eM @ g_z))
 
 
-def theorem1(J: jax.Array, g_z: jax.Array, hbar_z: jax.Array, alpha, steps: int) -> Prediction:
+def theorem1(J: Float[Array, "C n"], g_z: Float[Array, " C"], hbar_z: Float[Array, "C C"], alpha: ScalarLike,
+             steps: int | Int[Array, ""]) -> Prediction:
     """Theorem 1, Eq. (5), by the ``C x C`` path (``m = steps`` static, ``alpha`` traced; ``steps``
     may also be a JAX integer scalar, traced: one compile for every ``m``, the same products).
 
@@ -140,7 +171,7 @@ def _matrix_power_traced(A, m):
     return jax.lax.fori_loop(0, 31, body, (jnp.eye(A.shape[0], dtype=A.dtype), A))[0]
 
 
-def theorem2_eig(g_x: jax.Array, hbar_x: jax.Array, beta) -> Prediction:
+def theorem2_eig(g_x: Float[Array, " n"], hbar_x: Float[Array, "n n"], beta: ScalarLike) -> Prediction:
     """Theorem 2, Eq. (6), by the ``n x n`` eigendecomposition (the reference).
 
     ``δ̂ = Σ_i (e^{βλ_i} - 1)/λ_i γ_i v_i`` (``β γ_i v_i`` where ``λ_i = 0``),
@@ -154,10 +185,15 @@ def theorem2_eig(g_x: jax.Array, hbar_x: jax.Array, beta) -> Prediction:
 
 
 class NormCurve(NamedTuple):
-    """``delta``: ``||δ̂||`` along a curve; ``grad``: ``||g_{x+δ̂}||`` along it (same shape)."""
+    """The norms of a prediction along a curve of ``T`` strengths or step counts.
 
-    delta: jax.Array
-    grad: jax.Array
+    Attributes:
+      delta: ``[T]``, ``||δ̂||`` at each point of the curve.
+      grad: ``[T]``, ``||g_{x+δ̂}||`` at each point.
+    """
+
+    delta: Float[Array, " T"]
+    grad: Float[Array, " T"]
 
 
 def _eigen_coordinates(J: jax.Array, g_x: jax.Array, hbar_z: jax.Array):
@@ -167,7 +203,8 @@ def _eigen_coordinates(J: jax.Array, g_x: jax.Array, hbar_z: jax.Array):
     return lam, gam, jnp.maximum(jnp.vdot(g_x, g_x) - jnp.vdot(gam, gam), 0.0)
 
 
-def theorem2_norms(J: jax.Array, g_x: jax.Array, hbar_z: jax.Array, betas: jax.Array) -> NormCurve:
+def theorem2_norms(J: Float[Array, "C n"], g_x: Float[Array, " n"], hbar_z: Float[Array, "C C"],
+                   betas: Float[ArrayLike, " T"]) -> NormCurve:
     """The norms of Theorem 2's prediction for each ``β`` of ``betas`` (``[T]``), from the
     eigenpairs ``(λ_i, v_i)`` of ``H̄_x = Jᵀ H̄_z J`` (``C x C`` problem, Fig. 2):
     ``||g(β)||² = Σ e^{2βλ_i} γ_i² + ||g_⊥||²`` and
@@ -182,7 +219,8 @@ def theorem2_norms(J: jax.Array, g_x: jax.Array, hbar_z: jax.Array, betas: jax.A
     return NormCurve(jnp.sqrt(d2), jnp.sqrt(g2))
 
 
-def theorem1_norms(J: jax.Array, g_x: jax.Array, hbar_z: jax.Array, alpha, t: jax.Array) -> NormCurve:
+def theorem1_norms(J: Float[Array, "C n"], g_x: Float[Array, " n"], hbar_z: Float[Array, "C C"], alpha: ScalarLike,
+                   t: Int[ArrayLike, " T"]) -> NormCurve:
     """The norms of Theorem 1's prediction after each number of steps in ``t`` (``[T]``, traced):
     growth ``(1 + αλ_i)^t`` in place of ``e^{βλ_i}``, ``δ`` coefficients ``((1 + αλ_i)^t - 1)/λ_i``
     (``αt`` where ``λ_i = 0``); arguments as :func:`theorem2_norms`. Equal to the norms of
@@ -198,7 +236,7 @@ def theorem1_norms(J: jax.Array, g_x: jax.Array, hbar_z: jax.Array, alpha, t: ja
     return NormCurve(jnp.sqrt(d1), jnp.sqrt(g1))
 
 
-def theorem1_eig(g_x: jax.Array, hbar_x: jax.Array, alpha, steps: int) -> Prediction:
+def theorem1_eig(g_x: Float[Array, " n"], hbar_x: Float[Array, "n n"], alpha: ScalarLike, steps: int) -> Prediction:
     """Theorem 1, Eq. (5), by the ``n x n`` eigendecomposition.
 
     Coefficients ``((1 + αλ)^m - 1)/λ`` (``m α`` where ``λ = 0``), evaluated as
@@ -219,7 +257,8 @@ def theorem1_eig(g_x: jax.Array, hbar_x: jax.Array, alpha, steps: int) -> Predic
     return Prediction(V @ (coef * gamma), V @ (growth * gamma))
 
 
-def structured_eigenpairs(J: jax.Array, hbar_z: jax.Array):
+def structured_eigenpairs(J: Float[Array, "C n"], hbar_z: Float[Array, "C C"]
+                          ) -> tuple[Float[Array, " C"], Float[Array, "n C"]]:
     """The (at most ``C``) non-trivial eigenpairs of ``H̄_x = J^T H̄_z J`` from a ``C x C``
     problem, in descending order.
 
@@ -237,8 +276,8 @@ def structured_eigenpairs(J: jax.Array, hbar_z: jax.Array):
     return jnp.where(pos, lam, 0.0), V
 
 
-def predict(f: Callable, x: jax.Array, y, hbar_z: jax.Array | None = None, *, beta,
-            steps: int | None = None, loss_fn: Callable | None = None) -> dict:
+def predict(f: Callable, x: Float[Array, "*x"], y: ScalarLike, hbar_z: Float[Array, "C C"] | None = None, *,
+            beta: ScalarLike, steps: int | None = None, loss_fn: Callable | None = None) -> ExamplePrediction:
     """Theorem 2 (or Theorem 1 when ``steps`` is given, with ``α = β/steps``) for one example.
 
     Args:
@@ -251,8 +290,8 @@ def predict(f: Callable, x: jax.Array, y, hbar_z: jax.Array | None = None, *, be
       steps: ``None`` for Theorem 2 (infinite steps); an int for Theorem 1.
       loss_fn: ``(z, y) -> scalar``; default the cross-entropy of :mod:`jaxdyn.core.losses`.
     Returns:
-      dict with ``delta_hat`` and ``grad_hat`` (``g_{x+δ̂}``) in ``x``'s shape, ``g_x``, ``g_z``,
-      ``J`` (``[C, n]``).
+      :class:`ExamplePrediction`: ``delta_hat`` and ``grad_hat`` (``g_{x+δ̂}``) in ``x``'s shape,
+      ``g_x``, ``g_z``, ``J`` (``[C, n]``).
     """
     n_classes = _checks.check_call(f, x, y, labels=loss_fn is None)
     if steps is not None:
@@ -272,19 +311,19 @@ def predict(f: Callable, x: jax.Array, y, hbar_z: jax.Array | None = None, *, be
         pred = theorem1(J, gz, hz, beta / steps, steps)
     ok = _checks.valid(y, n_classes, x, hz)  # under jit: NaN out for invalid input (never a clean δ̂)
     nan = lambda a: jnp.where(ok, a, jnp.nan)  # noqa: E731
-    return dict(
+    return ExamplePrediction(
         delta_hat=nan(pred.delta.reshape(x.shape)), grad_hat=nan(pred.grad.reshape(x.shape)),
         g_x=nan((J.T @ gz).reshape(x.shape)), g_z=nan(gz), J=J,
     )
 
 
-def normalized(delta: jax.Array, C) -> jax.Array:
+def normalized(delta: Float[Array, "*x"], C: ScalarLike) -> Float[Array, "*x"]:
     """``δ̂^(norm) = C δ̂ / ||δ̂||`` (Sec. 3.2): ``C = ||δ^(ℓ2)||`` for ℓ2 attacks, ``C_ℓ∞`` for
     the effective ℓ∞ component."""
     return C * delta / jnp.linalg.norm(delta)
 
 
-def lemma1_sigmoid_margin(z: jax.Array, y) -> jax.Array:
+def lemma1_sigmoid_margin(z: Float[Array, " 1"], y: ScalarLike) -> Float[Array, ""]:
     """Lemma 1 (sigmoid): ``H_z - g_z^2``, which is ``>= 0`` whenever ``y z > 0``.
 
     Closed form: ``s(1-s) - (1-s)^2 = (1-s)(2s-1)`` with ``s = sigmoid(y z)``."""
@@ -294,7 +333,8 @@ def lemma1_sigmoid_margin(z: jax.Array, y) -> jax.Array:
 # --- the network at a clean input (Tables 1-2, Appendix D)
 
 
-def prepare(f: Callable, x: jax.Array, y, *, loss_fn: Callable | None = None):
+def prepare(f: Callable, x: Float[Array, "*x"], y: ScalarLike, *, loss_fn: Callable | None = None
+            ) -> tuple[Float[Array, "C n"], Float[Array, " C"], Float[Array, " C"]]:
     """What Theorems 1/2 need from the network at one clean example, which A2 freezes there.
 
     Args:
@@ -313,7 +353,8 @@ def prepare(f: Callable, x: jax.Array, y, *, loss_fn: Callable | None = None):
 # --- Appendix D: matching β
 
 
-def match_beta(J: jax.Array, g_z: jax.Array, hbar_z: jax.Array, target_norm, *, iters: int = 100):
+def match_beta(J: Float[Array, "C n"], g_z: Float[Array, " C"], hbar_z: Float[Array, "C C"], target_norm: ScalarLike,
+               *, iters: int = 100) -> Float[Array, ""]:
     """The β at which Theorem 2's ``||δ̂(β)||`` equals ``target_norm`` (one example).
 
     Appendix D compares δ̂ with a few-step PGD perturbation at the point of the flow at the
@@ -337,7 +378,8 @@ def match_beta(J: jax.Array, g_z: jax.Array, hbar_z: jax.Array, target_norm, *, 
 __all__ += ["prepare", "match_beta"]
 
 
-def clean_alignment(J: jax.Array, z: jax.Array, g_z: jax.Array, y) -> jax.Array:
+def clean_alignment(J: Float[Array, "C n"], z: Float[Array, " C"], g_z: Float[Array, " C"], y: ScalarLike
+                    ) -> Float[Array, ""]:
     """``|cos(g_x, v₁)|`` at a clean example: ``g_x = Jᵀ g_z`` against the top eigenvector ``v₁`` of
     ``H_x = Jᵀ H_z J``, ``H_z`` at the clean logits ``z`` (C.3's premise: where it is ≈ 1 the
     attack's turn from ``g_x`` to ``v₁`` cannot be observed)."""

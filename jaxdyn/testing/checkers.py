@@ -117,11 +117,11 @@ def _paths_core(f, params, x, y, hbar_z, beta, steps, loss_static, loss_dyn):
     lf = loss_dyn if loss_dyn is not None else loss_static
     p = theory.predict(fx, x, y, hbar_z, beta=beta, steps=steps, loss_fn=lf)
     Hx = hessian.hbar_x_dense(fx, x, hbar_z)
-    g = p["g_x"].ravel()
+    g = p.g_x.ravel()
     ref = theory.theorem2_eig(g, Hx, beta) if steps is None else theory.theorem1_eig(g, Hx, beta / steps, steps)
-    lam_s, V_s = theory.structured_eigenpairs(p["J"], hbar_z)
+    lam_s, V_s = theory.structured_eigenpairs(p.J, hbar_z)
     lam_d, V_d = hessian.top_eigenpairs(Hx, hbar_z.shape[0])
-    return p["delta_hat"].ravel(), p["grad_hat"].ravel(), ref, lam_s, V_s, lam_d, V_d
+    return p.delta_hat.ravel(), p.grad_hat.ravel(), ref, lam_s, V_s, lam_d, V_d
 
 
 def assert_theorem2_paths_agree(f, x, y, hbar_z=None, *, beta, steps=None, params=None, loss_fn=None,

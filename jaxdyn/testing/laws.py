@@ -34,8 +34,8 @@ __all__ = ["assert_quadratic_loss_exact", "assert_eqs_9_to_11_exact", "assert_le
 def _quad_core(f, params, x, quad, beta, steps, loss_static=None):
     fx = bind_params(f, params)
     r = attacks.logit_space_attack(fx, x, 0, beta=beta, steps=steps, loss_fn=quad)
-    t1 = theory.predict(fx, x, 0, quad.A, beta=beta, steps=steps, loss_fn=quad)["delta_hat"]
-    t2 = theory.predict(fx, x, 0, quad.A, beta=beta, loss_fn=quad)["delta_hat"]
+    t1 = theory.predict(fx, x, 0, quad.A, beta=beta, steps=steps, loss_fn=quad).delta_hat
+    t2 = theory.predict(fx, x, 0, quad.A, beta=beta, loss_fn=quad).delta_hat
     r_net = attacks.attack(fx, x, 0, beta=beta, steps=steps, gating="frozen", loss_fn=quad)
     return r.delta, r.hbar_z, t1, t2, r_net.delta
 
