@@ -30,10 +30,9 @@ from typing import Any, Protocol, Sequence
 from jaxdyn._internal.results import read_json, to_json_tree, write_json_atomic
 from jaxdyn.training import checkpoint as ckpt_io
 from jaxdyn.training.config import TrainConfig
-from jaxdyn.training.loop import load_data
-from jaxdyn.training.evaluation import apgd_evaluation
-from jaxdyn.datasets import loading as data
 from jaxdyn.core.models import get_model
+from jaxdyn.datasets import loading as data
+from jaxdyn.training import evaluation, loop  # looked up at call time: tests patch them
 
 __all__ = ["default_cache_dir", "load_or_train", "Tracker"]
 
@@ -143,9 +142,9 @@ def with_apgd(run_dir: Path, cfg: TrainConfig, model, variables, info: dict, dat
             extra = None
     if extra is None:
 
-        xte, yte = load_data(cfg, data_dir)[2:]
+        xte, yte = loop.load_data(cfg, data_dir)[2:]
         xr, yr = data.subset(xte, yte, cfg.n_eval_robust, seed=0)
-        extra = apgd_evaluation(cfg, model, variables, xr, yr, info["robust_accuracy"])
+        extra = evaluation.apgd_evaluation(cfg, model, variables, xr, yr, info["robust_accuracy"])
         write_json_atomic(path, extra)
     return dict(info, **extra)
 
