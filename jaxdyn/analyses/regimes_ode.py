@@ -28,7 +28,7 @@ def ode_compare(sol, delta_m, J, g_z, beta) -> dict:
     ``‖δ_ode‖``, ``ode_err_hat``/``ode_err_fo``/``ode_err_m`` (``‖δ_ode − ·‖`` for δ̂, ``β g_x``,
     δ*_m), C.3's ``cos(δ_ode, g_x)`` and ``|cos(δ_ode, v₁)|`` (``v₁`` of ``Jᵀ H̄_z J``, the flow's
     ``H̄_z``), ``ode_accepted``, ``ode_rejected``."""
-    ok = sol.status == _flow.OK
+    ok = sol.status == _flow.FlowStatus.OK
     d = jnp.where(ok, sol.delta.ravel(), 0.0)
     hz = jnp.where(ok, sol.hbar_z, jnp.zeros_like(sol.hbar_z))
     hat = theorem2(J, g_z, hz, beta).delta

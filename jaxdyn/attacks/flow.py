@@ -78,7 +78,7 @@ class FlowStatus(enum.IntEnum):
 
 _MESSAGES = {FlowStatus.OK: "ok", FlowStatus.MAX_STEPS: "max_steps reached",
              FlowStatus.FAILED: "step size vanished or non-finite state", FlowStatus.INVALID: "invalid input"}
-# the module's former int constants, for existing call sites (``sol.status == flow.OK``)
+# the former int constants, kept as names of the enum's members (``flow.OK is FlowStatus.OK``)
 OK, MAX_STEPS, FAILED, INVALID = FlowStatus
 
 
