@@ -32,7 +32,7 @@ def test_every_experiment_has_the_protocol():
             assert hasattr(mod, attr), (name, attr)
         assert mod.name == name, name
         fields = [f.name for f in dataclasses.fields(mod.Config)]
-        assert fields[0] == "scale" and "seed" in fields, name
+        assert fields[0] == "scale" and ("seeds" in fields or "seed" in fields), name
         assert "tiny" in mod.SCALES and "quick" in mod.SCALES and "full" in mod.SCALES, name
         cfg = mod.config("tiny")
         assert cfg.scale == "tiny", name
@@ -97,7 +97,7 @@ def test_report_summary_rows_follow_their_header():
 
     c = dict(id="table1.x", claim="a claim", paper="p", protocol="q", measured="m", rule="r", verdict="holds")
     recs = [dict(stage="table1", status="ok", runtime_s=60.0, cpu_s=50.0, cached=False, results={}, claims=[c])]
-    text = report.render(recs, scale="tiny", seed=0, total_s=60.0)
+    text = report.render(recs, scale="tiny", seeds=(0,), total_s=60.0)
     summary = text[text.index("## Summary"):text.index("## Stage times")].strip().splitlines()
     assert summary[-1].startswith("| ") and "a claim" in summary[-1] and summary[-2] == "|---|---|---|---|"
 

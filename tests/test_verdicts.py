@@ -168,3 +168,21 @@ def test_report_writes_the_claims_data_it_is_given():
     assert lines[1] == "- per seed: seed 0: does not hold; seed 1: does not hold"
     assert lines[2] == "- cause: the ratio exceeds 1 on every network"
     assert _statistic_lines({"verdict": "holds"}) == []
+
+
+@pytest.mark.parametrize("means, expected", [([0.3, 0.35, 0.32], "holds"), ([2.0, 2.2, 1.9], "does not hold"),
+                                             ([0.5, 1.5, 1.0], "inconclusive")])
+def test_decide_gives_each_verdict_with_its_fields(means, expected):
+    d = V.decide("median error ratio", _groups(means, sd=0.05), 1.0, seeds=[4, 5, 6])
+    assert d["verdict"] == expected
+    st_ = d["statistic"]
+    assert st_["n_seeds"] == 3 and st_["n_digits"] == 120 and st_["threshold"] == 1.0 and st_["side"] == "below"
+    assert [r["seed"] for r in d["per_seed"]] == [4, 5, 6]
+    assert all(r["verdict"] in VERDICTS for r in d["per_seed"])
+
+
+def test_decide_not_testable_keeps_the_numbers():
+    d = V.decide("x", _groups([0.3, 0.3]), 1.0, testable=False)
+    assert d["verdict"] == "not testable" and np.isfinite(d["statistic"]["value"])
+    assert {r["verdict"] for r in d["per_seed"]} == {"not testable"}
+    assert V.decide("x", [np.array([np.nan])], 1.0)["verdict"] == "not testable"

@@ -220,4 +220,24 @@ def holm_verdicts(p_claim: Sequence[float], p_against: Sequence[float], *, alpha
     return [pvalue_verdict(float(c), float(a), alpha=alpha) for c, a in zip(ac, aa)]
 
 
-__all__ += ["holm_verdicts"]
+def decide(name: str, groups: Sequence, threshold: float, *, claim: str = "below", seeds: Sequence[int] | None = None,
+           testable: bool = True, stat: Callable = np.median, n_resamples: int = 2000, level: float = 0.95,
+           seed: int = 0) -> dict:
+    """The claims-as-data fields of a claim "the ``stat`` of the per-digit values lies ``claim``
+    ``threshold``", from ``groups`` (one 1-D array of per-digit values per network, in the order of
+    ``seeds``): ``{"verdict", "statistic", "per_seed"}``, ready for
+    :func:`jaxdyn.experiments.claims.render`. The verdict is :func:`side_verdict` on the
+    :func:`hierarchical_bootstrap` interval over every network (so it covers the training noise the
+    seeds measure); ``per_seed`` applies the same rule to each network alone. ``testable=False``
+    (the premise is absent) makes every verdict "not testable" while still recording the numbers."""
+    iv = hierarchical_bootstrap(groups, stat=stat, n_resamples=n_resamples, level=level, seed=seed)
+    rows = per_seed(groups, threshold, claim=claim, seeds=seeds, stat=stat, n_resamples=n_resamples, level=level,
+                    seed=seed)
+    if not testable:
+        rows = [dict(r, verdict=str(Verdict.NOT_TESTABLE)) for r in rows]
+    return dict(verdict=str(side_verdict(iv, threshold, claim=claim, testable=testable)),
+                statistic=dict(statistic_record(name, iv), threshold=float(threshold), side=claim),
+                per_seed=rows)
+
+
+__all__ += ["holm_verdicts", "decide"]

@@ -8,7 +8,7 @@ from jaxdyn._internal.results import write_json_atomic
 from jaxdyn.cli.app import CommandError, add_scale_arguments
 from jaxdyn.cli.text import SHOWN_SCALES, preset_note
 from jaxdyn.experiments import REPRODUCE, load
-from jaxdyn.experiments.reproduce import RESULT_NAME, TABLE_STAGES, reproduce
+from jaxdyn.experiments.reproduce import RESULT_NAME, TABLE_STAGES, parse_seeds, reproduce
 from jaxdyn.experiments._common import TABLE_MODELS
 
 __all__ = ["READS_DATA", "add_arguments", "run"]
@@ -40,7 +40,9 @@ def add_arguments(parser) -> None:
                         help=f"comma-separated subset of the stages (default: all, {','.join(REPRODUCE)})")
     parser.add_argument("--report-only", action="store_true",
                         help="run nothing: rebuild REPORT.md (and --figures-dir) from the stored stage results")
-    parser.add_argument("--seed", type=int, default=0, help="the seed of every stage (default: 0)")
+    parser.add_argument("--seeds", default=None,
+                        help="comma-separated seeds: independently trained networks per architecture in every stage "
+                             "(default: each stage's preset for the scale)")
     parser.add_argument("--table-models", default=None,
                         help=f"networks of {', '.join(TABLE_STAGES)}: 'all' (the ten) or a comma list "
                              f"(default: the scale's, {_table_models_note()})")
@@ -49,7 +51,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> dict:
     only = None if args.only is None else [s.strip() for s in args.only.split(",") if s.strip()]
-    res = reproduce(scale=args.scale, out=args.out, seed=args.seed, progress=not args.no_progress,
+    res = reproduce(scale=args.scale, out=args.out, seeds=parse_seeds(args.seeds), progress=not args.no_progress,
                     force=args.force, figures_dir=args.figures_dir, only=only, report_only=args.report_only,
                     table_models=args.table_models)
     failed = [s for s, r in res["stages"].items() if r["status"] != "ok"]

@@ -57,12 +57,12 @@ class Config(C.NetworksConfig):
 
 
 SCALES = {
-    "tiny": dict(models=("cnn3",), width=1 / 16, n_samples=2, step=0.2, raw_target=8, max_steps=20, seed=0,
+    "tiny": dict(models=("cnn3",), width=1 / 16, n_samples=2, step=0.2, raw_target=8, max_steps=20, seeds=(0,),
                  train=C.FIGURE_VANILLA["tiny"]),
     "quick": dict(models=("vgg11", "alexnet", "resnet18"), width=0.125, n_samples=8, step=0.05, raw_target=40,
-                  max_steps=150, seed=0, train=C.FIGURE_VANILLA["quick"]),
+                  max_steps=150, seeds=(0,), train=C.FIGURE_VANILLA["quick"]),
     "full": dict(models=("vgg11", "alexnet", "resnet18"), width=1.0, n_samples=100, step=0.02, raw_target=100,
-                 max_steps=500, seed=0, train=C.FIGURE_VANILLA["full"]),
+                 max_steps=500, seeds=(0,), train=C.FIGURE_VANILLA["full"]),
 }
 
 
@@ -85,11 +85,11 @@ def run(cfg: Config, out: Path, progress: bool = True) -> dict:
     (:func:`jaxdyn.analyses.growth_runs.growth_curves`) and per (network, gating, attack) the medians
     (:func:`jaxdyn.analyses.growth.summarize_run`)."""
     C.enable_x64()
-    x_pool, y_pool = C.fixed_digits(max(20 * cfg.n_samples, 200), seed=cfg.seed)
+    x_pool, y_pool = C.fixed_digits(max(20 * cfg.n_samples, 200), seed=cfg.seeds[0])
 
     def one(name):
         t0 = time.perf_counter()
-        model, variables, info = C.load_model(name, cfg.train, seed=cfg.seed, overrides=dict(width=cfg.width),
+        model, variables, info = C.load_model(name, cfg.train, seed=cfg.seeds[0], overrides=dict(width=cfg.width),
                                               progress=progress)
         t1 = time.perf_counter()
         xs, ys, _ = C.correct_subset(model, variables, x_pool, y_pool, cfg.n_samples)

@@ -189,7 +189,8 @@ def claims(results: dict) -> list[dict]:
     n_all = sum(int(d.get("n_samples") or 0) for d in models.values())
 
     def decide(text, tests, n_digits, k_name):
-        f = rank_family(tests, accuracies=accs, floor=floor, name=k_name, n_digits=n_digits, seed=cfg.get("seed", 0))
+        f = rank_family(tests, accuracies=accs, floor=floor, name=k_name, n_digits=n_digits,
+                        seed=cfg.get("seeds", [0])[0])
         rank_rule = RANK_RULE.format(null="", k=2 * len(tests), alpha=0.05, floor=floor,
                                      extra=f" ({f['floor']})" if f["floor"] else "")
         return render(text, dict(values, rank_rule=rank_rule), verdict=f["verdict"], statistic=f["statistic"],

@@ -69,7 +69,7 @@ def run(cfg: Config, out: Path, progress: bool = True) -> dict:
         [(_, beta, q)] = runs
         return dict(dominance(q, groups=cfg.groups), beta=beta, steps=cfg.steps,
                     attack_success_rate=float(np.mean(q["success"])),
-                    controls=dominance_controls(q, dim=meta["dgw_dim"], draws=cfg.null_draws, seed=cfg.seed,
+                    controls=dominance_controls(q, dim=meta["dgw_dim"], draws=cfg.null_draws, seed=cfg.seeds[0],
                                                 groups=cfg.groups),
                     **{k: meta[k] for k in ("test_accuracy", "width", "n_samples", "first_layer", "time_s")})
 
@@ -138,7 +138,8 @@ def claims(results: dict) -> list[dict]:
     floor, accs = cfg.get("accuracy_floor", ACCURACY_FLOOR), {m: d.get("test_accuracy") for m, d in models.items()}
 
     def decide(text, tests, n_digits, k_name, null=""):
-        f = rank_family(tests, accuracies=accs, floor=floor, name=k_name, n_digits=n_digits, seed=cfg.get("seed", 0))
+        f = rank_family(tests, accuracies=accs, floor=floor, name=k_name, n_digits=n_digits,
+                        seed=cfg.get("seeds", [0])[0])
         rank_rule = RANK_RULE.format(null=null, k=2 * len(tests), alpha=0.05, floor=floor,
                                      extra=f" ({f['floor']})" if f["floor"] else "")
         return render(text, dict(values, rank_rule=rank_rule), verdict=f["verdict"], statistic=f["statistic"],

@@ -19,14 +19,14 @@ import jax
 __all__ = ["render", "stage_times", "train_seconds", "VERDICTS"]
 
 
-def render(records: Sequence[dict], *, scale: str, seed: int, total_s: float,
+def render(records: Sequence[dict], *, scale: str, seeds: Sequence[int] | None, total_s: float,
            link: Callable[[str, str], str] | None = None, report_only: bool = False) -> str:
     """The Markdown of ``REPORT.md``.
 
     Args:
       records: one per stage (``reproduce``'s stage records: ``stage``, ``status``,
         ``runtime_s``, ``cached``, ``results``, ``error``, ``png``, ``md``).
-      scale, seed: of the run.
+      scale, seeds: of the run (``seeds`` ``None``: each stage's preset).
       total_s: wall time of the whole run (with ``report_only``: the sum of the stored stages' run
         times, the report being rebuilt without running anything).
       link: ``(stage, path) -> str``, how to link a stage's file from the report's location.
@@ -37,7 +37,7 @@ def render(records: Sequence[dict], *, scale: str, seed: int, total_s: float,
         "# Reproduction report",
         "",
         f"`python -m jaxdyn reproduce --{scale if scale in ('quick', 'full') else 'scale ' + scale}` — "
-        f"scale **{scale}**, seed {seed}, "
+        f"scale **{scale}**, {_seeds_text(records, seeds)}, "
         f"generated {time.strftime('%Y-%m-%d %H:%M %Z')} on {platform.machine()} "
         f"({jax.default_backend()}, {platform.processor() or platform.platform()}), jax {jax.__version__}; "
         + (f"rebuilt from stored results; the stages' run times add up to {total_s / 60:.1f} min (see each "
@@ -81,6 +81,17 @@ def render(records: Sequence[dict], *, scale: str, seed: int, total_s: float,
         sections.append("\n".join(body) + "\n")
     lines += ["", *stage_times(records)]  # after the summary's rows, not inside its table
     return "\n".join(lines) + "\n\n" + "\n".join(sections)
+
+
+def _seeds_text(records: Sequence[dict], seeds: Sequence[int] | None) -> str:
+    """``"seeds 0, 1, 2"``, or each stage's seeds (from its results' config) when they differ."""
+    if seeds is not None:
+        return "seeds " + ", ".join(str(s) for s in seeds)
+    per = {r["stage"]: tuple((r.get("results") or {}).get("config", {}).get("seeds") or ()) for r in records}
+    if len(set(per.values())) == 1:
+        (one,) = set(per.values())
+        return "seeds " + (", ".join(str(s) for s in one) or "—")
+    return "seeds per stage: " + "; ".join(f"{st} {','.join(str(s) for s in v) or '—'}" for st, v in per.items())
 
 
 def _statistic_lines(c: dict) -> list[str]:

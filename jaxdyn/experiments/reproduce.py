@@ -68,7 +68,28 @@ def resolve_table_models(spec: str | Sequence[str] | None) -> tuple[str, ...] | 
     return tuple(TABLE_MODELS) if names == ["all"] else tuple(names)
 
 
-def run_stage(stage: str, *, scale: str, out: Path, seed: int, progress: bool, force: bool,
+def parse_seeds(spec: str | Sequence[int] | None) -> tuple[int, ...] | None:
+    """``"0,1,2"`` or a sequence -> ``(0, 1, 2)`` (distinct non-negative integers, ``ValueError``
+    otherwise); ``None`` -> ``None`` (each stage's preset)."""
+
+    if spec is None:
+        return None
+    items = [s.strip() for s in spec.split(",") if s.strip()] if isinstance(spec, str) else list(spec)
+    try:
+        seeds = tuple(int(s) for s in items)
+    except (TypeError, ValueError):
+        raise ValueError(f"seeds must be a comma list of integers, got {spec!r}") from None
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct non-negative integers, at least one, got {spec!r}")
+    return seeds
+
+
+def _overrides(seeds, models) -> dict:
+    return {**({} if seeds is None else dict(seeds=tuple(seeds))),
+            **({} if models is None else dict(models=tuple(models)))}
+
+
+def run_stage(stage: str, *, scale: str, out: Path, seeds: Sequence[int] | None, progress: bool, force: bool,
               fingerprint: dict | None = None, models: Sequence[str] | None = None) -> dict:
     """Run (or reuse) one stage; returns its record. Never raises for a failing stage: the error
     and traceback are recorded (``<stage>/error.txt``) so that the other stages and the report
@@ -81,7 +102,7 @@ def run_stage(stage: str, *, scale: str, out: Path, seed: int, progress: bool, f
     t0 = time.perf_counter()
     x64 = jax.config.jax_enable_x64  # a stage switches float64 on; the next stage starts as this one did
     try:
-        cfg = exp.config(scale, seed=seed, **({} if models is None else dict(models=tuple(models))))
+        cfg = exp.config(scale, **_overrides(seeds, models))
         rec = execute(exp, cfg, stage_dir, progress=progress, force=force, overwrite=True,
                       fingerprint=fingerprint or _fingerprint(exp))
     except WriteError:  # a full disk or an unwritable file: the whole command stops (cli: one line)
@@ -111,7 +132,8 @@ def load_stage(stage: str, *, out: Path) -> dict:
             "cached": True, "runtime_s": run.get("runtime_s", 0.0), "cpu_s": run.get("cpu_s"), **outputs(stage_dir)}
 
 
-def reproduce(*, scale: str = "quick", out: Path = Path("results/reproduce"), seed: int = 0, progress: bool = True,
+def reproduce(*, scale: str = "quick", out: Path = Path("results/reproduce"),
+              seeds: str | Sequence[int] | None = None, progress: bool = True,
               force: bool = False, figures_dir: Path | None = None, only: Sequence[str] | None = None,
               report_only: bool = False, table_models: str | Sequence[str] | None = None) -> dict:
     """Run every stage (or ``only`` some), write ``claims.json`` and ``REPORT.md`` into ``out`` and,
@@ -119,7 +141,9 @@ def reproduce(*, scale: str = "quick", out: Path = Path("results/reproduce"), se
     ``report_only``: run nothing, rebuild the report from the stages' stored results.
     ``table_models``: the networks of :data:`TABLE_STAGES` (:func:`resolve_table_models`; default: the scale's).
 
-    Returns ``{"scale", "seed", "total_s", "report", "stages": {stage: {status, runtime_s, cached,
+    ``seeds``: the networks' seeds of every stage (:func:`parse_seeds`; default: each stage's preset).
+
+    Returns ``{"scale", "seeds", "total_s", "report", "stages": {stage: {status, runtime_s, cached,
     error}}, "verdicts": [{stage, id, claim, verdict}]}``.
     """
 
@@ -129,16 +153,16 @@ def reproduce(*, scale: str = "quick", out: Path = Path("results/reproduce"), se
     unknown = [s for s in stages if s not in REPRODUCE]
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; choose from {list(REPRODUCE)}")
-    models = resolve_table_models(table_models)
-    if models is not None and not report_only:  # bad names fail here, before any stage runs
-        for st in (s for s in stages if s in TABLE_STAGES):
-            load(st).config(scale, seed=seed, models=models)
+    models, seeds = resolve_table_models(table_models), parse_seeds(seeds)
+    if not report_only:  # bad names or seeds fail here, before any stage runs
+        for st in stages:
+            load(st).config(scale, **_overrides(seeds, models if st in TABLE_STAGES else None))
     with hold(out) as out:
-        return _reproduce(scale=scale, out=out, seed=seed, progress=progress, force=force, figures_dir=figures_dir,
+        return _reproduce(scale=scale, out=out, seeds=seeds, progress=progress, force=force, figures_dir=figures_dir,
                           stages=stages, report_only=report_only, models=models)
 
 
-def _reproduce(*, scale, out, seed, progress, force, figures_dir, stages, report_only, models) -> dict:
+def _reproduce(*, scale, out, seeds, progress, force, figures_dir, stages, report_only, models) -> dict:
 
     t0 = time.perf_counter()
     fps = {} if report_only else {st: _fingerprint(load(st)) for st in stages}
@@ -147,25 +171,26 @@ def _reproduce(*, scale, out, seed, progress, force, figures_dir, stages, report
     for stage in bar:
         bar.set_postfix(stage=stage)
         records.append(load_stage(stage, out=out) if report_only else
-                       run_stage(stage, scale=scale, out=out, seed=seed, progress=progress, force=force,
+                       run_stage(stage, scale=scale, out=out, seeds=seeds, progress=progress, force=force,
                                  fingerprint=fps[stage], models=models if stage in TABLE_STAGES else None))
     if report_only:  # the wall time of the run that made the results
         t0 -= sum(r.get("runtime_s") or 0.0 for r in records)
     total = time.perf_counter() - t0
     claims = [dict(c, stage=r["stage"]) for r in records for c in r["claims"]]
     write_json_atomic(out / "claims.json", claims)
-    write_text_atomic(out / "REPORT.md", report.render(records, scale=scale, seed=seed, total_s=total,
+    write_text_atomic(out / "REPORT.md", report.render(records, scale=scale, seeds=seeds, total_s=total,
                                                          report_only=report_only))
     if figures_dir is not None:
         fd = Path(figures_dir)
         for rec in records:
             for p in rec.get("png", []) + rec.get("md", []):
                 copy_atomic(p, fd / Path(p).name)
-        text = report.render(records, scale=scale, seed=seed, total_s=total, link=lambda stage, p: Path(p).name,
+        text = report.render(records, scale=scale, seeds=seeds, total_s=total, link=lambda stage, p: Path(p).name,
                              report_only=report_only)
         write_text_atomic(fd / "REPORT.md", text)
     verdicts = [dict(stage=c["stage"], id=c["id"], claim=c["claim"], verdict=c["verdict"]) for c in claims]
-    return {"scale": scale, "seed": seed, "total_s": total, "report": str(out / "REPORT.md"),
+    return {"scale": scale, "seeds": None if seeds is None else list(seeds), "total_s": total,
+            "report": str(out / "REPORT.md"),
             "stages": {r["stage"]: {k: r.get(k) for k in ("status", "runtime_s", "cpu_s", "cached", "error")}
                        for r in records},
             "verdicts": verdicts}

@@ -201,7 +201,8 @@ def _execute_as(exp, cfg, out: Path, *, progress, force, overwrite, fingerprint,
                                                      error=f"{type(e).__name__}: {e}", pieces=Pieces(out).done()))
         raise
     runtime, cpu = time.perf_counter() - t0, time.process_time() - c0
-    results = {"experiment": exp.name, "scale": cfg.scale, "seed": getattr(cfg, "seed", None),
+    seeds = list(getattr(cfg, "seeds", None) or [getattr(cfg, "seed", 0)])
+    results = {"experiment": exp.name, "scale": cfg.scale, "seeds": seeds,
                "config": fp["config"], **body}
     exp.plot(results, out)
     claims = safe_claims(exp, results)

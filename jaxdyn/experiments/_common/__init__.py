@@ -23,7 +23,7 @@ _API: dict[str, str] = {
     **dict.fromkeys((
         'FIG5_ADV', 'FIGURE_ADV_BINARY', 'FIGURE_VANILLA', 'NetworksConfig', 'SCALES', 'TABLE_TRAIN', 'by_piece',
         'check_models', 'chunked', 'correct_subset', 'enable_x64', 'fixed_digits', 'fmt', 'fmt_sci', 'help_field',
-        'load_model', 'make_config', 'md_table', 'progress_bar', 'save_figure', 'train_summary'
+        'load_model', 'make_config', 'md_table', 'progress_bar', 'save_figure', 'seeds_text', 'train_summary'
     ), 'core'),
     **dict.fromkeys(('TRAIN_KEYS', 'check_json_fields', 'check_keys', 'check_train_kwargs', 'did_you_mean'), 'fields'),
     **dict.fromkeys((

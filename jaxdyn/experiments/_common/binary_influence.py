@@ -49,7 +49,8 @@ class BinaryInfluenceConfig(NetworksConfig):
                 raise ValueError(f"widths: the width of {k} must be a number > 0, got {w!r}")
 
 
-_BINARY_BASE = dict(models=("alexnet", "vgg11", "resnet50"), A0=1.0, eta=1e-3, seed=0, accuracy_floor=ACCURACY_FLOOR)
+_BINARY_BASE = dict(models=("alexnet", "vgg11", "resnet50"), A0=1.0, eta=1e-3, seeds=(0,),
+                    accuracy_floor=ACCURACY_FLOOR)
 #: the presets of :class:`BinaryInfluenceConfig` per scale: Figs. 3 and 4 measure the same networks
 #: on the same digits
 BINARY_INFLUENCE_SCALES = {
@@ -79,12 +80,12 @@ def binary_influence_runs(cfg: BinaryInfluenceConfig, entry: Callable, *, progre
 
     def one(name):
         if not pool:
-            pool.extend(fixed_digits(max(3 * cfg.n_samples, 100), seed=cfg.seed + 1, binary=cfg.train["binary"],
+            pool.extend(fixed_digits(max(3 * cfg.n_samples, 100), seed=cfg.seeds[0] + 1, binary=cfg.train["binary"],
                                      split="train"))
         x_pool, y_pool = pool
         width = cfg.widths.get(name, cfg.width)
         t0 = time.perf_counter()
-        model, variables, info = load_model(name, cfg.train, seed=cfg.seed, overrides=dict(width=width),
+        model, variables, info = load_model(name, cfg.train, seed=cfg.seeds[0], overrides=dict(width=width),
                                             progress=progress)
         t1 = time.perf_counter()
         xs, ys, _ = correct_subset(model, variables, x_pool, y_pool, cfg.n_samples)

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 __all__ = [
     "SCALES", "make_config", "enable_x64", "progress_bar", "chunked", "fixed_digits", "correct_subset",
     "load_model", "train_summary", "by_piece", "save_figure", "NetworksConfig", "fmt", "fmt_sci", "md_table",
-    "check_models", "help_field",
+    "check_models", "help_field", "seeds_text",
     "FIGURE_VANILLA", "FIGURE_ADV_BINARY", "FIG5_ADV", "TABLE_TRAIN",
 ]
 
@@ -59,7 +59,9 @@ class NetworksConfig:
     scale: str
     models: tuple[str, ...] = help_field("zoo networks to measure")
     n_samples: int = help_field("digits per network")
-    seed: int = help_field("seed of the digits and of the training")
+    seeds: tuple[int, ...] = help_field(
+        "independently trained networks per architecture: seed s trains its own network (the model cache keys on "
+        "it) and draws its own digits")
     train: Any = help_field("training preset: 'quick' or load_or_train arguments (JSON)", json="train")
 
 
@@ -150,10 +152,12 @@ def _jitted_apply(model):
 
 
 def load_model(name: str, train: Mapping[str, Any] | str, *, binary=None, adv=None, seed: int = 0,
-               overrides: Mapping[str, Any] | None = None, dtype="float64", progress: bool = True,
-               callbacks: Sequence = ()):
+               seeds: Sequence[int] | None = None, overrides: Mapping[str, Any] | None = None, dtype="float64",
+               progress: bool = True, callbacks: Sequence = ()):
     """Train or load (cached in ``JAXDYN_CACHE_DIR``) zoo model ``name`` and cast it to ``dtype``.
 
+    ``seeds``: the seeds of the same architecture the experiment trains (``seed`` among them; default
+    ``(seed,)``): the networks of one architecture trained together where :mod:`jaxdyn.training` can.
     ``train``: ``"quick"`` for :func:`jaxdyn.training.quick_config`, else a dict of
     :func:`jaxdyn.training.load_or_train` arguments; ``binary``/``adv``/``seed`` and then
     ``overrides`` update it. ``callbacks``: trackers recording numbers along training (see
@@ -161,6 +165,8 @@ def load_model(name: str, train: Mapping[str, Any] | str, *, binary=None, adv=No
     """
 
 
+    if seeds is not None and seed not in seeds:
+        raise ValueError(f"seed {seed} is not among seeds {tuple(seeds)}")
     if train == "quick":
         kw = training.quick_config(name, binary=binary, adv=adv, seed=seed)
     else:
@@ -172,6 +178,12 @@ def load_model(name: str, train: Mapping[str, Any] | str, *, binary=None, adv=No
         kw["callbacks"] = tuple(callbacks)
     model, variables, info = training.load_or_train(name, progress=progress, **kw)
     return model, cast(variables, getattr(jnp, dtype) if isinstance(dtype, str) else dtype), dict(info)
+
+
+def seeds_text(results: Mapping[str, Any]) -> str:
+    """``"0, 1, 2"``: the seeds of a results dict (its ``seeds``, else its config's)."""
+    seeds = results.get("seeds") or (results.get("config") or {}).get("seeds") or ()
+    return ", ".join(str(s) for s in seeds) or "—"
 
 
 def train_summary(info: Mapping[str, Any]) -> dict:

@@ -4,7 +4,7 @@ A field declares what it holds with ``help_field(..., json=kind)``; :func:`check
 (called by :func:`~jaxdyn.experiments._common.core.make_config`, so before any work and before
 ``--out`` is created) raises ``ValueError`` for an unknown or misspelt key (naming the valid keys,
 with the closest one), a value of the wrong JSON type, or a training key that the experiment sets
-from a field of its own (``seed``, ``width``, … are ``--seed``, ``--width``, …: inside the dict they
+from a field of its own (``seed``, ``width``, … are ``--seeds``, ``--width``, …: inside the dict they
 would be overridden, or would override the recorded config, silently).
 
 Kinds: ``"train"`` (``"quick"`` or a dict of :class:`~jaxdyn.training.TrainConfig` fields but
@@ -90,6 +90,8 @@ def check_json_fields(cfg) -> None:
     """Check every field of the config dataclass ``cfg`` declared with ``help_field(json=...)``."""
     names = {f.name for f in dataclasses.fields(cfg)}
     own = {k: f"--{k.replace('_', '-')}" for k in TRAIN_KEYS if k in names}
+    if "seeds" in names:  # one network per seed: the training seed is each of --seeds
+        own["seed"] = "--seeds"
     for f in dataclasses.fields(cfg):
         kind, v = f.metadata.get("json"), getattr(cfg, f.name)
         if kind is None or (kind == "train" and v == "quick") or (kind == "train_overrides" and v is None):

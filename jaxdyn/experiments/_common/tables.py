@@ -66,12 +66,18 @@ def check_fields(cfg, *, positive: Sequence[str] = (), counts: Sequence[str] = (
                 raise ValueError(f"{f} must be an integer >= 1, got {vals!r}")
 
 
-def over_models(fn: Callable, models: Sequence[str], *, progress: bool, desc: str, out=None) -> list:
-    """``[fn(m) for m in models]`` in float64 (:func:`enable_x64`) with a progress bar: a table's
-    loop over its networks. With ``out``, each network's row is a piece of the run
-    (:class:`~jaxdyn.experiments.runner.Pieces`): stored when done, reused when the run resumes."""
+def over_models(fn: Callable, models: Sequence[str], *, seeds: Sequence[int] = (0,), progress: bool, desc: str,
+                out=None) -> list:
+    """``[fn(m, s) | {"seed": s} for m in models for s in seeds]`` in float64 (:func:`enable_x64`) with a
+    progress bar: a table's loop over its networks, one independently trained network per architecture
+    and seed. With ``out``, each network's row is a piece of the run
+    (:class:`~jaxdyn.experiments.runner.Pieces`, key ``<model>-seed<s>``): stored when done, reused when
+    the run resumes."""
     enable_x64()
-    return list(by_piece(fn, models, out=out, progress=progress, desc=desc).values())
+    pairs = {f"{m}-seed{int(s)}": (m, int(s)) for m in models for s in seeds}
+    rows = by_piece(lambda k: dict(fn(*pairs[k]), seed=pairs[k][1]), list(pairs), out=out, progress=progress,
+                    desc=desc)
+    return list(rows.values())
 
 
 def done_criterion(rows: Sequence[Mapping], *, key: str, base: str, bound: float = 1e-3) -> dict:

@@ -75,7 +75,7 @@ class Config(C.TableConfig):
 
 
 _BASE = dict(models=C.TABLE_MODELS, pgd_steps=10, variants=tuple(v[0] for v in PGD_VARIANTS),
-             raw_betas=(1e-3, 1e-2, 1e-1, 1.0, 3.0, 10.0), n_fig=3, fig_beta=1e-3, seed=0,
+             raw_betas=(1e-3, 1e-2, 1e-1, 1.0, 3.0, 10.0), n_fig=3, fig_beta=1e-3, seeds=(0,),
              eps_l2=(0.01, 0.1, 0.5, 2.0), eps_linf=(0.01, 0.03, 0.1, 0.3))
 SCALES = {
     "tiny": dict(_BASE, models=("mlp3", "cnn3"), n_samples=4, pgd_steps=5, variants=tuple(FIG1_VARIANTS.values()),
@@ -97,13 +97,13 @@ def config(scale: str = "quick", **overrides) -> Config:
     return cfg
 
 
-def appendix_model(model_name: str, cfg: Config, *, progress: bool) -> dict:
+def appendix_model(model_name: str, seed: int, cfg: Config, *, progress: bool) -> dict:
     """All Appendix D/J numbers of one network (and Figure 1's arrays for :data:`FIG1_MODEL`)."""
     t0 = time.perf_counter()
-    model, variables, info = C.load_model(model_name, cfg.train, seed=cfg.seed, progress=progress,
+    model, variables, info = C.load_model(model_name, cfg.train, seed=seed, progress=progress,
                                           overrides=cfg.train_overrides)
     t_train = time.perf_counter() - t0
-    x, y = C.fixed_digits(cfg.n_samples, seed=cfg.seed)
+    x, y = C.fixed_digits(cfg.n_samples, seed=seed)
     k, fns = cfg.n_fig, vm.pgd_fns(model, steps=cfg.pgd_steps)
     keep = list(FIG1_VARIANTS.values()) if model_name == FIG1_MODEL else []
     d_rows, arrays = vm.match_variants(fns, variables, x, y, [v for v in PGD_VARIANTS if v[0] in cfg.variants],
@@ -125,7 +125,8 @@ def appendix_model(model_name: str, cfg: Config, *, progress: bool) -> dict:
 def run(cfg: Config, out: Path, progress: bool = True) -> dict:
     """Appendix D/J (and Figure 1's arrays) at ``cfg``; ``summary`` holds the ranges over networks
     (:func:`jaxdyn.analyses.variant_matching.summarize_matching`)."""
-    rows = C.over_models(lambda m: appendix_model(m, cfg, progress=progress), cfg.models, progress=progress, desc=name,
+    rows = C.over_models(lambda m, s: appendix_model(m, s, cfg, progress=progress),
+                         cfg.models, seeds=cfg.seeds, progress=progress, desc=name,
                          out=out)
     return dict(dtype="float64", n_samples=cfg.n_samples, pgd_steps=cfg.pgd_steps, raw_steps=cfg.raw_steps,
                 rows=rows, paper=PAPER, summary=vm.summarize_matching(rows))

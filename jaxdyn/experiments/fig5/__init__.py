@@ -75,7 +75,7 @@ class Config(C.NetworksConfig):
 
 _PGD = {"tiny": dict(eps=0.1, alpha=0.05, steps=2), "quick": dict(eps=0.1, alpha=0.05, steps=5),
         "full": dict(eps=0.3, alpha=0.01, steps=40)}
-SCALES = {s: dict(kw, normalizer="fan_in", seed=0, accuracy_floor=ACCURACY_FLOOR, pgd=_PGD[s],
+SCALES = {s: dict(kw, normalizer="fan_in", seeds=(0,), accuracy_floor=ACCURACY_FLOOR, pgd=_PGD[s],
                   train=C.FIGURE_VANILLA[s], adv_train=C.FIG5_ADV[s])
           for s, kw in {
               "tiny": dict(models=("cnn3",), width=1 / 16, n_samples=4, eta=1e-3, chunk=None, match_pool=256,
@@ -117,16 +117,16 @@ def run(cfg: Config, out: Path, progress: bool = True) -> dict:
     """Fig. 5 at ``cfg``: per network and training (standard, adversarial) the per-layer
     instability of the weight gradient with its controls, and ``λ_max`` along training."""
     C.enable_x64()
-    x_pool, y_pool = C.fixed_digits(max(4 * cfg.n_samples, 64), seed=cfg.seed + 2, split="train")
-    xm_pool, ym_pool = C.fixed_digits(cfg.match_pool, seed=cfg.seed + 3, split="train")
+    x_pool, y_pool = C.fixed_digits(max(4 * cfg.n_samples, 64), seed=cfg.seeds[0] + 2, split="train")
+    xm_pool, ym_pool = C.fixed_digits(cfg.match_pool, seed=cfg.seeds[0] + 3, split="train")
 
     def one(name):
         entry = {"instability": {}, "sharpness": {}, "train": {}}
         inst_fn, nets = None, {}
         for run_, kw in (("standard", cfg.train), ("adversarial", cfg.adv_train)):
-            tracker = SharpnessTracker(**cfg.track, pgd_cfg=cfg.pgd, seed=cfg.seed)
+            tracker = SharpnessTracker(**cfg.track, pgd_cfg=cfg.pgd, seed=cfg.seeds[0])
             t0 = time.perf_counter()
-            model, variables, info = C.load_model(name, kw, seed=cfg.seed, overrides=dict(width=cfg.width),
+            model, variables, info = C.load_model(name, kw, seed=cfg.seeds[0], overrides=dict(width=cfg.width),
                                                   progress=progress, callbacks=[tracker])
             t1 = time.perf_counter()
             entry["sharpness"][run_] = info.pop("callbacks")[tracker.name]
@@ -135,14 +135,14 @@ def run(cfg: Config, out: Path, progress: bool = True) -> dict:
             if inst_fn is None:
                 inst_fn = measure_fn(model, variables, pgd_steps=cfg.pgd["steps"], normalizer=cfg.normalizer)
             res = inst_fn(variables, xs, ys, xm_pool, ym_pool, eta=cfg.eta, pgd_cfg=cfg.pgd,
-                          key=jax.random.key(cfg.seed), chunk=cfg.chunk)
+                          key=jax.random.key(cfg.seeds[0]), chunk=cfg.chunk)
             entry["instability"][run_] = dict(summarize_instability(res), n_samples=int(len(xs)),
                                               test_accuracy=info.get("test_accuracy"),
                                               **{k: np.asarray(res[k]).tolist() for k in _KEEP},
                                               time_s={"train_or_load": t1 - t0, "compute": time.perf_counter() - t1})
             nets[run_] = variables
         entry["theorem6"] = curvature.compare_networks(model, nets["standard"], nets["adversarial"], x_pool, y_pool,
-                                                       n=cfg.n_samples, pgd_cfg=cfg.pgd, seed=cfg.seed)
+                                                       n=cfg.n_samples, pgd_cfg=cfg.pgd, seed=cfg.seeds[0])
         return entry
 
     models = C.by_piece(one, cfg.models, out=out, progress=progress, desc="fig5 models")

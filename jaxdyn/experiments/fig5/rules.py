@@ -173,7 +173,7 @@ def claims(results: dict) -> list[dict]:
     """C.8 against the controls (the verdict), the paper's own comparison (paper protocol), the
     sharpness extension and Theorem 6 measured directly."""
     models, cfg = results["models"], results["config"]
-    floor, seed = cfg.get("accuracy_floor", ACCURACY_FLOOR), cfg.get("seed", 0)
+    floor, seed = cfg.get("accuracy_floor", ACCURACY_FLOOR), cfg.get("seeds", [0])[0]
     pg = cfg["pgd"]
     common = dict(eta=cfg["eta"], normalizer=cfg["normalizer"], eps=pg["eps"], alpha=pg["alpha"], steps=pg["steps"],
                   n_samples=cfg["n_samples"], width=cfg["width"], dtype=results["dtype"],

@@ -100,16 +100,16 @@ _REGIME = dict(flip_range=(0.05, 0.5), regime_factor=3.0, flip_target=0.5, verdi
 #: of the regime grid (``beta`` is added to it).
 SCALES = {
     "tiny": dict(models=("mlp3", "cnn3"), n_samples=4, steps=20, beta=1e-3, betas=(1e-3, 1e-1, 1.0), m_grid=(10, 40),
-                 ode_m_grid=(10, 20), ode_max_steps=50, chunk=4, max_betas=6, seed=0, **_REGIME,
+                 ode_m_grid=(10, 20), ode_max_steps=50, chunk=4, max_betas=6, seeds=(0,), **_REGIME,
                  **C.TABLE_TRAIN["tiny"]),
     "quick": dict(models=C.QUICK_TABLE_MODELS, n_samples=16, steps=200, beta=1e-3, betas=(1e-3, 0.1, 1.0, 3.0),
                   m_grid=(25, 50, 100, 200, 400, 1600, 6400, 25600, 102400),
-                  ode_m_grid=(10, 30, 100, 300, 1000), ode_max_steps=100, chunk=16, max_betas=12, seed=0,
+                  ode_m_grid=(10, 30, 100, 300, 1000), ode_max_steps=100, chunk=16, max_betas=12, seeds=(0,),
                   **_REGIME, **C.TABLE_TRAIN["quick"]),
     "full": dict(models=MODELS, n_samples=1000, steps=1000, beta=1e-3, betas=(1e-4, 1e-3, 1e-2, 0.1, 0.3, 1.0, 3.0),
                  m_grid=(100, 1000, 10000, 100000, 1000000),
                  ode_m_grid=(10, 30, 100, 300, 1000, 3000), ode_max_steps=1000,
-                 chunk=250, max_betas=16, seed=0, **_REGIME,
+                 chunk=250, max_betas=16, seeds=(0,), **_REGIME,
                  **C.TABLE_TRAIN["full"]),
 }
 
@@ -136,14 +136,14 @@ def config(scale: str = "quick", **overrides) -> Config:
 # --- run -------------------------------------------------------------------------------
 
 
-def table1_model(model_name: str, cfg: Config, *, progress: bool) -> dict:
+def table1_model(model_name: str, seed: int, cfg: Config, *, progress: bool) -> dict:
     """All Table-1 numbers of one network (see the module docstring)."""
     beta, steps, chunk = cfg.beta, cfg.steps, cfg.chunk
     t0 = time.perf_counter()
-    model, variables, info = C.load_model(model_name, cfg.train, seed=cfg.seed, progress=progress,
+    model, variables, info = C.load_model(model_name, cfg.train, seed=seed, progress=progress,
                                           overrides=cfg.train_overrides)
     t_train = time.perf_counter() - t0
-    x, y = C.fixed_digits(cfg.n_samples, seed=cfg.seed)
+    x, y = C.fixed_digits(cfg.n_samples, seed=seed)
     b64 = lambda b: jnp.asarray(b, jnp.float64)  # noqa: E731
     prep = P.make_prep_fn(model)
     J, z, gz = (jnp.asarray(a) for a in C.chunked(lambda xb, yb: prep(variables, xb, yb), x, y, chunk=chunk))
@@ -192,7 +192,8 @@ def table1_model(model_name: str, cfg: Config, *, progress: bool) -> dict:
 
 def run(cfg: Config, out: Path, progress: bool = True) -> dict:
     """Table 1 at ``cfg``: one row per network; ``done`` holds the "done" criterion's numbers."""
-    rows = C.over_models(lambda m: table1_model(m, cfg, progress=progress), cfg.models, progress=progress, desc=name,
+    rows = C.over_models(lambda m, s: table1_model(m, s, cfg, progress=progress),
+                         cfg.models, seeds=cfg.seeds, progress=progress, desc=name,
                          out=out)
     return C.table_results(cfg, rows, key="kappa", base="kappa_first_order", m_grid=list(cfg.m_grid),
                            flip_range=list(cfg.flip_range), flip_target=cfg.flip_target,

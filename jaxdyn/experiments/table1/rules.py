@@ -204,7 +204,7 @@ def c3_claims(results: dict) -> list[dict]:
         return []
     M, out = results.get("c3_margin", 0.01), []
     max_cos, min_n = results.get("c3_max_cos", C3_MAX_COS), results.get("c3_min_digits", C3_MIN_DIGITS)
-    seed = (results.get("config") or {}).get("seed", 0)
+    seed = ((results.get("config") or {}).get("seeds") or [0])[0]
     keys = ("beta_lambda_max", "cos_delta_gx", "cos_delta_v1", "cos_hat_v1", "cos_ode_gx", "cos_ode_v1")
     for gating in ("frozen", "free"):
         sfx = SUFFIX[gating]

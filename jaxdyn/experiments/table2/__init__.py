@@ -74,7 +74,7 @@ class Config(C.TableAttackConfig):
 
 
 _BASE = dict(models=MODELS, steps=200, beta=1e-3, betas=(1e-4, 1e-3, 1e-2, 1e-1, 1.0), adv="pgd-linf",
-             eta=1e-3, norm_c=0.5, seed=0, A_targets=(1e-3, 1e-2, 0.1, 0.3, 1.0), sweep_steps=50)
+             eta=1e-3, norm_c=0.5, seeds=(0,), A_targets=(1e-3, 1e-2, 0.1, 0.3, 1.0), sweep_steps=50)
 #: Scale presets (the tiny scale, for tests, skips adversarial training).
 SCALES = {
     "tiny": dict(_BASE, models=("mlp3", "cnn3"), n_samples=4, steps=20, betas=(1e-3, 1e-1), adv="none", chunk=4,
@@ -97,18 +97,18 @@ def config(scale: str = "quick", **overrides) -> Config:
     return cfg
 
 
-def table2_model(model_name: str, cfg: Config, *, progress: bool) -> dict:
+def table2_model(model_name: str, seed: int, cfg: Config, *, progress: bool) -> dict:
     """All Table-2 numbers of one network (see the module docstring): the paper protocol
     (:func:`jaxdyn.analyses.real_attack.paper_protocol`) and the real-attack sweep
     (:func:`jaxdyn.analyses.real_attack.real_attack_sweep`)."""
     beta, steps = cfg.beta, cfg.steps
     adv = None if cfg.adv == "none" else cfg.adv
     t0 = time.perf_counter()
-    model, variables, info = C.load_model(model_name, cfg.train, binary=BINARY, adv=adv, seed=cfg.seed,
+    model, variables, info = C.load_model(model_name, cfg.train, binary=BINARY, adv=adv, seed=seed,
                                           progress=progress, overrides=cfg.train_overrides)
     t_train = time.perf_counter() - t0
     path = influence.first_layer_path(model, variables)
-    x, y = C.fixed_digits(cfg.n_samples, seed=cfg.seed, binary=BINARY)
+    x, y = C.fixed_digits(cfg.n_samples, seed=seed, binary=BINARY)
     head, agreement, grid = RA.paper_protocol(model, variables, path, x, y, beta=beta, betas=cfg.betas, steps=steps,
                                               eta=cfg.eta, norm_c=cfg.norm_c, chunk=cfg.chunk)
     paper = dict(beta=beta, steps=steps, gating="frozen", delta="Theorem 2's δ̂ (A2)",
@@ -129,7 +129,8 @@ def table2_model(model_name: str, cfg: Config, *, progress: bool) -> dict:
 
 def run(cfg: Config, out: Path, progress: bool = True) -> dict:
     """Table 2 at ``cfg``: one row per network; ``done`` holds the "done" criterion's numbers."""
-    rows = C.over_models(lambda m: table2_model(m, cfg, progress=progress), cfg.models, progress=progress, desc=name,
+    rows = C.over_models(lambda m, s: table2_model(m, s, cfg, progress=progress),
+                         cfg.models, seeds=cfg.seeds, progress=progress, desc=name,
                          out=out)
     return C.table_results(cfg, rows, key="kappa_prime", base="kappa_prime_first_order", eta=cfg.eta,
                            sweep_steps=cfg.sweep_steps, A_targets=list(cfg.A_targets),
