@@ -99,7 +99,8 @@ def test_report_summary_rows_follow_their_header():
     recs = [dict(stage="table1", status="ok", runtime_s=60.0, cpu_s=50.0, cached=False, results={}, claims=[c])]
     text = report.render(recs, scale="tiny", seeds=(0,), total_s=60.0)
     summary = text[text.index("## Summary"):text.index("## Stage times")].strip().splitlines()
-    assert summary[-1].startswith("| ") and "a claim" in summary[-1] and summary[-2] == "|---|---|---|---|"
+    assert summary[-1] == "1 claims: 1 holds, 0 holds partly, 0 does not hold, 0 inconclusive, 0 not testable."
+    assert summary[-3].startswith("| ") and "a claim" in summary[-3] and summary[-4] == "|---|---|---|---|---|---|"
 
 
 @pytest.mark.slow  # default-suite time: the four figure stages end to end (test_reproduce_one_stage_tiny by default)

@@ -16,7 +16,7 @@ from jaxdyn.experiments import load
 from jaxdyn.experiments.claims import VERDICTS
 import jax
 
-__all__ = ["render", "stage_times", "train_seconds", "VERDICTS"]
+__all__ = ["render", "stage_times", "train_seconds", "verdict_counts", "VERDICTS"]
 
 
 def render(records: Sequence[dict], *, scale: str, seeds: Sequence[int] | None, total_s: float,
@@ -50,8 +50,8 @@ def render(records: Sequence[dict], *, scale: str, seeds: Sequence[int] | None, 
         "",
         "## Summary",
         "",
-        "| result | claim | verdict | measured (short) |",
-        "|---|---|---|---|",
+        "| result | claim | verdict | statistic (95 % interval) | networks × digits | cause, else measured (short) |",
+        "|---|---|---|---|---|---|",
     ]
     sections = []
     for rec in records:
@@ -59,12 +59,13 @@ def render(records: Sequence[dict], *, scale: str, seeds: Sequence[int] | None, 
         title = load(stage).title
         if rec["status"] != "ok":
             why = rec.get("error") or rec["status"]
-            lines.append(f"| {title} | — | **not run** | {_short(why)} |")
+            lines.append(f"| {title} | — | **not run** | — | — | {_short(why)} |")
             sections.append(f"## {title}\n\n**Not run** ({rec['status']}): {why}\n")
             continue
         claims = rec["claims"]
         for c in claims:
-            lines.append(f"| {title} | {c['claim']} | **{c['verdict']}** | {_short(c['measured'])} |")
+            lines.append(f"| {title} | {c['claim']} | **{c['verdict']}** | {_statistic_cell(c)} | {_sizes_cell(c)} | "
+                         f"{_short(c.get('cause') or c['measured'])} |")
         body = [f"## {title}", "",
                 f"Stage `{stage}`: {'reused from a previous run' if rec.get('cached') else 'computed'} "
                 f"({(rec.get('runtime_s') or 0) / 60:.1f} min)."]
@@ -79,6 +80,7 @@ def render(records: Sequence[dict], *, scale: str, seeds: Sequence[int] | None, 
         for p in rec.get("md", []):
             body += ["", f"Table: [{Path(p).name}]({link(stage, p)})"]
         sections.append("\n".join(body) + "\n")
+    lines += ["", verdict_counts([c for r in records for c in r.get("claims") or []])]
     lines += ["", *stage_times(records)]  # after the summary's rows, not inside its table
     return "\n".join(lines) + "\n\n" + "\n".join(sections)
 
@@ -94,6 +96,26 @@ def _seeds_text(records: Sequence[dict], seeds: Sequence[int] | None) -> str:
     return "seeds per stage: " + "; ".join(f"{st} {','.join(str(s) for s in v) or '—'}" for st, v in per.items())
 
 
+def verdict_counts(claims: Sequence[dict]) -> str:
+    """``"30 claims: 6 holds, 4 holds partly, ..."`` (every verdict named, zeros included)."""
+    vs = [str(c.get("verdict")) for c in claims]
+    return f"{len(vs)} claims: " + ", ".join(f"{vs.count(v)} {v}" for v in VERDICTS) + "."
+
+
+def _statistic_cell(c: dict) -> str:
+    st = c.get("statistic")
+    if not st:
+        return "—"
+    ci = st.get("ci")
+    iv = f" [{_num(ci[0])}, {_num(ci[1])}]" if ci and None not in ci else ""
+    return f"{st['name']} {_num(st['value'])}{iv}"
+
+
+def _sizes_cell(c: dict) -> str:
+    st = c.get("statistic")
+    return "—" if not st else f"{st.get('n_seeds', '—')} × {st.get('n_digits', '—')}"
+
+
 def _statistic_lines(c: dict) -> list[str]:
     """The claims-as-data fields of a claim, as written (the statistic with its interval, the verdict
     per seed, the measured cause); nothing for a claim without them."""
@@ -105,7 +127,9 @@ def _statistic_lines(c: dict) -> list[str]:
         out.append(f"- statistic: {st['name']} = {_num(st['value'])}{iv} ({st['n_digits']} digits, "
                    f"{st['n_seeds']} seed{'s' if st['n_seeds'] != 1 else ''})")
     if c.get("per_seed"):
-        out.append("- per seed: " + "; ".join(f"seed {r['seed']}: {r['verdict']}" for r in c["per_seed"]))
+        out.append("- per seed: " + "; ".join(
+            f"seed {r['seed']}: {r['verdict']}" + (f" ({_num(r['value'])})" if r.get("value") is not None else "")
+            for r in c["per_seed"]))
     if c.get("cause"):
         out.append(f"- cause: {c['cause']}")
     return out
