@@ -3,8 +3,9 @@
 ``python -m jaxdyn ...`` stores every compiled XLA program in ``<model cache>/xla`` (by default
 ``~/.cache/jaxdyn/models/xla``; with ``JAXDYN_CACHE_DIR=D``, ``D/xla``; the model listing skips
 it), so a rerun — a resumed run, a second seed set, a forced stage — loads its programs instead of
-compiling them again (measured on one CPU core: a tiny Table 1 rerun 87 s → 27 s of CPU). It only ever holds compiled programs, keyed by JAX on
-the program, the flags and the versions; deleting it costs one recompilation.
+compiling them again (measured on one CPU core: a tiny Table 1 rerun 87 s → 27 s of CPU). It only
+ever holds compiled programs, keyed by JAX on the program, the flags and the versions; deleting it
+costs one recompilation.
 
 Set through JAX's own environment variables before jax is imported, so the command line's
 ``--help`` stays free of jax: ``JAX_COMPILATION_CACHE_DIR`` already set wins; ``JAXDYN_XLA_CACHE=0``
