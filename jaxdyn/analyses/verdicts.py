@@ -228,15 +228,19 @@ def decide(name: str, groups: Sequence, threshold: float, *, claim: str = "below
     ``seeds``): ``{"verdict", "statistic", "per_seed"}``, ready for
     :func:`jaxdyn.experiments.claims.render`. The verdict is :func:`side_verdict` on the
     :func:`hierarchical_bootstrap` interval over every network (so it covers the training noise the
-    seeds measure); ``per_seed`` applies the same rule to each network alone. ``testable=False``
+    seeds measure); ``per_seed`` applies the same rule to each network alone. The statistic's
+    ``n_networks`` counts the networks with a finite value, ``n_seeds`` the distinct ``seeds`` (groups
+    may be several architectures × seeds). ``testable=False``
     (the premise is absent) makes every verdict "not testable" while still recording the numbers."""
     iv = hierarchical_bootstrap(groups, stat=stat, n_resamples=n_resamples, level=level, seed=seed)
     rows = per_seed(groups, threshold, claim=claim, seeds=seeds, stat=stat, n_resamples=n_resamples, level=level,
                     seed=seed)
     if not testable:
         rows = [dict(r, verdict=str(Verdict.NOT_TESTABLE)) for r in rows]
-    return dict(verdict=str(side_verdict(iv, threshold, claim=claim, testable=testable)),
-                statistic=dict(statistic_record(name, iv), threshold=float(threshold), side=claim),
+    stat_rec = dict(statistic_record(name, iv), threshold=float(threshold), side=claim, n_networks=iv.n_seeds)
+    if seeds is not None:  # groups may be several architectures × seeds: n_seeds counts the distinct seeds
+        stat_rec["n_seeds"] = len(set(int(s) for s in seeds)) if iv.n_seeds else 0
+    return dict(verdict=str(side_verdict(iv, threshold, claim=claim, testable=testable)), statistic=stat_rec,
                 per_seed=rows)
 
 

@@ -113,7 +113,7 @@ def _statistic_cell(c: dict) -> str:
 
 def _sizes_cell(c: dict) -> str:
     st = c.get("statistic")
-    return "—" if not st else f"{st.get('n_seeds', '—')} × {st.get('n_digits', '—')}"
+    return "—" if not st else f"{st.get('n_networks', st.get('n_seeds', '—'))} × {st.get('n_digits', '—')}"
 
 
 def _statistic_lines(c: dict) -> list[str]:
@@ -124,11 +124,13 @@ def _statistic_lines(c: dict) -> list[str]:
     if st:
         ci = st.get("ci")
         iv = f", {100 * st.get('level', 0.95):g} % interval [{_num(ci[0])}, {_num(ci[1])}]" if ci else ""
-        out.append(f"- statistic: {st['name']} = {_num(st['value'])}{iv} ({st['n_digits']} digits, "
+        nets = f"{st['n_networks']} networks, " if st.get("n_networks") not in (None, st["n_seeds"]) else ""
+        out.append(f"- statistic: {st['name']} = {_num(st['value'])}{iv} ({st['n_digits']} digits, {nets}"
                    f"{st['n_seeds']} seed{'s' if st['n_seeds'] != 1 else ''})")
     if c.get("per_seed"):
         out.append("- per seed: " + "; ".join(
-            f"seed {r['seed']}: {r['verdict']}" + (f" ({_num(r['value'])})" if r.get("value") is not None else "")
+            (f"{r['model']} " if r.get("model") else "") + f"seed {r['seed']}: {r['verdict']}"
+            + (f" ({_num(r['value'])})" if r.get("value") is not None else "")
             for r in c["per_seed"]))
     if c.get("cause"):
         out.append(f"- cause: {c['cause']}")
