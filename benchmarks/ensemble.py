@@ -28,6 +28,7 @@ from jaxdyn.training import ensemble as ens
 from benchmarks import common, timing
 
 _COMPILES: list = []
+_LISTENING: list = []  # registered once per process (main() may run several times, as in the tests)
 
 
 def _listen(event, duration, **_):
@@ -86,7 +87,9 @@ def main(argv=None):
     models, k, scale = args.models.split(","), args.n_seeds, args.scale
     if args.tiny:
         models, k, scale = ["mlp3"], 2, "tiny"
-    monitoring.register_event_duration_secs_listener(_listen)
+    if not _LISTENING:
+        monitoring.register_event_duration_secs_listener(_listen)
+        _LISTENING.append(True)
     results = dict(machine=common.machine_info(), scale=scale, n_seeds=k, models={})
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

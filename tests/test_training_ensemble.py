@@ -2,6 +2,9 @@
 entries (``load_or_train_seeds``, the experiments' ``load_model(seeds=...)``). Tiny models (width
 1/16, 256 examples, 4 steps) so that the file runs in seconds on one core."""
 
+import importlib
+import json
+
 import numpy as np
 import pytest
 
@@ -113,3 +116,15 @@ def test_paths_refuse_the_other_trainer(tmp_path, data_dir):
         ensemble.train_ensemble([_cfg(0), _cfg(0)], [tmp_path / "e", tmp_path / "f"], data_dir=data_dir)
     assert _cfg(0).hash() != _cfg(0, "solo").hash()
     assert _cfg(0, "solo").hash() == training.TrainConfig(model="mlp3", seed=0, **TINY).hash()
+
+
+def test_bench_ensemble_tiny(tmp_path):
+    """``python -m benchmarks.ensemble --tiny`` runs end to end (its timings mean nothing) and
+    neither path compiles again for another seed: the compile cost stays flat in the seeds."""
+    bench = importlib.import_module("benchmarks.ensemble")
+    out = tmp_path / "bench.json"
+    bench.main(["--tiny", "--out", str(out)])
+    r = json.loads(out.read_text())["models"]["mlp3"]
+    assert r["sequential"]["compiles_per_seed"][0] > 0 and r["sequential"]["compiles_per_seed"][1:] == [0]
+    assert r["ensemble"]["compiles"][0] > 0 and r["ensemble"]["compiles"][1] == 0
+    assert len(r["ensemble"]["test_accuracy"]) == 2
