@@ -101,6 +101,10 @@ def test_load_model_trains_the_missing_seeds_together(kw, calls, monkeypatch):
     assert jax.tree.leaves(v0)[0].dtype == np.float64
     with pytest.raises(ValueError, match="not among"):
         C.load_model("mlp3", train, seed=2, seeds=(0, 1), progress=False)
+    # a convolutional network is trained alone (the vmapped convolution is the slower path on CPU)
+    assert training.prefers_ensemble("mlp3") and not training.prefers_ensemble("cnn3")
+    _, _, info = C.load_model("cnn3", train, seed=1, seeds=(0, 1), progress=False)
+    assert calls == [[0, 1]] and info["config"]["trainer"] == "solo" and info["config"]["seed"] == 1
 
 
 def test_paths_refuse_the_other_trainer(tmp_path, data_dir):

@@ -25,7 +25,7 @@ from jaxdyn.training.cache import Tracker, default_cache_dir, load_or_train, loa
 from jaxdyn.training.callbacks import SharpnessTracker
 from jaxdyn.training.checkpoint import load_run
 from jaxdyn.training.config import ADV_CHOICES, DEFAULT_EPS, FORMAT_VERSION, TRAINERS, TrainConfig
-from jaxdyn.training.ensemble import train_ensemble
+from jaxdyn.training.ensemble import prefers_ensemble, train_ensemble
 from jaxdyn.training.evaluation import accuracy, robust_accuracy
 from jaxdyn.training.loop import TrainingInterrupted, train
 from jaxdyn.training.presets import QUICK, QUICK_ADV, QUICK_EVAL, quick_config
@@ -37,6 +37,6 @@ __all__ = [
     "make_optimizer", "create_state", "make_train_step", "perturb_batch",
     "accuracy", "robust_accuracy",
     "train", "TrainingInterrupted", "load_run",
-    "load_or_train", "load_or_train_seeds", "train_missing_seeds", "train_ensemble",
+    "load_or_train", "load_or_train_seeds", "train_missing_seeds", "train_ensemble", "prefers_ensemble",
     "default_cache_dir", "Tracker", "SharpnessTracker",
 ]

@@ -17,6 +17,14 @@ network never share an entry. Within the ensemble path a member does not depend 
 seeds it was trained with (``tests/test_training_ensemble.py`` checks one member of a one-seed
 and of a two-seed ensemble bit for bit), so a seed trained once is loaded, never retrained.
 
+**When it pays** (:func:`prefers_ensemble`, benchmarks/ensemble.py, docs/performance.md): the solo
+path does not recompile for a second seed (the step is cached per config but the seed), so the
+ensemble saves no compile time; it saves run time on dense networks (mlp3, 3 seeds: ×1.1 in CPU
+time) and loses it on convolutional ones (cnn3: ×0.4 on XLA:CPU, where the mapped convolution
+becomes a grouped convolution off the fast path). The experiments therefore train dense networks
+as ensembles and convolutional ones alone, decided by the architecture only (never by the machine),
+so a given network always takes one path.
+
 An ensemble is not checkpointed along the way: an interrupted one restarts from its beginning.
 Trackers (``callbacks=``) need the solo path.
 """
@@ -34,14 +42,23 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxdyn.core.models import get_model
+from jaxdyn.core.models import get_model, init_variables
 from jaxdyn.training import checkpoint as ckpt_io
 from jaxdyn.training.config import TrainConfig
 from jaxdyn.training.evaluation import batches, correct_fn, evaluate
 from jaxdyn.training.loop import load_data
 from jaxdyn.training.step import init_state_fn, make_optimizer, step_body, variables_of
 
-__all__ = ["train_ensemble", "ensemble_step"]
+__all__ = ["train_ensemble", "ensemble_step", "prefers_ensemble"]
+
+
+@functools.lru_cache(maxsize=32)
+def prefers_ensemble(name: str) -> bool:
+    """Whether the experiments train the seeds of zoo model ``name`` as one ensemble: a network
+    without convolution kernels (no 4-D parameter), see the module doc."""
+    model = get_model(name)
+    shapes = jax.eval_shape(lambda: init_variables(model, jax.random.key(0)))
+    return all(len(leaf.shape) != 4 for leaf in jax.tree.leaves(shapes))
 
 
 @functools.lru_cache(maxsize=8)
