@@ -74,6 +74,9 @@ def load_or_train(name: str, *, num_classes: int = 10, binary=None, width: float
     ``allow_train=False`` a missing entry raises ``FileNotFoundError``.
 
     ``callbacks``: trackers (see the module doc) whose records are cached with the model.
+    ``trainer="ensemble"`` (in ``more``): the entry of an ensemble member
+    (:mod:`jaxdyn.training.ensemble`), trained if missing as an ensemble of one seed (no trackers);
+    :func:`load_or_train_seeds` trains several seeds together.
 
     Returns:
       ``(model, variables, info)``; ``info`` has ``test_accuracy`` (clean),
