@@ -32,9 +32,9 @@ from jaxdyn.training import checkpoint as ckpt_io
 from jaxdyn.training.config import TrainConfig
 from jaxdyn.core.models import get_model
 from jaxdyn.datasets import loading as data
-from jaxdyn.training import evaluation, loop  # looked up at call time: tests patch them
+from jaxdyn.training import ensemble, evaluation, loop  # looked up at call time: tests patch them
 
-__all__ = ["default_cache_dir", "load_or_train", "Tracker"]
+__all__ = ["default_cache_dir", "load_or_train", "load_or_train_seeds", "train_missing_seeds", "Tracker"]
 
 TRACK_SUFFIX = "-track"
 #: APGD's evaluation of a network cached before it existed, stored beside its ``info.json``
@@ -74,6 +74,9 @@ def load_or_train(name: str, *, num_classes: int = 10, binary=None, width: float
     ``allow_train=False`` a missing entry raises ``FileNotFoundError``.
 
     ``callbacks``: trackers (see the module doc) whose records are cached with the model.
+    ``trainer="ensemble"`` (in ``more``): the entry of an ensemble member
+    (:mod:`jaxdyn.training.ensemble`), trained if missing as an ensemble of one seed (no trackers);
+    :func:`load_or_train_seeds` trains several seeds together.
 
     Returns:
       ``(model, variables, info)``; ``info`` has ``test_accuracy`` (clean),
@@ -98,6 +101,10 @@ def load_or_train(name: str, *, num_classes: int = 10, binary=None, width: float
     elif not allow_train:
         what = f"with records of {[t.name for t in callbacks]} " if callbacks else ""
         raise FileNotFoundError(f"no cached model {what}for {cfg.to_dict()} in {cache}")
+    elif cfg.trainer == "ensemble":
+        if callbacks:
+            raise ValueError("trackers (callbacks=) need trainer='solo'")
+        return ensemble.train_ensemble([cfg], [run_dir], data_dir=data_dir, progress=progress)[0]
     elif not callbacks:
         return pkg.train(cfg, run_dir, data_dir=data_dir, progress=progress)
     else:
@@ -105,6 +112,39 @@ def load_or_train(name: str, *, num_classes: int = 10, binary=None, width: float
     if callbacks:
         info = dict(info, callbacks={t.name: read_json(_records_path(run_dir, t))["records"] for t in callbacks})
     return model, variables, info
+
+
+def train_missing_seeds(name: str, seeds: Sequence[int], *, cache_dir=None, allow_train: bool = True,
+                        progress: bool = True, data_dir=None, **kw) -> list[Path]:
+    """The cache entries of ``name`` trained with ``trainer="ensemble"`` at each of ``seeds`` (the
+    other fields from ``kw``, as :func:`load_or_train`'s): those missing are trained together, one
+    ensemble (:func:`jaxdyn.training.ensemble.train_ensemble`); the cached ones are not retrained.
+    Returns the run directories, in the order of ``seeds``."""
+    seeds = [int(s) for s in seeds]
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise ValueError(f"seeds must be distinct and not empty, got {seeds}")
+    kw = {k: v for k, v in kw.items() if k != "seed"}
+    cfgs = [TrainConfig(model=name, **{**kw, "seed": s, "trainer": "ensemble"}) for s in seeds]
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    run_dirs = [cache / c.run_name() for c in cfgs]
+    missing = [i for i, d in enumerate(run_dirs) if not ckpt_io.is_finished(d)]
+    if missing and not allow_train:
+        raise FileNotFoundError(f"no cached model for {cfgs[missing[0]].to_dict()} in {cache}")
+    if missing:
+        ensemble.train_ensemble([cfgs[i] for i in missing], [run_dirs[i] for i in missing], data_dir=data_dir,
+                                progress=progress)
+    return run_dirs
+
+
+def load_or_train_seeds(name: str, seeds: Sequence[int], *, cache_dir=None, allow_train: bool = True,
+                        progress: bool = True, data_dir=None, **kw) -> list:
+    """:func:`load_or_train` for several seeds, trained with ``trainer="ensemble"``: the seeds
+    missing from the cache trained together in one compiled program (:func:`train_missing_seeds`),
+    each then loaded from its own entry. Returns one ``(model, variables, info)`` per seed."""
+    common = dict(cache_dir=cache_dir, progress=progress, data_dir=data_dir)
+    train_missing_seeds(name, seeds, allow_train=allow_train, **common, **kw)
+    kw = {k: v for k, v in kw.items() if k not in ("seed", "trainer")}
+    return [load_or_train(name, seed=int(s), trainer="ensemble", allow_train=False, **common, **kw) for s in seeds]
 
 
 def _train_tracked(pkg, cfg, run_dir: Path, callbacks, data_dir, progress):

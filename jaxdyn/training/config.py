@@ -15,9 +15,11 @@ from typing import Optional
 from jaxdyn._internal import fingerprint
 from jaxdyn.core.models import model_names
 
-__all__ = ["TrainConfig", "ADV_CHOICES", "DEFAULT_EPS", "DEFAULT_EVAL_EPS", "FORMAT_VERSION"]
+__all__ = ["TrainConfig", "ADV_CHOICES", "TRAINERS", "DEFAULT_EPS", "DEFAULT_EVAL_EPS", "FORMAT_VERSION"]
 
 ADV_CHOICES = ("pgd-linf", "pgd-l2", "raw")
+#: how a network is trained (:attr:`TrainConfig.trainer`)
+TRAINERS = ("solo", "ensemble")
 #: default ε per adversarial-training kind (MNIST; for "raw" it is the total strength β)
 DEFAULT_EPS = {"pgd-linf": 0.3, "pgd-l2": 2.0, "raw": 1.0}
 #: ε of the robust evaluation when it does not follow the training ε (Madry et al.'s MNIST ε); also
@@ -56,6 +58,10 @@ class TrainConfig:
         the resolved value. The hash leaves out ``eval_eps == 0.3`` (the former default), so
         every config that evaluated at 0.3 keeps its cache entry.
       n_eval_robust: test examples for robust accuracy (a fixed subset); 0 to skip it.
+      trainer: how the network is trained: ``"solo"`` (:func:`jaxdyn.training.train`, one seed per
+        program) or ``"ensemble"`` (:func:`jaxdyn.training.ensemble.train_ensemble`, the seeds of one
+        config mapped over a seed axis in one program). The two round differently, so an ensemble
+        member is not bitwise its solo twin: the field is part of the hash (left out at ``"solo"``).
     """
 
     model: str
@@ -81,6 +87,7 @@ class TrainConfig:
     eval_alpha: float = 0.01
     eval_steps: int = 40
     n_eval_robust: int = 1000
+    trainer: str = "solo"
 
     def __post_init__(self):
 
@@ -125,6 +132,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be finite and > 0, got {v}")
             s(self, name, v)
         _check_int("eval_steps", self.eval_steps, 1)
+        if self.trainer not in TRAINERS:
+            raise ValueError(f"trainer must be one of {TRAINERS}, got {self.trainer!r}")
 
     def _check_adversarial(self) -> None:
         """Validate and resolve ``adv``, ``eps``, ``adv_steps``, ``adv_alpha``, ``eps_warmup``."""

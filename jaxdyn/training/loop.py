@@ -67,6 +67,9 @@ def train(cfg: TrainConfig, run_dir, *, data_dir=None, progress: bool = True,
         its buffers are donated to the next step).
     """
 
+    if cfg.trainer != "solo":
+        raise ValueError(f"train() trains trainer='solo' configs; trainer={cfg.trainer!r} is "
+                         "jaxdyn.training.ensemble.train_ensemble's")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if ckpt_io.is_finished(run_dir):

@@ -28,7 +28,8 @@ from jaxdyn.core.models import init_variables, logits_fn
 from jaxdyn.training.config import ADV_CHOICES, TrainConfig
 from jaxdyn._internal import checks as _checks
 
-__all__ = ["make_optimizer", "create_state", "perturb_batch", "pgd_delta", "make_train_step", "variables_of"]
+__all__ = ["make_optimizer", "create_state", "perturb_batch", "pgd_delta", "make_train_step", "step_body",
+           "variables_of"]
 
 
 def make_optimizer(cfg: TrainConfig, total_steps: Optional[int] = None) -> optax.GradientTransformation:
@@ -153,6 +154,13 @@ def cached_step(model, optimizer, lr, momentum, schedule, total_steps, adv, adv_
 
 
 def _make_step(model, tx, adv, adv_steps):
+    return jax.jit(step_body(model, tx, adv, adv_steps), donate_argnums=(0,))
+
+
+def step_body(model, tx, adv, adv_steps) -> Callable:
+    """The train step of :func:`make_train_step` before ``jax.jit``: ``step(state, x, y, key, eps,
+    alpha) -> (state, loss)`` (:mod:`jaxdyn.training.ensemble` maps it over a seed axis)."""
+
     def step(state, x, y, key, eps, alpha):
         if adv is not None:
             delta = perturb_batch(model, variables_of(state), x, y, key, adv=adv, eps=eps,
@@ -188,4 +196,4 @@ def _make_step(model, tx, adv, adv_steps):
             new["batch_stats"] = upd["batch_stats"]
         return new, loss
 
-    return jax.jit(step, donate_argnums=(0,))
+    return step

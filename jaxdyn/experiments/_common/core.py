@@ -157,16 +157,19 @@ def load_model(name: str, train: Mapping[str, Any] | str, *, binary=None, adv=No
     """Train or load (cached in ``JAXDYN_CACHE_DIR``) zoo model ``name`` and cast it to ``dtype``.
 
     ``seeds``: the seeds of the same architecture the experiment trains (``seed`` among them; default
-    ``(seed,)``): the networks of one architecture trained together where :mod:`jaxdyn.training` can.
+    ``(seed,)``). A dense network (:func:`jaxdyn.training.prefers_ensemble`) without ``callbacks``
+    is an ensemble member (``trainer="ensemble"``, :func:`jaxdyn.training.load_or_train_seeds`): the
+    seeds of ``seeds`` missing from the cache are trained together in one compiled program, then
+    ``seed``'s is loaded. A convolutional network, or one with ``callbacks`` (trackers recording
+    numbers along training, see :func:`jaxdyn.training.load_or_train`), is trained alone
+    (``trainer="solo"``; its seeds share one compiled step).
     ``train``: ``"quick"`` for :func:`jaxdyn.training.quick_config`, else a dict of
     :func:`jaxdyn.training.load_or_train` arguments; ``binary``/``adv``/``seed`` and then
-    ``overrides`` update it. ``callbacks``: trackers recording numbers along training (see
-    :func:`jaxdyn.training.load_or_train`). Returns ``(model, variables, info)``.
+    ``overrides`` update it. Returns ``(model, variables, info)``.
     """
-
-
-    if seeds is not None and seed not in seeds:
-        raise ValueError(f"seed {seed} is not among seeds {tuple(seeds)}")
+    seeds = (seed,) if seeds is None else tuple(seeds)
+    if seed not in seeds:
+        raise ValueError(f"seed {seed} is not among seeds {seeds}")
     if train == "quick":
         kw = training.quick_config(name, binary=binary, adv=adv, seed=seed)
     else:
@@ -174,9 +177,12 @@ def load_model(name: str, train: Mapping[str, Any] | str, *, binary=None, adv=No
         kw.update({k: v for k, v in dict(binary=binary, adv=adv).items() if v is not None})
         kw["seed"] = seed
     kw.update(overrides or {})
-    if callbacks:
-        kw["callbacks"] = tuple(callbacks)
-    model, variables, info = training.load_or_train(name, progress=progress, **kw)
+    if callbacks or not training.prefers_ensemble(name):
+        model, variables, info = training.load_or_train(name, progress=progress, callbacks=tuple(callbacks), **kw)
+    else:
+        training.train_missing_seeds(name, seeds, progress=progress, **kw)
+        kw["trainer"] = "ensemble"
+        model, variables, info = training.load_or_train(name, progress=progress, allow_train=False, **kw)
     return model, cast(variables, getattr(jnp, dtype) if isinstance(dtype, str) else dtype), dict(info)
 
 
