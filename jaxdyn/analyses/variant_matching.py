@@ -15,6 +15,7 @@ and λ₁ change an attack causes (Appendix J), and Figure 1's arrays.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Mapping, NamedTuple, Sequence
 
@@ -100,13 +101,15 @@ def appendix_j(model, variables, f, x, delta, J, hbar_z) -> dict:
                 eig_rel_change=jnp.abs(lam1 - lam0) / lam0, lam0=lam0)
 
 
+@functools.lru_cache(maxsize=32)
 def make_pgd_fn(model, *, steps: int, gating: str):
     """Jitted ``(variables, x, y, v) -> dict``: one Appendix-D attack (``v``:
     :func:`jaxdyn.attacks.variants.variant`, traced: one compile per ``gating`` for every norm, ε, α
     and clip) and its comparison with Theorem 2 (``δ̂`` with the attack's ``H̄_z``, β matched to the
     attack's norm; the target is ``δ`` for ℓ2, the effective component for ℓ∞) and with the
     ``g_x``-only baseline ``1 - cos(g_x, ·)``, plus the Appendix-J gate flips and λ₁ change at its
-    endpoint."""
+    endpoint. Cached per ``(model, steps, gating)`` (equal modules hash equal): the seeds of one
+    architecture share one compile, as do the :func:`make_raw_free_fn` and :func:`make_fig1_fn` ones."""
 
     def one(variables, x, y, v):
         f = logits_fn(model, variables)
@@ -124,6 +127,7 @@ def make_pgd_fn(model, *, steps: int, gating: str):
     return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, None)))
 
 
+@functools.lru_cache(maxsize=32)
 def make_raw_free_fn(model, *, steps: int):
     """Jitted ``(variables, x, y, beta) -> dict``: Appendix J for the free-gating raw attack (and
     its ``success_step``, :func:`flip_rate`)."""
@@ -138,6 +142,7 @@ def make_raw_free_fn(model, *, steps: int):
     return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, None)))
 
 
+@functools.lru_cache(maxsize=32)
 def make_fig1_fn(model, *, steps: int):
     """Jitted ``(variables, x, y, beta) -> dict``: δ* (frozen raw attack) and δ̂ for Figure 1."""
 
