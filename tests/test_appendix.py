@@ -124,8 +124,12 @@ def test_claims_not_testable():
     # every digit flipped by the attack: no digit in the theory's regime, the flipped ones reported apart
     c = {c["id"]: c for c in appendix.claims(_results(succ=3))}
     assert [c[i]["verdict"] for i in D_GX] == ["not testable"] * 4
-    assert "the attack flipped all" in c[D_GX[0]]["cause"] and "16 digits" not in c[D_GX[0]]["controls"]
+    assert "the attack flipped the rest" in c[D_GX[0]]["cause"] and "16 digits" not in c[D_GX[0]]["controls"]
     assert f"{3 * N_DIG} digits" in c[D_GX[0]]["controls"]
+    # one unflipped digit per network (3 in all): a bootstrap interval of 1-3 points is no evidence
+    c = {c["id"]: c for c in appendix.claims(_results(succ=[-1] + [3] * (N_DIG - 1)))}
+    assert [c[i]["verdict"] for i in D_GX] == ["not testable"] * 4
+    assert {r["verdict"] for r in c[D_GX[0]]["per_seed"]} == {"not testable"}
 
 
 def test_beats_gx_holds_partly_with_its_regime():

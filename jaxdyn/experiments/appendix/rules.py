@@ -9,7 +9,7 @@ import numpy as np
 
 from jaxdyn.analyses.variant_matching import ATTACK_FLIPS, PGD_VARIANTS, attack_row, digit_ratio, digit_split
 from jaxdyn.experiments import _common as C
-from jaxdyn.experiments.appendix.stats import ALPHA, family, networks, regime, test
+from jaxdyn.experiments.appendix.stats import ALPHA, MIN_DIGITS, family, networks, regime, test
 from jaxdyn.experiments.claims import ACCURACY_FLOOR, ClaimText, render
 
 __all__ = ["claims", "RATIO", "FACTOR_D", "BASELINE_FLOOR", "HI_D", "LOOSE_D", "D_PAPER", "D_BEATS_GX", "J_CLAIMS",
@@ -44,7 +44,7 @@ D_PAPER = {norm: ClaimText(
     rule="per attack: the median is below {hi:g} when its interval at level {level:.4g} (Bonferroni over the {k} "
          "attacks) lies below, above it when the interval lies above, else inconclusive; the claim: holds when every "
          "attack holds, does not hold when none does, holds partly when some do and the rest do not, else "
-         "inconclusive; beside: the same at {loose:g}")
+         "inconclusive; not testable with fewer than {min_digits} digits; beside: the same at {loose:g}")
     for norm, paper in (("l2", "1 − cos(δ̂, δ^(ℓ2)) = 1e-6 … 1e-4"),
                         ("linf", "1 − cos(Cδ̂/‖δ̂‖, δ^(effective,ℓ∞)) = 3.4e-5 on average"))}
 
@@ -60,9 +60,9 @@ D_BEATS_GX = {(norm, gating): ClaimText(
     rule="per digit correctly classified at x and never flipped by the attack, the ratio r = (1 − cos(δ̂, ·)) / "
          "(1 − cos(g_x, ·)) (digits whose baseline is ≤ {floor:g} dropped: float resolution); per ε, the median r "
          "is below 1 when its interval at level {level:.4g} (Bonferroni over the {k} ε) lies below 1, above when it "
-         "lies above, else inconclusive, not testable without such a digit; the claim: holds when every ε holds, "
-         "does not hold when every ε does not, holds partly when some hold and the rest do not, else inconclusive; "
-         "beside: the same at 1/{factor:g} (beats by ×{factor:g})")
+         "lies above, else inconclusive, not testable with fewer than {min_digits} such digits; the claim: holds "
+         "when every ε holds, does not hold when every ε does not, holds partly when some hold and the rest do "
+         "not, else inconclusive; beside: the same at 1/{factor:g} (beats by ×{factor:g})")
     for norm in ("l2", "linf") for gating in ("frozen", "free")}
 
 J_CLAIMS = {key: ClaimText(
@@ -72,7 +72,8 @@ J_CLAIMS = {key: ClaimText(
              "networks; per network: {at_attack}. Pooled median per β: {per_beta}",
     rule="the median is below {bound:g} when its 95 % interval lies below, above it when the interval lies above, "
          "else inconclusive; the attack β of a network: the smallest β of the grid at which the raw attack flips "
-         "≥ {flips:g} of its correctly classified digits (the largest β if none does); beside: the same at {loose:g}")
+         "≥ {flips:g} of its correctly classified digits (the largest β if none does); not testable with fewer than "
+         "{min_digits} digits; beside: the same at {loose:g}")
     for cid, key, what, paper in (
         ("j_eigenvalue", "eig_rel_change", "the top eigenvalue of H̄_x", "relative change 1e-4 … 1e-2"),
         ("j_gates", "flip_fraction", "the gating states", "few gates flip (no number in the main text)"))}
@@ -127,7 +128,7 @@ def _d_paper(results: dict, norm: str, nets, setting: str) -> dict | None:
                           f"g_x alone {base[t['label']]}"
                           for t in tests if t["verdict"] != "holds")
     values = dict(pgd_steps=results.get("pgd_steps"), setting=setting, tests=text, first_order=first,
-                  controls=ctl or "—", hi=HI_D, loose=LOOSE_D, level=level, k=k)
+                  controls=ctl or "—", hi=HI_D, loose=LOOSE_D, level=level, k=k, min_digits=MIN_DIGITS)
     return render(D_PAPER[norm], values, cause=cause, **fam)
 
 
@@ -168,11 +169,12 @@ def _d_beats_gx(results: dict, norm: str, gating: str, nets, setting: str) -> di
         cause = "; ".join(
             f"ε={e:g}: {t['verdict']}, median ratio {_iv(t)}: Theorem 2's median error {C.fmt(errs[e][0])} against "
             f"g_x's {C.fmt(errs[e][1])}" + gate.format(g=C.fmt(errs[e][2]))
-            + (" (no unflipped digit: the attack flipped all)" if t["verdict"] == "not testable" else "")
+            + (f" (fewer than {MIN_DIGITS} unflipped digits: the attack flipped the rest)"
+               if t["verdict"] == "not testable" else "")
             for e, t in bad)
     values = dict(pgd_steps=results.get("pgd_steps"), setting=setting, eps_grid=eps, regime=reg["text"],
                   per_eps=per_eps, errors=errors, flipped=flip_txt, floor=BASELINE_FLOOR, level=level, k=k,
-                  factor=FACTOR_D)
+                  factor=FACTOR_D, min_digits=MIN_DIGITS)
     return render(D_BEATS_GX[norm, gating], values, cause=cause, **fam)
 
 
@@ -199,7 +201,7 @@ def _j(results: dict, key: str, nets, setting: str) -> dict | None:
                  + (", ".join(f"{p['network']} {C.fmt(p['value'])}" for p in worst) or "none"))
     values = dict(raw_steps=results.get("raw_steps"), betas=betas, setting=setting, value=C.fmt(st["value"]),
                   lo=C.fmt(st["ci"][0]), hi=C.fmt(st["ci"][1]), n=st["n_digits"], s=st["n_seeds"], at_attack=at,
-                  per_beta=per_beta, bound=bound, flips=ATTACK_FLIPS, loose=bound * J_FACTOR)
+                  per_beta=per_beta, bound=bound, flips=ATTACK_FLIPS, loose=bound * J_FACTOR, min_digits=MIN_DIGITS)
     return render(J_CLAIMS[key], values, cause=cause, **t)
 
 

@@ -13,11 +13,16 @@ from jaxdyn.analyses.verdicts import Interval, combine, decide, side_verdict
 from jaxdyn.experiments import _common as C
 from jaxdyn.experiments.claims import ACCURACY_FLOOR
 
-__all__ = ["ALPHA", "networks", "test", "family", "regime"]
+__all__ = ["ALPHA", "MIN_DIGITS", "MIN_NET_DIGITS", "networks", "test", "family", "regime"]
 
 #: family-wise error of every claim: a claim tested at k points (ε of the grid, attacks) uses
 #: intervals at level ``1 - ALPHA / k`` (Bonferroni; Holm's step-down needs p-values an interval does not give)
 ALPHA = 0.05
+#: a test needs this many digits (pooled over the networks): with fewer, a percentile interval of the
+#: median is set by one or two digits (with one, it is a point) and the test is not testable
+MIN_DIGITS = 10
+#: a network's own verdict (``per_seed``) needs this many digits, else it is not testable
+MIN_NET_DIGITS = 4
 
 
 def networks(results: dict) -> list[tuple]:
@@ -37,9 +42,15 @@ def test(name: str, nets: Sequence[tuple], values: Callable, threshold: float, *
     ``claim`` ``threshold``" on the testable networks: :func:`~jaxdyn.analyses.verdicts.decide`'s
     ``{verdict, statistic, per_seed}``; ``statistic["beside"]`` the verdict of the same interval at
     ``beside`` (e.g. a factor ×2); ``per_seed`` rows carry ``network`` and list collapsed networks as
-    not testable."""
+    not testable. Not testable with fewer than :data:`MIN_DIGITS` finite values in all (a network's
+    own row with fewer than :data:`MIN_NET_DIGITS`)."""
     use = [(lbl, s, np.asarray(values(r), np.float64).ravel()) for lbl, s, r, ok in nets if ok]
-    d = decide(name, [g for _, _, g in use], threshold, claim=claim, seeds=list(range(len(use))), level=level)
+    n = sum(int(np.isfinite(g).sum()) for _, _, g in use)
+    d = decide(name, [g for _, _, g in use], threshold, claim=claim, seeds=list(range(len(use))), level=level,
+               testable=n >= MIN_DIGITS)
+    for r in d["per_seed"]:
+        if r["n_digits"] < MIN_NET_DIGITS:
+            r["verdict"] = "not testable"
     st = d["statistic"]
     iv = Interval(st["value"], st["ci"][0], st["ci"][1], level, st["n_seeds"], st["n_digits"], st["n_resamples"])
     st["beside"] = dict(threshold=float(beside), verdict=str(side_verdict(iv, beside, claim=claim)))
@@ -50,11 +61,14 @@ def test(name: str, nets: Sequence[tuple], values: Callable, threshold: float, *
     return dict(d, per_seed=rows)
 
 
-def family(tests: Sequence[dict], key: int = -1) -> dict:
+def family(tests: Sequence[dict], key: int | None = None) -> dict:
     """One claim from several tests (each from :func:`test` at the family's level): the verdict
-    :func:`~jaxdyn.analyses.verdicts.combine`; the statistic of test ``key`` (fixed in advance), with
-    every test's ``{value, ci, n_digits, verdict}`` under ``tests``; per network, the combination of
-    its verdicts and its value in test ``key``."""
+    :func:`~jaxdyn.analyses.verdicts.combine`; the statistic of test ``key`` (default: the last
+    testable test — tests ordered by increasing strength, the hardest one measured), with every
+    test's ``{value, ci, n_digits, verdict}`` under ``tests``; per network, the combination of its
+    verdicts and its value in test ``key``."""
+    if key is None:
+        key = max([i for i, t in enumerate(tests) if t["verdict"] != "not testable"] or [len(tests) - 1])
     stat = dict(tests[key]["statistic"], tests=[dict(label=t.get("label"), value=t["statistic"]["value"],
                                                      ci=t["statistic"]["ci"], n_digits=t["statistic"]["n_digits"],
                                                      verdict=t["verdict"], beside=t["statistic"]["beside"])
