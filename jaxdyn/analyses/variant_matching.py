@@ -7,13 +7,15 @@ and λ₁ change an attack causes (Appendix J), and Figure 1's arrays.
 * :func:`make_pgd_fn`, :func:`make_raw_free_fn`, :func:`make_fig1_fn` — the jitted per-batch
   measurements (one compile per gating for every PGD variant);
 * :func:`match_variants`, :func:`match_eps_grid`, :func:`raw_free_rows`, :func:`fig1_raw` — one
-  network's rows over a digit set (means over digits, chunked), records :class:`GatingMatch`,
-  :class:`EpsMatch`, :class:`RawFlips`; :func:`summarize_matching` — ranges over networks;
+  network's rows over a digit set (means over digits, chunked, and the per-digit values in ``digits``),
+  records :class:`GatingMatch`, :class:`EpsMatch`, :class:`RawFlips`; :func:`summarize_matching` —
+  ranges over networks; :func:`digit_ratio`, :func:`digit_split` — the per-digit statistics' inputs;
 * :func:`flip_rate`, :func:`attack_row` — the attack regime (Appendix J's verdict β).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Mapping, NamedTuple, Sequence
 
@@ -31,7 +33,8 @@ from jaxdyn.core.theory import match_beta, predict, prepare, structured_eigenpai
 
 __all__ = ["PGD_VARIANTS", "FIG1_VARIANTS", "FIG1_MODEL", "GATINGS", "GatingMatch", "EpsMatch", "RawFlips",
            "flip_rate", "ATTACK_FLIPS", "attack_row", "appendix_j", "make_pgd_fn", "make_raw_free_fn", "make_fig1_fn",
-           "pgd_fns", "match_variants", "match_eps_grid", "raw_free_rows", "fig1_raw", "summarize_matching"]
+           "pgd_fns", "match_variants", "match_eps_grid", "raw_free_rows", "fig1_raw", "summarize_matching",
+           "PGD_DIGIT_KEYS", "RAW_DIGIT_KEYS", "digit_split", "digit_ratio"]
 
 #: (name, norm, eps, clip, alpha-rule) of the Appendix-D attacks; ``"ball"``: α = ε/steps,
 #: ``"madry"``: α = 2.5 ε/steps.
@@ -60,6 +63,7 @@ class GatingMatch(NamedTuple):
     mean_beta_lambda1: float
     one_minus_cos_max: float
     eig_rel_change_max: float
+    digits: dict | None = None
 
 
 class EpsMatch(NamedTuple):
@@ -73,6 +77,7 @@ class EpsMatch(NamedTuple):
     one_minus_cos_first_order: float
     flip_fraction: float
     label_flips: float
+    digits: dict | None = None
 
 
 class RawFlips(NamedTuple):
@@ -85,6 +90,7 @@ class RawFlips(NamedTuple):
     eig_rel_change_max: float
     mean_delta_norm: float
     label_flips: float
+    digits: dict | None = None
 
 
 def appendix_j(model, variables, f, x, delta, J, hbar_z) -> dict:
@@ -95,13 +101,15 @@ def appendix_j(model, variables, f, x, delta, J, hbar_z) -> dict:
                 eig_rel_change=jnp.abs(lam1 - lam0) / lam0, lam0=lam0)
 
 
+@functools.lru_cache(maxsize=32)
 def make_pgd_fn(model, *, steps: int, gating: str):
     """Jitted ``(variables, x, y, v) -> dict``: one Appendix-D attack (``v``:
     :func:`jaxdyn.attacks.variants.variant`, traced: one compile per ``gating`` for every norm, ε, α
     and clip) and its comparison with Theorem 2 (``δ̂`` with the attack's ``H̄_z``, β matched to the
     attack's norm; the target is ``δ`` for ℓ2, the effective component for ℓ∞) and with the
     ``g_x``-only baseline ``1 - cos(g_x, ·)``, plus the Appendix-J gate flips and λ₁ change at its
-    endpoint."""
+    endpoint. Cached per ``(model, steps, gating)`` (equal modules hash equal): the seeds of one
+    architecture share one compile, as do the :func:`make_raw_free_fn` and :func:`make_fig1_fn` ones."""
 
     def one(variables, x, y, v):
         f = logits_fn(model, variables)
@@ -119,6 +127,7 @@ def make_pgd_fn(model, *, steps: int, gating: str):
     return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, None)))
 
 
+@functools.lru_cache(maxsize=32)
 def make_raw_free_fn(model, *, steps: int):
     """Jitted ``(variables, x, y, beta) -> dict``: Appendix J for the free-gating raw attack (and
     its ``success_step``, :func:`flip_rate`)."""
@@ -133,6 +142,7 @@ def make_raw_free_fn(model, *, steps: int):
     return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, None)))
 
 
+@functools.lru_cache(maxsize=32)
 def make_fig1_fn(model, *, steps: int):
     """Jitted ``(variables, x, y, beta) -> dict``: δ* (frozen raw attack) and δ̂ for Figure 1."""
 
@@ -174,6 +184,16 @@ def _mean(out, key) -> float:
     return float(np.mean(out[key]))
 
 
+def _digits(out, keys) -> dict:
+    """The per-digit values of ``keys`` (JSON-ready lists: the unit of the verdicts' statistics)."""
+    return {k: np.asarray(out[k]).tolist() for k in keys}
+
+
+#: per-digit keys kept for every PGD attack (Appendix D) and raw attack (Appendix J)
+PGD_DIGIT_KEYS = ("one_minus_cos", "one_minus_cos_first_order", "flip_fraction", "eig_rel_change", "success_step")
+RAW_DIGIT_KEYS = ("flip_fraction", "eig_rel_change", "success_step")
+
+
 def match_variants(fns: Mapping, variables, x, y, variants: Sequence[tuple], *, steps: int, chunk: int | None,
                    keep: Sequence[str] = (), n_keep: int = 0) -> tuple[list[dict], dict]:
     """Appendix D of one network: per attack of ``variants`` (rows of :data:`PGD_VARIANTS`) its row
@@ -191,7 +211,8 @@ def match_variants(fns: Mapping, variables, x, y, variants: Sequence[tuple], *, 
                 *(_mean(out, k) for k in ("one_minus_cos", "one_minus_cos_first_order", "flip_fraction",
                                           "eig_rel_change", "beta", "beta_lambda1")),
                 one_minus_cos_max=float(np.max(out["one_minus_cos"])),
-                eig_rel_change_max=float(np.max(out["eig_rel_change"])))._asdict()
+                eig_rel_change_max=float(np.max(out["eig_rel_change"])),
+                digits=_digits(out, PGD_DIGIT_KEYS))._asdict()
             if gating == "frozen" and label in keep:
                 arrays[label] = {k: out[k][:n_keep] for k in ("delta", "target", "delta_hat")}
         rows.append(row)
@@ -210,7 +231,7 @@ def match_eps_grid(fns: Mapping, variables, x, y, grids: Mapping[str, Sequence[f
                 out = chunked(lambda xb, yb: fns[gating](variables, xb, yb, v), x, y, chunk=chunk)
                 rows.append(EpsMatch(norm, eps, gating, steps, _mean(out, "one_minus_cos"),
                                      _mean(out, "one_minus_cos_first_order"), _mean(out, "flip_fraction"),
-                                     flip_rate(out["success_step"]))._asdict())
+                                     flip_rate(out["success_step"]), _digits(out, PGD_DIGIT_KEYS))._asdict())
     return rows
 
 
@@ -222,8 +243,27 @@ def raw_free_rows(model, variables, x, y, betas: Sequence[float], *, steps: int,
         out = chunked(lambda xb, yb: fn(variables, xb, yb, b64), x, y, chunk=chunk)
         rows.append(RawFlips(b, steps, _mean(out, "flip_fraction"), _mean(out, "eig_rel_change"),
                              float(np.max(out["eig_rel_change"])), _mean(out, "delta_norm"),
-                             flip_rate(out["success_step"]))._asdict())
+                             flip_rate(out["success_step"]), _digits(out, RAW_DIGIT_KEYS))._asdict())
     return rows
+
+
+def digit_split(digits: dict, values) -> dict:
+    """Per-digit ``values`` (one per digit of an attack's ``digits``) split by what the attack did to
+    the digit: ``{"unflipped": [...], "flipped": [...], "n_misclassified": k}`` — ``unflipped``: correctly
+    classified at ``x`` and never misclassified along the attack (``success_step == -1``, the regime
+    before the decision boundary the theory describes), ``flipped``: misclassified at some step ``t > 0``;
+    digits misclassified at ``x`` (``t == 0``) and invalid ones only counted."""
+    s, v = np.asarray(digits["success_step"]), np.asarray(values, np.float64)
+    return dict(unflipped=v[s == -1], flipped=v[s > 0], n_misclassified=int(np.sum(s == 0)))
+
+
+def digit_ratio(digits: dict, *, floor: float) -> np.ndarray:
+    """Per digit, Theorem 2's matching error over the ``g_x``-only baseline's,
+    ``(1 - cos(δ̂, ·)) / (1 - cos(g_x, ·))`` (NaN where the baseline is ≤ ``floor``: both errors at
+    float resolution, no evidence either way)."""
+    c, b = (np.asarray(digits[k], np.float64) for k in ("one_minus_cos", "one_minus_cos_first_order"))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(b > floor, c / b, np.nan)
 
 
 def fig1_raw(model, variables, x, y, *, beta: float, steps: int) -> dict:
