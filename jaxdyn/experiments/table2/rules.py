@@ -162,11 +162,14 @@ def _headline(eq: str, points: list[dict], star: int | None) -> str:
         p = points[0] if points else None
         return (f"{eq} beats first order at no A target (at A = {p['A_target']:g}: median ratio {C.fmt(p['value'])})"
                 if p else f"{eq}: no A target measured")
-    p = points[star]
-    n = sum(all(q["per_seed"][i]["verdict"] == str(Verdict.HOLDS) for q in points[:star + 1])
-            for i in range(len(p["per_seed"])))
+    p, per = points[star], [q["per_seed"] for q in points[:star + 1]]
+    n = sum(all(s[i]["verdict"] in ("holds", "not testable") for s in per) for i in range(len(p["per_seed"])))
+    off = sum(s["verdict"] == "not testable" for s in p["per_seed"])
+    x2 = next((i for i, q in enumerate(points) if q["verdict_x2"] != "holds"), len(points)) - 1
     return (f"{eq} beats first order by ×{C.fmt(1 / p['value'])} up to A* = {p['A_target']:g} on {n} of "
-            f"{len(p['per_seed'])} networks (each network's own 95 % interval below 1 at every target up to A*)")
+            f"{len(p['per_seed'])} networks (each network's own 95 % interval below 1 at every target up to A* it "
+            f"reaches; {off} do not reach A* within ×{ON_TARGET:g})"
+            + (f"; by ×{FACTOR:g} or more up to A = {points[x2]['A_target']:g}" if x2 >= 0 else ""))
 
 
 def _cause(eq: str, gating: str, points: list[dict], free: list[dict] | None, frozen: list[dict] | None) -> str:
