@@ -118,12 +118,13 @@ def plot_real_attack(results: dict, path: Path) -> None:
     targets = list(results.get("A_targets") or [])
     for j, gating in enumerate(("frozen", "free")):
         ax = axes[j]
-        for eq, color in (("eq9", "C0"), ("eq10", "C1"), ("eq11", "C2")):
+        for eq, color, style in (("eq9", "C0", "-o"), ("eq10", "C1", "--x"), ("eq11", "C2", "-^")):
             pts = [p for p in regime(results["rows"], gating, eq, targets) if np.isfinite(p["value"])]
             if not pts:
                 continue
             a = [p["A_target"] for p in pts]
-            ax.plot(a, [p["value"] for p in pts], "-o", color=color, label=_EQ[eq])
+            label = _EQ[eq] + (" (its ratio is Eq. 9's: φ_ori is measured)" if eq == "eq10" else "")
+            ax.plot(a, [p["value"] for p in pts], style, color=color, label=label)
             ax.fill_between(a, [p["ci"][0] for p in pts], [p["ci"][1] for p in pts], color=color, alpha=0.2)
         ax.axhline(THRESHOLD, color="k", ls="--", lw=0.8)
         ax.axhline(THRESHOLD / FACTOR, color="0.5", ls=":", lw=0.8)
