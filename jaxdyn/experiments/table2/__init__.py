@@ -104,7 +104,7 @@ _FNS: dict = {}
 
 
 def _fns(model_name: str, model, path, cfg: Config) -> tuple:
-    key = (model_name, tuple(path), cfg.steps, cfg.sweep_steps, cfg.eta, cfg.norm_c)
+    key = (model_name, repr(model), tuple(path), cfg.steps, cfg.sweep_steps, cfg.eta, cfg.norm_c)
     if key not in _FNS:
         _FNS[key] = (RA.make_batch_fn(model, path, cfg.steps, eta=cfg.eta, norm_c=cfg.norm_c),
                      RA.make_sweep_fn(model, path, cfg.sweep_steps, eta=cfg.eta))
