@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from jaxdyn.analyses import real_attack
+from jaxdyn.attacks.multistep import attack
 from jaxdyn.core import influence
 from jaxdyn.experiments import runner, table2
+from jaxdyn.experiments.claims import ACCURACY_FLOOR
 from tests.helpers import assert_protocol
 from tests.test_influence import _binary_net, _image
 
@@ -32,67 +34,137 @@ def test_bad_arguments():
         table2.config("quick", eta=0.0)
 
 
-def _results(rows):
-    return dict(rows=rows, beta=1e-3, steps=10, sweep_steps=5, n_samples=4, dtype="float64", done=dict(bound=1e-3))
+TARGETS = (1e-3, 0.3)
 
 
-def _real(A, kp, fo, nu, gating="free", eq11=None):
-    """A real-attack row: one record per equation (κ′, first order, null), ``eq11`` updating Eq. 11's."""
-    rec = dict(kappa_prime=kp, first_order=fo, null=nu)
-    return dict(beta=1.0, A_median=A, gating=gating, flip_fraction=0.5, eq9=dict(rec, sign_agreement=0.9),
-                eq10=dict(rec), eq11=dict(rec, sign_agreement=0.9, c_median=1.0, **(eq11 or {})))
+def _results(rows, targets=TARGETS):
+    return dict(rows=rows, beta=1e-3, steps=10, sweep_steps=5, n_samples=4, dtype="float64", A_targets=list(targets))
 
 
-def _row(model, kp_paper, real):
-    return dict(model=model, test_accuracy=0.99, kappa_prime=kp_paper, kappa_prime_first_order=1e-3,
-                kappa_prime_eq10_null=1e-4, one_scalar_rel_err=1e-14, protocols=dict(paper={}, real_attack=real))
+def _real(a_t, ratio, gating, *, n=6, flips=0.0, A=None, rng=None):
+    """A real-attack row at target ``a_t``: ``n`` digits with the per-digit ratio ``ratio`` (a number or
+    a callable of the digit index) for every equation, reached A ``A`` (default the target)."""
+    rng = np.random.default_rng(0) if rng is None else rng
+    r = [float(ratio(i) if callable(ratio) else ratio) * (1 + 0.01 * rng.standard_normal()) for i in range(n)]
+    rec = dict(kappa_prime=0.1, first_order=0.2, null=1.0, sign_agreement=1.0, ratio=r, err=[0.1 * v for v in r],
+               err_first_order=[0.1] * n, c_median=1.0)
+    return dict(beta=1.0, A_target=a_t, A_median=a_t, gating=gating, flip_fraction=0.5,
+                digits=dict(A=[a_t if A is None else A] * n, gate_flips=[flips] * n,
+                            gate_flip_fraction=[flips / 1e4] * n),
+                eq9=dict(rec), eq10=dict(rec), eq11=dict(rec))
 
 
-IDS = ["table2.paper_protocol", "table2.real_attack_free", "table2.real_attack_frozen", "table2.real_attack_eq10_free",
-       "table2.real_attack_eq11_free"]
+def _row(model, seed, sweep, *, kp=1e-6, acc=0.99):
+    return dict(model=model, seed=seed, test_accuracy=acc, n_samples=6, kappa_prime=kp, kappa_prime_first_order=1e-3,
+                one_scalar_rel_err=1e-14, mean_A=1e-3, protocols=dict(paper={}, real_attack=sweep))
 
 
-def test_claims_verdicts():
-    good = [_real(1e-3, 1e-6, 1e-3, 1.0, g) for g in ("free", "frozen")] + \
-           [_real(0.3, 1e-2, 0.1, 1.0, g) for g in ("free", "frozen")]
-    claims = table2.claims(_results([_row("mlp3", 1e-6, good)]))
+def _table(ratio_small, ratio_large, *, free=None, seeds=(0, 1, 2), flips=0.0, **kw):
+    """Three networks; frozen ratio ``ratio_small`` at A 1e-3 and ``ratio_large`` at 0.3; free ``free``."""
+    free = (ratio_small, ratio_large) if free is None else free
+    return _results([_row("mlp3", s, [_real(1e-3, ratio_small, "frozen"), _real(0.3, ratio_large, "frozen"),
+                                      _real(1e-3, free[0], "free", flips=flips), _real(0.3, free[1], "free")], **kw)
+                     for s in seeds])
+
+
+IDS = ["table2.paper_protocol", "table2.real_attack_frozen", "table2.real_attack_free",
+       "table2.real_attack_eq10_frozen", "table2.real_attack_eq11_frozen"]
+
+
+def _verdicts(res):
+    return [c["verdict"] for c in table2.claims(res)]
+
+
+def test_regime_holds():
+    claims = table2.claims(_table(0.1, 0.2))
     assert [c["id"] for c in claims] == IDS
     assert [c["verdict"] for c in claims] == ["holds"] * 5
-    assert "A 0.3" in claims[1]["measured"]  # the verdict row is the one at A ≈ 0.3, not the A = 1e-3 row
-    assert table2.verdict_row(good, "frozen")["A_median"] == 0.3
+    c = claims[1]
+    assert c["statistic"]["A_star"] == 0.3 and c["statistic"]["n_seeds"] == 3 and c["statistic"]["n_digits"] == 18
+    assert c["statistic"]["ci"][1] < 1 and len(c["per_seed"]) == 3 and c["per_seed"][0]["model"] == "mlp3"
+    assert "up to A* = 0.3 on 3 of 3 networks" in c["measured"] and "beats first order by ×" in c["measured"]
+    assert "by ×2 or more up to A = 0.3" in c["measured"]
+    np.testing.assert_allclose(1 / c["statistic"]["value"], 5, rtol=0.02)  # the ratio at A*
+    assert [p["verdict_x2"] for p in c["statistic"]["regime"]] == ["holds", "holds"]
 
 
-def test_verdict_can_fail_paper_protocol():
-    bad = [_row(m, 0.5, []) for m in ("mlp3", "cnn3")]
-    assert table2.claims(_results(bad))[0]["verdict"] == "does not hold"
+def test_regime_does_not_hold():
+    v = _verdicts(_table(3.0, 5.0))
+    assert v[1:] == ["does not hold"] * 4
+    c = table2.claims(_table(3.0, 5.0))[1]
+    assert "at no A target" in c["measured"] and "at A 0.3 does not hold" in c["cause"]
 
 
-def test_verdict_can_fail_real_attack():
-    # κ′ small at A = 1e-3 but not below the baselines by ×2 at A ≈ 0.3
-    rows = [_real(1e-3, 1e-6, 1e-3, 1.0, g) for g in ("free", "frozen")] + \
-           [_real(0.3, 0.06, 0.1, 1.0, g) for g in ("free", "frozen")]
-    assert [c["verdict"] for c in table2.claims(_results([_row("mlp3", 1e-6, rows)]))[1:]] == ["does not hold"] * 4
-    # worse than the null predictor
-    rows = [_real(0.3, 0.6, 2.0, 1.0, g) for g in ("free", "frozen")]
-    assert [c["verdict"] for c in table2.claims(_results([_row("mlp3", 1e-6, rows)]))[1:]] == ["does not hold"] * 4
-    # the sweep never reaches A ≈ 0.3: no verdict row, fails
-    rows = [_real(1e-2, 1e-6, 1e-3, 1.0, g) for g in ("free", "frozen")]
-    assert [c["verdict"] for c in table2.claims(_results([_row("mlp3", 1e-6, rows)]))[1:]] == ["does not hold"] * 4
-    # one network of two fails: partly
-    good = [_real(0.3, 1e-2, 0.1, 1.0, g) for g in ("free", "frozen")]
-    bad = [_real(0.3, 0.6, 2.0, 1.0, g) for g in ("free", "frozen")]
-    res = _results([_row("mlp3", 1e-6, good), _row("cnn3", 1e-6, bad)])
-    assert [c["verdict"] for c in table2.claims(res)[1:]] == ["holds partly"] * 4
+def test_regime_holds_partly_and_the_factor_two_beside():
+    res = _table(0.7, 3.0)
+    c = table2.claims(res)[1]
+    assert c["verdict"] == "holds partly" and c["statistic"]["A_star"] == 1e-3
+    assert [p["verdict_x2"] for p in c["statistic"]["regime"]] == ["does not hold", "does not hold"]
+    assert "up to A* = 0.001" in c["measured"] and "at A 0.3" in c["cause"] and "×2 or more" not in c["measured"]
 
 
-def test_verdict_can_fail_eq11():
-    """Eq. 11 against the real ℓ2 attack: κ′ of Eq. 11 no better than its first-order baseline (or
-    worse than the null φ̂ = 0) at A ≈ 0.3 is "does not hold", whatever Eqs. 9-10 do."""
-    for eq11 in (dict(kappa_prime=0.08, first_order=0.1), dict(kappa_prime=0.9, first_order=5.0, null=1.0)):
-        rows = [_real(0.3, 1e-2, 0.1, 1.0, g, eq11=eq11) for g in ("free", "frozen")]
-        c = table2.claims(_results([_row("mlp3", 1e-6, rows)]))
-        assert [x["verdict"] for x in c[1:]] == ["holds"] * 3 + ["does not hold"]
-        assert "C = ‖δ^(ℓ2)‖ 1" in c[4]["measured"] and "ℓ2 PGD" in c[4]["protocol"]
+def test_regime_inconclusive():
+    # each network's digits straddle 1 (half at 0.5, half at 2): the median's interval contains 1
+    c = table2.claims(_table(lambda i: (0.5, 2.0)[i % 2], lambda i: (0.5, 2.0)[i % 2]))[1]
+    assert c["verdict"] == "inconclusive" and c["statistic"]["ci"][0] < 1 < c["statistic"]["ci"][1]
+    assert c["cause"]
+
+
+def test_regime_not_testable():
+    # every network below the accuracy floor
+    assert _verdicts(_table(0.1, 0.2, acc=0.5)) == ["not testable"] * 5
+    # no digit reaches its target within ×2
+    res = _results([_row("mlp3", s, [_real(a, 0.1, g, A=10 * a) for a in TARGETS for g in ("free", "frozen")])
+                    for s in (0, 1)])
+    c = table2.claims(res)
+    assert [x["verdict"] for x in c[1:]] == ["not testable"] * 4
+    assert c[1]["statistic"]["regime"][0]["off_target"] == 12
+
+
+def test_free_gating_cause_names_gate_flips():
+    c = table2.claims(_table(0.1, 0.2, free=(1.0, 1.0), flips=3.0))[2]
+    assert c["verdict"] != "holds"
+    assert "gate flips" in c["cause"] and "median 3 ReLU units" in c["cause"] and "A2" in c["claim"]
+
+
+def test_one_network_below_the_floor_is_left_out():
+    res = _table(0.1, 0.2)
+    res["rows"].append(_row("cnn3", 0, [_real(a, 9.0, g) for a in TARGETS for g in ("free", "frozen")], acc=0.3))
+    c = table2.claims(res)
+    assert c[1]["verdict"] == "holds" and c[1]["statistic"]["n_seeds"] == 3
+
+
+def test_paper_protocol_rule_both_directions():
+    assert _verdicts(_table(0.1, 0.2, kp=1e-6))[0] == "holds"
+    c = table2.claims(_table(0.1, 0.2, kp=0.5))[0]
+    assert c["verdict"] == "does not hold" and "above" in c["cause"] and c["statistic"]["unit"] == "network"
+    res = _table(0.1, 0.2)
+    for r, kp in zip(res["rows"], (1e-6, 1e-3, 1e-2)):  # networks straddle the paper's largest κ′
+        r["kappa_prime"] = kp
+    assert _verdicts(res)[0] == "inconclusive"
+    assert _verdicts(_table(0.1, 0.2, kp=1e-6, acc=0.1))[0] == "not testable"
+
+
+def test_beta_for_A_hits_the_target():
+    """Per digit, the secant steps on the real attack reach A = βH̄_z‖g̃_x‖² within 1 % (frozen and free)."""
+    model, variables = _binary_net("mlp3", 1 / 32, seed=3)
+    z_of, W, _ = influence.first_layer_fn(model, variables)
+    x = _image(1)
+    f = lambda t: z_of(W, t)  # noqa: E731
+    y = float(jnp.sign(f(x)[0]))
+    g2 = float(jnp.sum(jax.grad(lambda t: f(t)[0])(x) ** 2))
+    for gating in ("frozen", "free"):
+        for a_t in (1e-3, 0.5):
+            beta = real_attack.beta_for_A(f, x, y, a_target=a_t, steps=5, gating=gating)
+            r = attack(f, x, y, steps=5, beta=beta, norm="raw", gating=gating)
+            np.testing.assert_allclose(float(beta * r.hbar_z[0, 0] * g2), a_t, rtol=1e-2)
+
+
+def test_digit_errors():
+    d = real_attack.digit_errors([1.0, -2.0], [1.1, -2.0], [1.2, -1.0])
+    np.testing.assert_allclose(d["err"], [0.1, 0.0], atol=1e-12)
+    np.testing.assert_allclose(d["err_first_order"], [0.2, 0.5])
+    np.testing.assert_allclose(d["ratio"], [0.5, 0.0], atol=1e-12)
 
 
 def test_phi_star_is_measured_without_the_theory(monkeypatch):
@@ -139,22 +211,28 @@ def test_table2_command_tiny(tiny_env):
     assert row["first_layer_kind"] == "conv" and row["first_layer"] == "Conv_0"
     assert row["logit_space_agreement"] < 1e-10
     assert 0 < row["kappa_prime"] < 1
-    assert "κ′ (Eq. 9)" in (out / "table2.md").read_text()
-    assert (out / "table2_real_attack.png").stat().st_size > 0  # κ′ against A, frozen and free
+    assert "κ′ (Eq. 9)" in (out / "table2.md").read_text() and "Regime map" in (out / "table2.md").read_text()
+    assert (out / "table2_real_attack.png").stat().st_size > 0  # the regime map, frozen and free
     assert json.loads((out / "config.json").read_text())["models"] == ["cnn3"]
     claims = json.loads((out / "claims.json").read_text())
     assert [c["id"] for c in claims] == [c["id"] for c in rec["claims"]] == IDS
+    for c in claims:  # claims as data
+        assert {"statistic", "per_seed", "verdict", "rule"} <= set(c) and (c["verdict"] == "holds" or c["cause"])
+        assert {"value", "ci", "n_digits", "n_seeds"} <= set(c["statistic"])
     assert row["protocols"]["paper"]["one_scalar_rel_err"] < 1e-10
     real = row["protocols"]["real_attack"]
     assert {a["gating"] for a in real} == {"free", "frozen"} and len(real) == 2 * len(res["A_targets"])
     for a in real:
         for k in ("beta", "A_median", "flip_fraction"):
             assert _finite(a[k]), k
-        for eq in real_attack.EQUATIONS:
+        np.testing.assert_allclose(a["digits"]["A"], a["A_target"], rtol=0.5)  # each digit at its own β
+        assert len(a["eq9"]["ratio"]) == len(a["digits"]["gate_flips"]) == res["n_samples"]
+        for eq in real_attack.EQUATIONS[:2 if a["gating"] == "free" else 3]:  # Eq. 11's ℓ2 attack: under A2
             for k in real_attack.RECORD_FIELDS + ("sign_agreement",) * (eq != "eq10"):
                 assert _finite(a[eq][k]), (eq, k)
-        assert a["eq9"]["null"] == 1.0 and a["eq11"]["null"] == 1.0
-        assert 0 < a["eq11"]["c_median"] <= a["delta_l2"] * (1 + 1e-9) or a["gating"] == "free"
+        assert a["eq9"]["null"] == 1.0 and ("eq11" not in a) == (a["gating"] == "free")
+        if a["gating"] == "frozen":
+            assert a["eq11"]["null"] == 1.0 and 0 < a["eq11"]["c_median"] <= a["delta_l2"] * (1 + 1e-9)
 
 
 @pytest.mark.slow
@@ -172,3 +250,23 @@ def test_batch_fn_one_compile_for_headline_and_grid():
     np.testing.assert_allclose(net["delta_star"], net["delta_logit_space"], rtol=1e-9, atol=1e-14)
     assert np.any(net["delta_star"] != logit["delta_star"])  # the network attack did run
     assert fn._cache_size() == 1
+
+
+@pytest.mark.slow
+def test_table2_two_seeds_tiny(tiny_env):
+    """Two seeds at the tiny scale: one row per (network, seed), each seed its own network and digits;
+    the regime map's per-seed rows name both (the accuracy floor lowered: tiny networks are below it)."""
+    out = tiny_env / "t2seeds"
+    runner.execute(table2, table2.config("tiny", models=("mlp3",), seeds=(0, 1), A_targets=(1e-3,)), out,
+                   progress=False)
+    res = json.loads((out / "table2.json").read_text())
+    assert [(r["model"], r["seed"]) for r in res["rows"]] == [("mlp3", 0), ("mlp3", 1)]
+    a, b = (r["protocols"]["real_attack"][0]["digits"]["beta"] for r in res["rows"])
+    assert a != b
+    (p,) = table2.regime(res["rows"], "frozen", "eq9", res["A_targets"], floor=0.0)
+    assert [s["seed"] for s in p["per_seed"]] == [0, 1] and p["n_seeds"] == 2
+    above = sum(r["test_accuracy"] >= ACCURACY_FLOOR for r in res["rows"])  # the networks a claim can test
+    claims = json.loads((out / "claims.json").read_text())
+    assert claims[0]["statistic"]["n_seeds"] == above
+    for c in claims:
+        assert c["statistic"]["n_seeds"] <= above and (c["verdict"] == "holds" or c["cause"])

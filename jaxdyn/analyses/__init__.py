@@ -46,8 +46,9 @@ _API: dict[str, str] = {
     ), 'metrics'),
     **dict.fromkeys((
         'EQUATIONS', 'L2_STEP_FACTOR', 'PAPER_FIELDS', 'PaperProtocol', 'RECORD_FIELDS', 'attack_influence',
-        'delta_hat_norm', 'delta_hat_phi', 'eq11_kappa', 'eq11_predict', 'l2_attack_phi', 'make_batch_fn',
-        'make_sweep_fn', 'paper_kappa', 'paper_protocol', 'real_attack_kappa', 'real_attack_phi', 'real_attack_sweep'
+        'beta_for_A', 'delta_hat_norm', 'delta_hat_phi', 'digit_errors', 'eq11_kappa', 'eq11_predict',
+        'l2_attack_phi', 'make_batch_fn', 'make_sweep_fn', 'paper_kappa',
+        'paper_protocol', 'real_attack_kappa', 'real_attack_phi', 'real_attack_sweep'
     ), 'real_attack'),
     **dict.fromkeys((
         'C3_FIELDS', 'FREE_FIELDS', 'ODE_FIELDS', 'ROW_FIELDS', 'compare', 'convergence', 'free_example',

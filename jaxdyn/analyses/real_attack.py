@@ -22,12 +22,9 @@ on ``x + δ̂^(norm)``, ``δ̂^(norm) = C δ̂ / ||δ̂||``, the paper's stand-i
 (normalised steps, projected on the ℓ2 ball), and ``φ*`` is measured at ``δ^(ℓ2)`` on the network
 (free or frozen gating). The theory enters only in :func:`eq11_kappa`.
 
-**Why e^A cancels for a binary head.** ``||δ̂|| = (e^A - 1)|g_z| / (H̄_z ||g̃_x||)`` (Theorem 2,
-``δ̂ ∥ g̃_x``), so Eq. 11's ``C (e^A - 1)/||δ̂|| = C H̄_z ||g̃_x|| / |g_z|`` does not depend on
-``A``: Eq. 11 is the linear response of ``g_z`` to a step of norm ``C`` along ``g̃_x``. The
-first-order baseline reads the paper's formula literally with ``e^A → 1 + A`` in the numerator
-and Theorem 2's ``||δ̂||`` (which scales the prediction by ``A / (e^A - 1)``); the null
-predictor is ``φ̂ = 0`` (no adversarial effect on the training step).
+**e^A cancels for a binary head**: ``||δ̂|| = (e^A - 1)|g_z| / (H̄_z ||g̃_x||)`` (Theorem 2), so Eq. 11
+is the linear response of ``g_z`` to a step of norm ``C`` along ``g̃_x``; its first-order baseline reads the
+formula literally (``e^A → 1 + A`` in the numerator, Theorem 2's ``||δ̂||``); the null is ``φ̂ = 0``.
 """
 
 from __future__ import annotations
@@ -44,14 +41,14 @@ from jaxdyn.analyses.variant_matching import flip_rate
 from jaxdyn.attacks.multistep import attack, logit_space_attack
 from jaxdyn.core import influence
 from jaxdyn.core.influence import influence_A, measure, theorem3, theorem4, theorem5
+from jaxdyn.core.gating import gate_pattern
 from jaxdyn.core.losses import grad_z, loss
-from jaxdyn.core.models import logits_fn
 from jaxdyn.core.theory import predict
 
 __all__ = ["delta_hat_phi", "real_attack_phi", "L2_STEP_FACTOR", "l2_attack_phi", "attack_influence", "paper_kappa",
            "real_attack_kappa", "delta_hat_norm", "eq11_predict", "eq11_kappa", "make_batch_fn", "make_sweep_fn",
            "PAPER_FIELDS", "PaperProtocol", "paper_protocol", "real_attack_sweep", "RECORD_FIELDS",
-           "EQUATIONS"]
+           "EQUATIONS", "beta_for_A", "digit_errors"]
 
 #: the fields of one equation's κ′ record in a real-attack row (``row["eq9"]``, ``"eq10"``, ``"eq11"``):
 #: κ′, its first-order and its null baseline
@@ -94,17 +91,59 @@ def delta_hat_phi(z_of: Callable, W: jax.Array, x: jax.Array, y, *, beta, delta_
 
 
 def real_attack_phi(z_of: Callable, W: jax.Array, x: jax.Array, y, *, beta, steps: int, eta,
-                    gating: str = "free", loss_fn: Callable = loss) -> dict:
+                    gating: str = "free", loss_fn: Callable = loss, logit_space: bool = False) -> dict:
     """Table 2's measured side for one example (no Eq. 9-11 enters): the raw attack (A1, ``α =
     β/steps``, ``gating``) gives ``δ*`` and ``H̄_z``; :func:`measure` at ``δ*`` (same gating) gives
     ``phi`` (``φ*``), ``phi_adv``, ``phi_ori``, ``g_z``, ``gx_norm2``, ``q``; also ``hbar_z``,
-    ``A``, ``delta_l2``, ``delta_linf``, ``success_step``."""
-    r = attack(lambda t: z_of(W, t), x, y, steps=steps, beta=beta, norm="raw", gating=gating, loss_fn=loss_fn)
+    ``A``, ``delta_l2``, ``delta_linf``, ``success_step``, ``dgw_norm`` and ``delta`` (``δ*``). ``logit_space``
+    (frozen gating only): the exact A2 attack in logit space (:func:`logit_space_attack`, the same ``δ*``, cheaper)."""
+    f = lambda t: z_of(W, t)  # noqa: E731
+    if logit_space and gating != "frozen":
+        raise ValueError("the logit-space attack is the frozen-gating (A2) attack")
+    r = (logit_space_attack(f, x, y, steps=steps, beta=beta, loss_fn=loss_fn) if logit_space else
+         attack(f, x, y, steps=steps, beta=beta, norm="raw", gating=gating, loss_fn=loss_fn))
     m = measure(z_of, W, x, y, r.delta, eta=eta, gating=gating, loss_fn=loss_fn)
     hbar = r.hbar_z[0, 0]
     return dict(phi=m.phi, phi_adv=m.phi_adv, phi_ori=m.phi_ori, g_z=m.g_z, gx_norm2=m.gx_norm2, q=m.q,
                 hbar_z=hbar, A=influence_A(beta, hbar, m.gx_norm2), delta_l2=jnp.linalg.norm(r.delta),
-                delta_linf=jnp.max(jnp.abs(r.delta)), success_step=r.success_step)
+                delta_linf=jnp.max(jnp.abs(r.delta)), success_step=r.success_step, dgw_norm=m.dgw_norm, delta=r.delta)
+
+
+def beta_for_A(f: Callable, x: jax.Array, y, *, a_target, steps: int, gating: str, n_iter: int = 2):
+    """The per-digit β at which ``A = β H̄_z(β) ||g̃_x||²`` of the raw attack (``steps``, ``gating``) hits
+    ``a_target``: start at the closed form with the clean-input ``H_z``, then ``n_iter`` attacks, each
+    a secant step on ``log A`` against ``log β`` (the first with slope 1: the closed form at the
+    attack's ``H̄_z``; slopes clipped to [1/4, 4]). The caller measures the ``A`` it reaches. Under frozen
+    gating the attack is the exact A2 attack in logit space (:func:`logit_space_attack`: one Jacobian)."""
+    gt = jax.grad(lambda t: f(t)[0])(x)
+    g2, la_t = jnp.vdot(gt, gt), jnp.log(a_target)
+
+    def run(beta):
+        if gating == "frozen":
+            return logit_space_attack(f, x, y, steps=steps, beta=beta, jacobian=gt.reshape(1, -1))
+        return attack(f, x, y, steps=steps, beta=beta, norm="raw", gating=gating)
+
+    def body(k, c):
+        lb_prev, la_prev, lb = c
+        r = run(jnp.exp(lb))
+        la = jnp.log(jnp.maximum(influence_A(jnp.exp(lb), r.hbar_z[0, 0], g2), 1e-300))
+        d = lb - lb_prev
+        ok = (k > 0) & (jnp.abs(d) > 1e-9)
+        slope = jnp.clip(jnp.where(ok, (la - la_prev) / jnp.where(ok, d, 1.0), 1.0), 0.25, 4.0)
+        return lb, la, lb + (la_t - la) / slope
+
+    lb0 = la_t - jnp.log(influence.influence_A_clean(f, x, y))
+    return jnp.exp(jax.lax.fori_loop(0, n_iter, body, (lb0, jnp.zeros_like(lb0), lb0))[2])
+
+
+def digit_errors(phi, pred, pred_first_order) -> dict:
+    """Per digit: the relative error ``|φ* - φ̂| / |φ*|`` of a prediction (``err``), of its first-order
+    baseline (``err_first_order``) and their ``ratio`` (theory / first order; ``|φ*|`` cancels), as lists."""
+    phi, p, p1 = (np.asarray(a, np.float64) for a in (phi, pred, pred_first_order))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e, e1 = np.abs(phi - p) / np.abs(phi), np.abs(phi - p1) / np.abs(phi)
+        ratio = np.abs(phi - p) / np.abs(phi - p1)
+    return dict(err=e.tolist(), err_first_order=e1.tolist(), ratio=ratio.tolist())
 
 
 def l2_attack_phi(z_of: Callable, W: jax.Array, x: jax.Array, y, *, eps, steps: int, eta, gating: str = "free",
@@ -193,7 +232,9 @@ def real_attack_kappa(q: dict, *, eta) -> dict:
     "eq10": {...}}``, each with ``kappa_prime`` and two baselines computed the same way:
     ``first_order`` (``e^A → 1 + A``) and ``null`` (``φ̂ = 0`` for Eq. 9, ``φ̂ = φ^(ori)`` for
     Eq. 10: "no adversarial effect"); Eq. 9's ``sign_agreement``: the fraction of samples with
-    ``sign φ̂ = sign φ*`` (``sign_agreement_first_order`` for first order). The theory enters here
+    ``sign φ̂ = sign φ*`` (``sign_agreement_first_order`` for first order); per digit
+    :func:`digit_errors`.
+    The theory enters here
     only, through :func:`jaxdyn.core.theorem3` / ``theorem4``; the measurement never calls them."""
     g = lambda k: jnp.asarray(q[k])  # noqa: E731
     common = dict(A=g("A"), phi_ori=g("phi_ori"), g_z=g("g_z"), hbar_z=g("hbar_z"), q=g("q"), eta=eta)
@@ -206,8 +247,10 @@ def real_attack_kappa(q: dict, *, eta) -> dict:
 
     sign = lambda a, b: float(jnp.mean(jnp.sign(a) == jnp.sign(b)))  # noqa: E731
     return dict(eq9=dict(kappa_prime=kp(phi, p9), first_order=kp(phi, p9_1), null=kp(phi, jnp.zeros_like(phi)),
-                         sign_agreement=sign(p9, phi), sign_agreement_first_order=sign(p9_1, phi)),
-                eq10=dict(kappa_prime=kp(adv, p10), first_order=kp(adv, p10_1), null=kp(adv, common["phi_ori"])))
+                         sign_agreement=sign(p9, phi), sign_agreement_first_order=sign(p9_1, phi),
+                         **digit_errors(phi, p9, p9_1)),
+                eq10=dict(kappa_prime=kp(adv, p10), first_order=kp(adv, p10_1), null=kp(adv, common["phi_ori"]),
+                          **digit_errors(adv, p10, p10_1)))
 
 
 def delta_hat_norm(*, A, g_z, hbar_z, gx_norm2, first_order: bool = False):
@@ -232,14 +275,15 @@ def eq11_kappa(q: dict, *, beta, eta) -> dict:
     """Eq. 11's record: ``kappa_prime`` against the measured ``φ*`` at the ℓ2 attack, beside the
     ``first_order`` and the ``null`` (``φ̂ = 0``) baselines computed the same way, and
     ``sign_agreement``, the fraction of samples with ``sign φ̂ = sign φ*``; also ``c_median`` (the
-    median ``C``) and ``A_median``."""
+    median ``C``) and ``A_median``; per digit, :func:`digit_errors`. ``beta`` may be per digit."""
     phi = jnp.asarray(q["phi"])
     p, p1 = eq11_predict(q, beta=beta, eta=eta), eq11_predict(q, beta=beta, eta=eta, first_order=True)
     kp = lambda b: float(jnp.mean(jnp.abs(phi - b)) / jnp.mean(jnp.abs(phi)))  # noqa: E731
     A = influence_A(beta, jnp.asarray(q["hbar_z"]), jnp.asarray(q["gx_norm2"]))
     return dict(kappa_prime=kp(p), first_order=kp(p1), null=kp(jnp.zeros_like(phi)),
                 sign_agreement=float(jnp.mean(jnp.sign(p) == jnp.sign(phi))),
-                c_median=float(jnp.median(jnp.asarray(q["c"]))), A_median=float(jnp.median(A)))
+                c_median=float(jnp.median(jnp.asarray(q["c"]))), A_median=float(jnp.median(A)),
+                **digit_errors(phi, p, p1))
 
 
 # --- 3. one network: the jitted builders and Table 2's per-network measurements -----------------
@@ -266,18 +310,27 @@ def make_batch_fn(model, path, steps: int, *, eta: float, norm_c: float):
     return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, None, None)))
 
 
-def make_sweep_fn(model, path, steps: int, *, eta: float):
-    """Jitted ``(variables, x, y, beta) -> {gating: per-sample dict}``: the real-attack protocol's
-    measurement (:func:`real_attack_phi`, free and frozen gating, β traced: one compile per
-    network), with Eq. 11's ℓ2 attack under ``"l2"`` (:func:`l2_attack_phi`, budget the raw
-    attack's ``||δ*||₂``); the theory is applied afterwards (:func:`real_attack_kappa`,
-    :func:`eq11_kappa`)."""
+def make_sweep_fn(model, path, steps: int, *, eta: float, n_iter: int = 2):
+    """Jitted ``(variables, x, y, a_target) -> {gating: per-sample dict}``: the real-attack protocol's
+    measurement per digit at its own β (:func:`beta_for_A`, free and frozen gating apart, the target
+    traced: one compile per architecture): :func:`real_attack_phi` at that β (with ``beta``,
+    ``gate_flips``: ReLU units whose state at ``x + δ*`` differs from ``x``; ``gate_units``); under A2 (in
+    logit space, exact) also Eq. 11's ℓ2 attack, ``"l2"`` (:func:`l2_attack_phi`, budget ``||δ*||₂``)."""
 
-    def one(variables, x, y, beta):
+    def one(variables, x, y, a_target):
         z_of, W, _ = influence.first_layer_fn(model, variables, path=path)
-        out = {g: real_attack_phi(z_of, W, x, y, beta=beta, steps=steps, eta=eta, gating=g) for g in ("free", "frozen")}
-        for g, q in out.items():  # Eq. 11: an ℓ2 attack, budget the raw δ*'s ℓ2 norm
-            q["l2"] = l2_attack_phi(z_of, W, x, y, eps=q["delta_l2"], steps=steps, eta=eta, gating=g)
+        f = lambda t: z_of(W, t)  # noqa: E731
+        gates = gate_pattern(model.apply, variables, x)
+        out = {}
+        for g in ("free", "frozen"):
+            beta = beta_for_A(f, x, y, a_target=a_target, steps=steps, gating=g, n_iter=n_iter)
+            q = real_attack_phi(z_of, W, x, y, beta=beta, steps=steps, eta=eta, gating=g, logit_space=g == "frozen")
+            d = q.pop("delta")
+            q.update(beta=beta, gate_flips=jnp.sum(gate_pattern(model.apply, variables, x + d) != gates),
+                     gate_units=jnp.asarray(gates.size))
+            if g == "frozen":  # Eq. 11 (under A2): an ℓ2 attack, budget the raw δ*'s ℓ2 norm
+                q["l2"] = l2_attack_phi(z_of, W, x, y, eps=q["delta_l2"], steps=steps, eta=eta, gating=g)
+            out[g] = q
         return out
 
     return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, None)))
@@ -300,11 +353,12 @@ class PaperProtocol(NamedTuple):
 
 
 def paper_protocol(model, variables, path, x, y, *, beta: float, betas: Sequence[float], steps: int, eta: float,
-                   norm_c: float, chunk: int | None) -> PaperProtocol:
+                   norm_c: float, chunk: int | None, fn: Callable | None = None) -> PaperProtocol:
     """The paper protocol on one network: the headline at ``beta`` (the ``steps``-step A2 attack
     through the network gives ``H̄_z``; :func:`delta_hat_phi`; :func:`paper_kappa`), its agreement
-    with the logit-space attack, and the κ′(β) grid over ``betas ∪ {beta}`` (one compile for all)."""
-    fn = make_batch_fn(model, path, steps, eta=eta, norm_c=norm_c)
+    with the logit-space attack, and the κ′(β) grid over ``betas ∪ {beta}`` (one compile for all; ``fn``:
+    a :func:`make_batch_fn` to reuse)."""
+    fn = make_batch_fn(model, path, steps, eta=eta, norm_c=norm_c) if fn is None else fn
 
     def batches(network_attack, b):
         b, na = jnp.asarray(b, jnp.float64), jnp.asarray(network_attack)
@@ -320,23 +374,26 @@ def paper_protocol(model, variables, path, x, y, *, beta: float, betas: Sequence
 
 
 def real_attack_sweep(model, variables, path, x, y, *, A_targets: Sequence[float], steps: int, eta: float,
-                      chunk: int | None) -> list[dict]:
-    """The real-attack rows of one network: for each ``A_target``, ``β = A_target / median_x(H_z(x)
-    ||g̃_x||²)`` (clean input, as Fig. 3) and, per gating, the measured median ``A``, the flip rate of
-    correctly classified digits, the median norms (``steps``: the raw attack's ``m``) and one record
-    per equation, ``eq9``, ``eq10`` (:func:`real_attack_kappa`) and ``eq11`` (:func:`eq11_kappa`):
-    κ′ beside its baselines."""
-    f = logits_fn(model, variables)
-    a_unit = np.asarray(jax.jit(jax.vmap(lambda xi, yi: influence.influence_A_clean(f, xi, yi)))(x, y))
-    fn = make_sweep_fn(model, path, steps, eta=eta)
+                      chunk: int | None, fn: Callable | None = None) -> list[dict]:
+    """The real-attack rows of one network: for each ``A_target`` and gating, each digit at its own β
+    (:func:`beta_for_A`; ``fn``: a :func:`make_sweep_fn` to reuse, e.g. across seeds); per row the
+    median β and measured ``A``, the flip rate of correctly classified digits, the median norms
+    (``steps``: the raw attack's ``m``), ``digits`` (per digit: ``A``, ``beta``, ``gate_flips``,
+    ``gate_flip_fraction``, ``dgw_norm``) and one record per equation, ``eq9``, ``eq10``
+    (:func:`real_attack_kappa`) and ``eq11`` (:func:`eq11_kappa`): κ′ beside its baselines, pooled and
+    per digit."""
+    fn = make_sweep_fn(model, path, steps, eta=eta) if fn is None else fn
     rows = []
     for a_t in A_targets:
-        beta = float(a_t / np.median(a_unit))
-        b = jnp.asarray(beta, jnp.float64)
-        out = chunked(lambda xb, yb: fn(variables, xb, yb, b), x, y, chunk=chunk)
+        a = jnp.asarray(a_t, jnp.float64)
+        out = chunked(lambda xb, yb: fn(variables, xb, yb, a), x, y, chunk=chunk)
         for gating, q in out.items():
-            rows.append(dict(beta=beta, A_target=a_t, gating=gating, steps=steps,
+            digits = dict(A=q["A"], beta=q["beta"], gate_flips=q["gate_flips"], dgw_norm=q["dgw_norm"],
+                          gate_flip_fraction=q["gate_flips"] / q["gate_units"])
+            rows.append(dict(beta=float(np.median(q["beta"])), A_target=a_t, gating=gating, steps=steps,
                              A_median=float(np.median(q["A"])), flip_fraction=flip_rate(q["success_step"]),
                              delta_l2=float(np.median(q["delta_l2"])), delta_linf=float(np.median(q["delta_linf"])),
-                             **real_attack_kappa(q, eta=eta), eq11=eq11_kappa(q["l2"], beta=beta, eta=eta)))
+                             digits={k: np.asarray(v, np.float64).tolist() for k, v in digits.items()},
+                             **real_attack_kappa(q, eta=eta),
+                             **({"eq11": eq11_kappa(q["l2"], beta=q["beta"], eta=eta)} if "l2" in q else {})))
     return rows
