@@ -31,7 +31,7 @@ from jaxdyn.analyses import progress as P
 from jaxdyn.core.models import logits_fn
 from jaxdyn.core.theory import clean_alignment, prepare
 
-__all__ = ["make_prep_fn", "measure", "c3_turns", "C3_MAX_COS", "C3_MIN_DIGITS", "GATINGS"]
+__all__ = ["make_prep_fn", "measure", "c3_turns", "C3_MAX_COS", "C3_MIN_DIGITS"]
 
 #: C.3's defaults: the clean-point alignment ``|cos(g_x, v₁)|`` above which a digit cannot show
 #: C.3's turn, and the fewest such digits a network needs to enter the test
