@@ -179,3 +179,10 @@ def test_table1_command_tiny_two_seeds(tiny_env):
     assert [c["id"] for c in claims][:2] == ["table1.progress_frozen", "table1.progress_free"]
     assert all(c["statistic"]["n_seeds"] in (0, 2) for c in claims)
     assert res["verdict"] == {c["id"]: c["verdict"] for c in claims} and res["experiment"] == "table1"
+
+
+def test_results_of_an_earlier_version_keep_the_paper_protocol_rules():
+    rows = [dict(model="a", kappa=1e-5, kappa_first_order=1e-3), dict(model="b", kappa=2e-3, kappa_first_order=1e-3)]
+    c = table1.claims(dict(rows=rows, beta=1e-3, steps=10, n_samples=4, dtype="float64", done=dict(bound=1e-3)))
+    assert [(x["id"], x["verdict"]) for x in c] == [("table1.kappa_small", "holds partly"),
+                                                    ("table1.beats_first_order", "holds partly")]
