@@ -66,16 +66,25 @@ def _evaluator(gating: str, f: Callable | None):
     return evaluate
 
 
-def scan_fn(gating: str, steps: int, ks: Sequence[int], f: Callable | None = None):
+def scan_fn(gating: str, steps: int, ks: Sequence[int], f: Callable | None = None, *, apply: Callable | None = None):
     """Jitted ``(xs, ys, J, z0, d0, alpha) -> dict`` over a batch (``alpha``: ``[N]``, traced): the raw
     attack of ``steps`` steps from ``d0`` (``[N, n]``), per digit ``margin`` ``[N, steps+1]`` (state
     ``t = 0..steps``), ``delta`` ``[N, n]`` at the end, and at each checkpoint ``k`` of ``ks``:
     ``d`` ``[N, K, n]``, ``h_paper``/``h_uniform`` ``[N, K, C, C]``, ``z`` ``[N, K, C]``, ``gnorm``
-    ``[N, K]`` (``‖g‖`` at the checkpoint's state). ``f``: the logits function (free gating)."""
-    ks = jnp.asarray(ks, jnp.int32)
-    evaluate = _evaluator(gating, f)
+    ``[N, K]`` (``‖g‖`` at the checkpoint's state). ``f``: the logits function (free gating). With
+    ``apply(params, x) -> logits`` instead, the function takes ``params`` first (traced: one compile
+    for every network of the same shape)."""
+    if apply is None:
+        inner = _scan(gating, steps, ks, lambda _, x: f(x))
+        return lambda *a: inner(None, *a)
+    return _scan(gating, steps, ks, apply)
 
-    def one(x, y, J, z0, d0, alpha):
+
+def _scan(gating: str, steps: int, ks: Sequence[int], apply: Callable):
+    ks = jnp.asarray(ks, jnp.int32)
+
+    def one(params, x, y, J, z0, d0, alpha):
+        evaluate = _evaluator(gating, lambda xx: apply(params, xx))
         C, K = J.shape[0], ks.shape[0]
         dt = J.dtype
 
@@ -103,7 +112,7 @@ def scan_fn(gating: str, steps: int, ks: Sequence[int], f: Callable | None = Non
         (d, *_, buf), margins = jax.lax.scan(body, init, jnp.arange(steps + 1, dtype=jnp.int32))
         return dict(margin=margins, delta=d, d=buf[0], h_paper=buf[1], h_uniform=buf[2], z=buf[3], gnorm=buf[4])
 
-    return jax.jit(jax.vmap(one))
+    return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, 0, 0, 0, 0)))
 
 
 def t_success(margins: np.ndarray, alpha, offset: np.ndarray | None = None, *, interpolate: bool = True

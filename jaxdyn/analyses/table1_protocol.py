@@ -39,6 +39,17 @@ C3_MAX_COS, C3_MIN_DIGITS = 0.9, 4
 GATINGS = ("frozen", "free")
 
 
+_CACHE: dict = {}
+
+
+def _cached(key, build):
+    """One jitted function per key (a network's architecture and the static settings): every seed of
+    an architecture reuses its compile."""
+    if key not in _CACHE:
+        _CACHE[key] = build()
+    return _CACHE[key]
+
+
 def make_prep_fn(model):
     """Jitted ``(variables, x [B,28,28,1], y [B]) -> (J [B,C,n], z [B,C], g_z [B,C])`` at the clean
     digits (:func:`jaxdyn.core.theory.prepare`): everything the theory needs from the network (A2
@@ -125,15 +136,20 @@ def measure(model, variables, xs, ys, *, steps: int, s_grid: Sequence[float], be
     [...]}}``, per-digit lists (``None``: a digit that does not enter). ``s_grid`` must contain 1."""
     if 1.0 not in [float(s) for s in s_grid]:
         raise ValueError(f"s_grid must contain 1 (the flip itself), got {s_grid!r}")
-    f = f or logits_fn(model, variables)
-    prep = make_prep_fn(model)
+    arch = (type(model).__name__, repr(model))
+    prep = _cached((arch, "prep"), lambda: make_prep_fn(model))
     J, z, gz = chunked(lambda xb, yb: prep(variables, xb, yb), np.asarray(xs), np.asarray(ys), chunk=chunk)
     ks = P.checkpoints(s_grid, steps)
     j1 = [float(s) for s in s_grid].index(1.0)
     cfg = dict(steps=steps, s_grid=[float(s) for s in s_grid], beta_max=beta_max, rounds=rounds, beta=beta)
     out: dict = {"progress": {}, "paper_protocol": {}, "c3": {}}
     for g in gatings:
-        fn = P.scan_fn(g, max(ks), ks, f)
+        if f is None:
+            jitted = _cached((arch, g, max(ks), ks), lambda g=g: P.scan_fn(
+                g, max(ks), ks, apply=lambda v, x: logits_fn(model, v)(x)))
+            fn = lambda *a, jitted=jitted: jitted(variables, *a)  # noqa: E731
+        else:
+            fn = P.scan_fn(g, max(ks), ks, f)
         r = _gating(fn, cfg, np.asarray(xs), np.asarray(ys), J, z, gz, chunk, ks, j1)
         for k in out:
             out[k][g] = r[k]
