@@ -174,7 +174,9 @@ def progress_claims(results: dict) -> list[dict]:
                           for p in pts),
             s_star=stat["s_star"], s_star_F=stat["s_star_xF"], n_ok=at1["n_ok"], errors=", ".join(errs),
             cos_note=("; min over digits of cos(δ*, g_x) per s: " + ", ".join(C.fmt(c, 4) for c in cos)
-                      + " (Table 1 then tests the predicted magnitude)") if g == "frozen" else "",
+                      + (" (≥ 0.997 up to s = 1: Table 1 tests the predicted magnitude only)"
+                         if all(c is not None and c >= 0.997 for c, s in zip(cos, s_grid) if s <= 1)
+                         else " (below 0.997 up to s = 1: the direction moves too)")) if g == "frozen" else "",
             ablation_s=", ".join(C.fmt(s) for s in abl),
             ablation="; ".join(f"s={C.fmt(s)}: median ratio paper {C.fmt(a['paper'])}, time-uniform "
                                f"{C.fmt(a['uniform'])}, best c·H̄_z {C.fmt(a['best_c'])} (c: {a['c']})"
