@@ -99,6 +99,7 @@ def test_claims_as_data_and_order():
     st = c[0]["statistic"]
     assert st["n_digits"] == 6 * N and [p["s"] for p in st["regime_map"]] == S and st["s_star"] == "1"
     assert "paper protocol" in c[4]["claim"] and "pooled κ" in c[4]["measured"]
+    assert "predicted magnitude only" in c[0]["measured"] and "0.997" not in c[1]["measured"]
 
 
 def test_progress_holds_does_not_hold_inconclusive_not_testable():
