@@ -13,8 +13,8 @@ from jaxdyn._internal.lazy import attach
 
 #: submodules
 SUBMODULES = ('curvature', 'growth', 'growth_runs', 'influence_measure', 'influence_ranks', 'instability',
-              'kappa_beta', 'metrics', 'real_attack', 'regimes', 'regimes_ode', 'stats', 'table1_protocol',
-              'variant_matching', 'verdicts',)
+              'kappa_beta', 'metrics', 'progress', 'real_attack', 'regimes', 'regimes_ode', 'stats',
+              'table1_protocol', 'table1_verdicts', 'variant_matching', 'verdicts',)
 
 #: public name -> the submodule that defines it
 _API: dict[str, str] = {
@@ -59,8 +59,7 @@ _API: dict[str, str] = {
         'partial_spearman', 'spearman_rows'
     ), 'stats'),
     **dict.fromkeys((
-        'C3_MAX_COS', 'C3_MIN_DIGITS', 'c3_turns', 'kappa_vs_m', 'make_logit_space_fn', 'make_network_attack_fn',
-        'make_prep_fn', 'regime_range'
+        'C3_MAX_COS', 'C3_MIN_DIGITS', 'c3_turns', 'make_prep_fn', 'measure'
     ), 'table1_protocol'),
     **dict.fromkeys((
         'ATTACK_FLIPS', 'EpsMatch', 'FIG1_MODEL', 'FIG1_VARIANTS', 'GATINGS', 'GatingMatch', 'PGD_VARIANTS',
