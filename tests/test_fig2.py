@@ -169,6 +169,8 @@ def test_fig2_bootstrap_test_and_holm():
     hi = growth.bootstrap_test([np.full(5, 1.0), np.full(5, 1.2)], low=0.0)
     assert hi["p_claim"] < 0.001 and hi["p_against"] > 0.99 and hi["n_seeds"] == 2
     assert growth.bootstrap_test([[]], low=0.0)["n_digits"] == 0
+    # a rate that turns negative on one half (+inf in |ln(late/early)|) fails the constant-rate rule
+    assert growth.cell_family({"a": [np.full(6, np.inf)]}, high=0.4, seeds=[0])["verdict"] == "does not hold"
     rng = np.random.default_rng(1)
     weak = [rng.normal(0.3, 1.0, 40)]
     one = growth.bootstrap_test(weak, low=0.0)

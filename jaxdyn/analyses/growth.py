@@ -113,7 +113,7 @@ def digit_values(run: dict) -> dict:
 
 
 def _pool_median(groups: Sequence) -> float:
-    vals = [np.asarray(g, float)[np.isfinite(np.asarray(g, float))] for g in groups]
+    vals = [np.asarray(g, float)[~np.isnan(np.asarray(g, float))] for g in groups]  # +inf: a failing digit
     vals = [v for v in vals if v.size]
     return float(np.median(np.concatenate(vals))) if vals else float("nan")
 
@@ -233,8 +233,8 @@ def claim_statistics(networks: Sequence[Mapping], *, seeds: Sequence[int], gatin
                 acc = (net or {}).get("test_accuracy")
                 fl.append(bool(run) and acc is not None and acc >= floor)
             values[cell], ok[cell] = vs, fl
-    below = sorted({f"{a}-seed{s}" for a in archs for s in seeds
-                    if (by.get((a, int(s))) or {}).get("test_accuracy", 0.0) < floor})
+    below = sorted(f"{n['model']}-seed{n['seed']} ({n.get('test_accuracy')})" for n in networks
+                   if not (n.get("test_accuracy") or 0.0) >= floor)
     empty = np.full(0, np.nan)
 
     def groups(cell, name):
@@ -248,8 +248,10 @@ def claim_statistics(networks: Sequence[Mapping], *, seeds: Sequence[int], gatin
         pooled = [g for c in first for g in cells[c]]
         iv = hierarchical_bootstrap([np.where(np.isposinf(g), 1e300, g) for g in pooled], n_resamples=N_RESAMPLES,
                                     seed=seed)
-        head = dict(value=iv.value, ci=iv.ci, n_digits=iv.n_digits, n_seeds=len(set(seeds)),
-                    n_networks=iv.n_seeds, gating=gatings[0])
+        head = dict(value=iv.value, ci=iv.ci, level=iv.level, n_resamples=iv.n_resamples, n_digits=iv.n_digits,
+                    n_seeds=len(set(seeds)), n_networks=iv.n_seeds, gating=gatings[0],
+                    threshold=low if high is None else high if low is None else [low, high],
+                    side="above" if high is None else "below" if low is None else "inside")
         quotes = {}
         for q in (name,) + CAUSE_VALUES[claim]:
             gs = [g for c in values for g in groups(c, q)]

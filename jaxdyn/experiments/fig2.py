@@ -47,7 +47,7 @@ SCALES = {
     "tiny": dict(models=("cnn3",), width=1 / 16, n_samples=2, step=0.2, raw_target=8, max_steps=20, seeds=(0,),
                  train=C.FIGURE_VANILLA["tiny"]),
     "quick": dict(models=("vgg11", "alexnet", "resnet18"), width=0.125, n_samples=8, step=0.05, raw_target=40,
-                  max_steps=150, seeds=(0, 1), train=C.FIGURE_VANILLA["quick"]),
+                  max_steps=100, seeds=(0, 1), train=C.FIGURE_VANILLA["quick"]),
     "full": dict(models=("vgg11", "alexnet", "resnet18"), width=1.0, n_samples=100, step=0.02, raw_target=100,
                  max_steps=500, seeds=(0, 1, 2, 3, 4), train=C.FIGURE_VANILLA["full"]),
 }
@@ -186,7 +186,7 @@ def claims(results: dict) -> list[dict]:
                       ci=_ci(head), bound=bound, n_cells=len(fam["cells"]), side=side, cells=_cells(fam["cells"]),
                       k=2 * sum(c["n_digits"] > 0 for c in fam["cells"]))
         why = WHY[key].format(side=side, **quote)
-        statistic = dict(name=STAT_NAMES[key], **head, threshold=[st["low"], st["high"]], cells=fam["cells"],
+        statistic = dict(name=STAT_NAMES[key], **head, cells=fam["cells"],
                          quotes=q, n_never=st["n_never"], correction="Holm over the cells")
         out.append(render(text, values, verdict=fam["verdict"], statistic=statistic, per_seed=fam["per_seed"],
                           cause=None if fam["verdict"] == "holds" else _cause(st, why)))
