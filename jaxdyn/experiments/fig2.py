@@ -139,8 +139,8 @@ WHY = dict(growth="ΔR² of ‖δ‖ {dr2_delta}, of ‖g‖ {dr2_grad}",
            constant_rate="the rate of log‖g‖ changes ×{late_early} from the first to the second half of the window "
                          "(Theorem 2's curve: ×{late_early_theory}); λ₁ of H̄ along the trajectory is ×{lambda_growth} "
                          "that at the clean input",
-           rate="measured/Theorem-2 rate {rate_ratio} ({side}); against Theorem 2 with H_z at the clean input "
-                "{rate_ratio_clean}: the length-weighted H̄_z is set by the last, least confident steps")
+           rate="measured/Theorem-2 rate {rate_ratio} ({side}); measured/Theorem 2 with H_z at the clean input "
+                "{rate_ratio_clean} (the H̄_z of docs/spec.md weights steps by length: the last steps dominate it)")
 
 
 def _ci(d: dict) -> str:
