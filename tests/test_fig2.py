@@ -1,6 +1,8 @@
 """Figure 2: the Theorem-2 curves and the growth curves on small random-init networks (float64),
 the protocol and the verdict rules (no training here: ``test_reproduce.py`` runs it end to end)."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +12,7 @@ from jaxdyn.analyses import growth, growth_runs
 from jaxdyn.core import theory
 from jaxdyn.attacks.multistep import NORMS, attack
 from jaxdyn.attacks.traced import free_attack_traced_norm
+from jaxdyn import cli
 from jaxdyn.experiments import fig2
 from jaxdyn.core.gating import input_jacobian
 from jaxdyn.core.losses import grad_z
@@ -77,75 +80,103 @@ def test_fig2_growth_curves_smoke_and_frozen_agreement():
 
 
 def test_fig2_protocol():
+    assert len(fig2.config("quick").seeds) >= 2 and len(fig2.config("full").seeds) == 5
     check_protocol(fig2, "fig2")
     with pytest.raises(ValueError, match="raw_target"):
         fig2.config("tiny", raw_target=50, max_steps=20)
 
 
-def _summary(r2, r2_linear, ratio, late_over_early=1.0):
-    s = dict(n=4, n_success=4, median_success_step=8.0, median_growth_grad=10.0, grad_rate=0.1, grad_rate_theory=0.1,
-             grad_rate_theory_clean=0.05, grad_rate_ratio_t1=ratio, delta_rate_ratio=ratio, grad_frac_rate_between=0.5,
-             grad_rate_ratio=ratio, grad_rate_late_over_early_theory=1.1)
-    for k in ("delta", "grad"):
-        s.update({f"{k}_r2": r2, f"{k}_r2_linear": r2_linear, f"{k}_frac_exp_better": float(r2 > r2_linear),
-                  f"{k}_rate_late_over_early": late_over_early})
-    return s
+def _run(rng, n, dr2, late_early, ratio, spread, never=0):
+    """A synthetic raw-attack run of ``n`` digits whose per-digit ΔR² (both norms), late/early rate
+    ratio and measured/Theorem-2 rate ratio scatter around the given centres (``never`` digits unflipped)."""
+    e = rng.normal(0, spread, (4, n))
+    r2l = np.clip(0.5 + 0.1 * e[0], 0, 1)
+    rate = np.full(n, 0.1)
+    fit = dict(r2=r2l + dr2 + spread * e[1], r2_linear=r2l, rate=rate, rate_early=rate,
+               rate_late=rate * late_early * np.exp(spread * e[2]))
+    succ = np.where(np.arange(n) < n - never, 40, -1)
+    th = dict(rate_fit_grad=rate / (ratio * np.exp(spread * e[3])), rate_fit_grad_clean=rate * 2,
+              rate_fit_grad_t1=rate / ratio, grad_late_over_early=np.ones(n), lambda1=np.full(n, 3.0),
+              lambda1_clean=np.ones(n))
+    return dict(success_step=succ, n=n, n_success=int(np.sum(succ > 0)), fits={"delta": fit, "grad": dict(fit)},
+                theory=th, growth_grad=np.ones(n))
 
 
-def _results(summary):
-    return dict(dtype="float64", config=dict(n_samples=4, width=0.1, raw_target=8, step=0.2, max_steps=20),
-                models={"cnn3": {"test_accuracy": 0.9}}, summary={"cnn3": summary})
+def _results(dr2=0.3, late_early=1.0, ratio=1.0, *, spread=0.02, seeds=(0, 1), models=("cnn3", "mlp3"), n=8,
+             acc=0.95, never=0):
+    rng = np.random.default_rng(0)
+    nets = {f"{m}-seed{s}": dict(model=m, seed=s, test_accuracy=acc,
+                                 runs={g: {"raw": _run(rng, n, dr2, late_early, ratio, spread, never)}
+                                       for g in ("free", "frozen")})
+            for m in models for s in seeds}
+    return dict(dtype="float64", seeds=list(seeds), models=nets,
+                config=dict(n_samples=n, width=0.1, raw_target=8, step=0.2, max_steps=20, seeds=list(seeds)))
 
 
-def _verdicts(free, frozen):
-    cs = fig2.claims(_results({"free": {"raw": free}, "frozen": {"raw": frozen}}))
-    assert [c["id"] for c in cs] == ["fig2.growth", "fig2.rate_vs_theorem2"]
+def _verdicts(**kw):
+    cs = fig2.claims(_results(**kw))
+    assert [c["id"] for c in cs] == ["fig2.growth", "fig2.constant_rate", "fig2.rate_vs_theorem2"]
+    for c in cs:  # claims as data: a statistic with its interval, per-seed verdicts, a cause unless "holds"
+        st = c["statistic"]
+        assert {"name", "value", "ci", "n_digits", "n_seeds"} <= set(st) and len(st["ci"]) == 2
+        assert [r["seed"] for r in c["per_seed"]] == sorted({int(s) for s in _results(**kw)["seeds"]})
+        assert (c["verdict"] == "holds") == ("cause" not in c)
     return [c["verdict"] for c in cs]
 
 
-GOOD = _summary(0.99, 0.8, 1.2)
-
-
 def test_fig2_claims_hold():
-    assert _verdicts(GOOD, GOOD) == ["holds", "holds"]
+    """Exponential (ΔR² 0.3), constant rate, rate as predicted: all three hold, in every seed too."""
+    assert _verdicts() == ["holds"] * 3
+    c = fig2.claims(_results())[0]
+    assert c["statistic"]["n_seeds"] == 2 and c["statistic"]["n_digits"] == 2 * 2 * 8
+    assert all(r["verdict"] == "holds" for r in c["per_seed"]) and len(c["statistic"]["cells"]) == 4
 
 
-def test_verdict_can_fail_fig2_linear_growth():
-    """Linear growth (the log fit worse than the linear one) and a rate 5x off Theorem 2's."""
-    bad = _summary(0.7, 0.99, 5.0)
-    assert _verdicts(bad, bad) == ["does not hold", "does not hold"]
+def test_verdict_can_fail_fig2():
+    """Linear growth (ΔR² -0.3), a rate tripling along the window, a rate 5x below Theorem 2's: all
+    three do not hold, each with its measured cause."""
+    assert _verdicts(dr2=-0.3, late_early=3.0, ratio=0.2) == ["does not hold"] * 3
+    cs = fig2.claims(_results(late_early=3.0, ratio=5.0))
+    assert "×3" in cs[1]["cause"] and "faster than predicted" in cs[2]["cause"]
+    assert _verdicts(ratio=5.0)[2] == "does not hold"  # above the band too
 
 
-def test_verdict_can_fail_fig2_every_cell_needed():
-    """One failing cell of two makes both verdicts "does not hold" (no "partly" for a fit that fails)."""
-    assert _verdicts(GOOD, _summary(0.7, 0.99, 5.0)) == ["does not hold", "does not hold"]
-    # a cell without any successful attack, or missing, fails too
-    assert _verdicts(GOOD, dict(GOOD, n_success=0))[0] == "does not hold"
-    cs = fig2.claims(_results({"free": {"raw": GOOD}}))
-    assert [c["verdict"] for c in cs] == ["does not hold", "does not hold"]
+def test_fig2_inconclusive():
+    """Medians on the thresholds with the digits scattered: every interval straddles."""
+    v = _verdicts(dr2=0.0, late_early=1.5, ratio=2.0, spread=0.5)
+    assert v == ["inconclusive"] * 3
 
 
-def test_verdict_can_fail_fig2_rate_not_constant():
-    """R² 0.99 and better than linear, but the rate triples in the second half: faster than
-    exponential; in every cell -> does not hold; in one of two -> holds partly; a falling rate
-    (slower than exponential) -> does not hold."""
-    fast = _summary(0.99, 0.8, 1.2, late_over_early=3.0)
-    assert growth.classify_cell(fast) == "faster than exponential"
-    assert _verdicts(fast, fast)[0] == "does not hold"
-    c = fig2.claims(_results({"free": {"raw": GOOD}, "frozen": {"raw": fast}}))[0]
+def test_fig2_holds_partly_and_holm():
+    """One architecture exponential, the other linear: holds partly (each cell decided after Holm)."""
+    a, b = _results(dr2=0.3), _results(dr2=-0.3, models=("mlp3",))
+    a["models"].update(b["models"])
+    c = fig2.claims(a)[0]
     assert c["verdict"] == "holds partly"
-    assert "FASTER THAN EXPONENTIAL" in c["measured"] and "cnn3/frozen" in c["measured"]
-    slow = _summary(0.99, 0.8, 1.2, late_over_early=0.3)
-    assert growth.classify_cell(slow) == "slower than exponential"
-    assert _verdicts(GOOD, slow)[0] == "does not hold"
-    assert growth.classify_cell(_summary(0.99, 0.8, 1.2, late_over_early=float("nan"))) == "not exponential"
+    assert {x["cell"]: x["verdict"] for x in c["statistic"]["cells"]} == {
+        "cnn3/free": "holds", "cnn3/frozen": "holds", "mlp3/free": "does not hold", "mlp3/frozen": "does not hold"}
 
 
-def test_verdict_can_fail_fig2_rate_vs_theorem2():
-    """Measured/predicted 0.3 (outside ×2, inside ×4): partly; 0.11 in one cell: does not hold."""
-    assert _verdicts(_summary(0.99, 0.8, 0.3), _summary(0.99, 0.8, 1.5))[1] == "holds partly"
-    assert _verdicts(_summary(0.99, 0.8, 0.11), GOOD)[1] == "does not hold"
-    assert _verdicts(GOOD, dict(GOOD, grad_rate_ratio=float("nan")))[1] == "does not hold"
+def test_fig2_not_testable():
+    """No digit flipped, or every network below the accuracy floor: not testable, never "does not hold"."""
+    assert _verdicts(never=8) == ["not testable"] * 3
+    assert _verdicts(dr2=-0.3, acc=0.5) == ["not testable"] * 3
+
+
+def test_fig2_bootstrap_test_and_holm():
+    """The bootstrap test: its p-values follow the interval (one cell, 95 %), and the Holm family
+    corrects: a cell whose one-sided p-value is 0.007 holds alone but not among eight."""
+    hi = growth.bootstrap_test([np.full(5, 1.0), np.full(5, 1.2)], low=0.0)
+    assert hi["p_claim"] < 0.001 and hi["p_against"] > 0.99 and hi["n_seeds"] == 2
+    assert growth.bootstrap_test([[]], low=0.0)["n_digits"] == 0
+    # a rate that turns negative on one half (+inf in |ln(late/early)|) fails the constant-rate rule
+    assert growth.cell_family({"a": [np.full(6, np.inf)]}, high=0.4, seeds=[0])["verdict"] == "does not hold"
+    rng = np.random.default_rng(1)
+    weak = [rng.normal(0.3, 1.0, 40)]
+    one = growth.bootstrap_test(weak, low=0.0)
+    assert 0.05 / 16 < one["p_claim"] < 0.025 and one["ci"][0] > 0  # the fixture: significant alone, not after Holm
+    assert growth.cell_family({"a": weak}, low=0.0, seeds=[0])["verdict"] == "holds"
+    assert growth.cell_family({k: weak for k in "abcdefgh"}, low=0.0, seeds=[0])["verdict"] == "inconclusive"
 
 
 @pytest.mark.slow  # four compiles of a 12-step attack
@@ -168,3 +199,21 @@ def test_free_attack_traced_norm_is_the_attack_for_every_norm():
     bad = x.at[0, 0, 0, 0].set(jnp.nan)
     ref = jax.jit(lambda xi, yi: attack(f, xi, yi, steps=12, alpha=0.4).success_step)(bad[0], y[0])
     assert int(run(bad, y, jnp.int32(0))[0][0]) == int(ref) < 0
+
+
+@pytest.mark.slow  # trains two tiny networks (~40 s CPU)
+def test_fig2_command_tiny_two_seeds(tiny_env):
+    """Two seeds at the tiny scale: one network and one draw of digits per seed, every claim with its
+    statistic and a per-seed row for each seed."""
+    out = tiny_env / "fig2"
+    assert cli.main(["fig2", "--scale", "tiny", "--seeds", "0,1", "--out", str(out), "--no-progress"]) == 0
+    res = json.loads((out / "fig2.json").read_text())
+    assert set(res["models"]) == {"cnn3-seed0", "cnn3-seed1"} and res["seeds"] == [0, 1]
+    assert [res["models"][k]["seed"] for k in ("cnn3-seed0", "cnn3-seed1")] == [0, 1]
+    x0, x1 = (np.asarray(res["models"][k]["runs"]["free"]["raw"]["grad_norm"])[:, 0] for k in res["models"])
+    assert not np.allclose(x0, x1)  # other networks, other digits
+    claims = json.loads((out / "claims.json").read_text())
+    assert [c["id"] for c in claims] == ["fig2.growth", "fig2.constant_rate", "fig2.rate_vs_theorem2"]
+    for c in claims:
+        assert [r["seed"] for r in c["per_seed"]] == [0, 1] and c["statistic"]["n_seeds"] == 2
+        assert c["verdict"] == "holds" or c["cause"]

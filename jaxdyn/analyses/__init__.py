@@ -23,8 +23,8 @@ _API: dict[str, str] = {
         'row_curvature', 'summarize_sharpness', 'verdict', 'verdict_tests'
     ), 'curvature'),
     **dict.fromkeys((
-        'R2_EXP', 'RATE_CONST', 'RATE_FACTOR', 'RATE_FACTOR_LOOSE', 'classify_cell', 'growth_verdict', 'rate_verdict',
-        'summarize_run'
+        'CAUSE_VALUES', 'CLAIMS', 'DR2_THRESHOLD', 'N_RESAMPLES', 'RATE_CONST', 'RATE_FACTOR', 'STAT_NAMES',
+        'bootstrap_test', 'cell_family', 'claim_statistics', 'digit_values', 'finite_count', 'summarize_run'
     ), 'growth'),
     **dict.fromkeys((
         'growth_attack_fn', 'growth_curves', 'growth_free_attack_fn', 'growth_theory_fn', 'norm_fits', 'relative_grid'

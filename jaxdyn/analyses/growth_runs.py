@@ -31,9 +31,11 @@ __all__ = ["growth_attack_fn", "growth_free_attack_fn", "growth_theory_fn", "nor
            "relative_grid"]
 
 
+@functools.lru_cache(maxsize=32)
 def growth_attack_fn(model, norm: str, gating: str, steps: int):
     """A jitted ``(variables, x [B,...], y [B], alpha [B], J [B, C, n] or None) -> dict`` running one
-    attack per sample (Fig. 2 runs the free-gating ones by :func:`growth_free_attack_fn`)."""
+    attack per sample (Fig. 2 runs the free-gating ones by :func:`growth_free_attack_fn`). Cached per
+    architecture: the seeds of one architecture share its compiles (the weights are arguments)."""
     def run(variables, x, y, alpha, jacobian=None):
         f = logits_fn(model, variables)
         def one(xi, yi, alpha, Ji):
@@ -49,6 +51,7 @@ def growth_attack_fn(model, norm: str, gating: str, steps: int):
     return jax.jit(run)
 
 
+@functools.lru_cache(maxsize=16)
 def growth_free_attack_fn(model, steps: int):
     """A jitted ``(variables, x, y, alpha, k) -> dict``: :func:`growth_attack_fn` under free gating with
     the norm ``NORMS[k]`` traced (:func:`jaxdyn.attacks.traced.free_attack_traced_norm`: one compile for
@@ -64,6 +67,7 @@ def growth_free_attack_fn(model, steps: int):
     return jax.jit(run)
 
 
+@functools.lru_cache(maxsize=16)
 def growth_theory_fn(model, steps: int):
     """Jitted predicted norm curves for ``t = 0..steps`` (:func:`jaxdyn.core.theory.theorem2_norms`,
     ``β = αt``, and :func:`~jaxdyn.core.theory.theorem1_norms`) with the ``H̄_z`` of docs/spec.md averaged over each
@@ -90,6 +94,18 @@ def growth_theory_fn(model, steps: int):
     return jax.jit(run)
 
 
+@functools.lru_cache(maxsize=16)
+def _net(model):
+    """``(variables, x) -> logits`` of ``model``, one function object per architecture (a jit cache key)."""
+    return lambda v, t: logits_fn(model, v)(t)
+
+
+@jax.jit
+def _grad_norm(f, x, y):
+    """``||g_x||`` per sample of ``f`` (a :class:`jax.tree_util.Partial` holding the weights)."""
+    return jax.vmap(lambda xi, yi: jnp.linalg.norm(jax.grad(lambda t: loss(f(t), yi))(xi)))(x, y)
+
+
 def norm_fits(traj_delta, traj_grad, success):
     """:func:`jaxdyn.analyses.metrics.growth_fits` of ``||δ||`` (from ``t = 1``) and of ``||g||``."""
     return {"delta": growth_fits(traj_delta, success, start=1), "grad": growth_fits(traj_grad, success)}
@@ -110,10 +126,10 @@ def growth_curves(model, variables, x, y, *, step: float, max_steps: int, raw_ta
     """
     dt = jax.tree.leaves(variables)[0].dtype
     x, y, n = jnp.asarray(x, dt), jnp.asarray(y), int(np.prod(x.shape[1:]))
-    # the weights as a traced argument, not constants of the compiled graphs (faster compiles)
-    f = jax.tree_util.Partial(lambda v, t: logits_fn(model, v)(t), variables)
-    g0 = jax.jit(jax.vmap(lambda f, xi, yi: jnp.linalg.norm(jax.grad(lambda t: loss(f(t), yi))(xi)),
-                          in_axes=(None, 0, 0)))(f, x, y)
+    # the weights as a traced argument, not constants of the compiled graphs (faster compiles); one
+    # function per architecture, so the seeds of one architecture share the compiles
+    f = jax.tree_util.Partial(_net(model), variables)
+    g0 = _grad_norm(f, x, y)
     N, calib = x.shape[0], None
     alpha_raw = np.full(N, step / float(np.median(np.asarray(g0))))
     if raw_target is not None and "raw" in norms:  # α per sample

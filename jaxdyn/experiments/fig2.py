@@ -1,51 +1,38 @@
 """Figure 2, conclusion C.2: perturbation and gradient norms grow exponentially with β = α m.
 
-For VGG-11, AlexNet and ResNet-18 trained on MNIST (10 classes) and correctly classified test
-digits, a fixed-step-size attack runs ``max_steps`` steps with its trajectory recorded: ``raw``
-(A1, ``δ ← δ + α g``, the attack the theory describes) and the baselines ``l2`` (``α g/||g||``) and
-``linf`` (``α sign g``), each with free gating (the real network) and frozen gating (A2; the
-paper's subfigure (e); ℓ∞ left out there). No projection or clipping (A1). The x-axis is
-``t / m_success`` (the first misclassified step); samples that never succeed are counted and left
-out of the fits.
+For VGG-11, AlexNet and ResNet-18 trained on MNIST (10 classes), each architecture trained once per
+seed (each seed its own network and its own correctly classified test digits), a fixed-step-size attack
+runs ``max_steps`` steps with its trajectory recorded: ``raw`` (A1, ``δ ← δ + α g``, the attack the theory
+describes) and the baselines ``l2`` (``α g/||g||``) and ``linf`` (``α sign g``), with free gating and
+frozen gating (A2; ℓ∞ left out there). No projection or clipping (A1). The x-axis is ``t / m_success``.
+The raw attack's α is set per digit so that it succeeds after about ``raw_target`` steps under A2
+(:func:`jaxdyn.attacks.multistep.calibrate_raw_alpha`); the baselines take steps of ℓ2 length ``step``.
 
-Step sizes are fixed along each attack (``β ∝ m``): the baselines take steps of ℓ2 length ``step``
-(``α_linf = step / sqrt(n)``). The raw attack's steps grow with ``||g||`` and digits differ in
-confidence by orders of magnitude, so its α is set per sample such that it succeeds after about
-``raw_target`` steps under A2 (:func:`jaxdyn.attacks.multistep.calibrate_raw_alpha`): every trajectory is
-resolved and ``α λ_1`` stays small (A3's regime, where Theorems 1 and 2 agree).
-
-Every trajectory gets a least-squares fit of ``log ||·||`` against ``t`` on ``t ≤ m_success``
-(rate and R², :func:`jaxdyn.analyses.metrics.growth_fits`) and, as a contrast, a linear fit. The raw
-attack's measured rate is compared with the same fit to Theorem 2's curves at ``β = α t``
-(:func:`jaxdyn.core.theory.theorem2_norms`, ``H̄_z`` averaged over the sample's trajectory up to
-``m_success``, docs/spec.md), with ``α λ_1`` and with Theorem 1 (:func:`~jaxdyn.core.theory.theorem1_norms`).
-The ``H̄_z`` of docs/spec.md weights steps by length, so the last (least confident) steps dominate; ``H_z`` at
-the clean input gives the other end of the range (``rate_fit_grad_clean``).
+The claims are decided per digit over every network (:mod:`jaxdyn.analyses.growth`): C.2 by ΔR² (log-linear
+against linear fit on ``t ≤ m_success``), its strict reading by the curvature of ``log ||g||``, the extension
+by the measured / Theorem-2 rate (:func:`jaxdyn.core.theory.theorem2_norms`, the digit's ``H̄_z``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 
-from jaxdyn.analyses.growth import (R2_EXP, RATE_CONST, RATE_FACTOR, RATE_FACTOR_LOOSE, classify_cell, growth_verdict,
-                                    rate_verdict, summarize_run)
+from jaxdyn.analyses.growth import (DR2_THRESHOLD, N_RESAMPLES, RATE_CONST, RATE_FACTOR, STAT_NAMES,
+                                    claim_statistics, summarize_run)
 from jaxdyn.analyses.growth_runs import growth_curves, relative_grid
 from jaxdyn.core.gating import GATINGS
 from jaxdyn.core.models import model_names
 from jaxdyn.experiments import _common as C
-from jaxdyn.experiments.claims import ClaimText, render
+from jaxdyn.experiments.claims import ACCURACY_FLOOR, ClaimText, render
 
 name = "fig2"
 title = "Figure 2 — exponential growth (C.2)"
 
 _help = C.help_field
-
-
 @dataclasses.dataclass(frozen=True)
 class Config(C.NetworksConfig):
     """Zoo ``models`` (10 classes, standard training), ``n_samples`` correctly classified test digits."""
@@ -60,9 +47,9 @@ SCALES = {
     "tiny": dict(models=("cnn3",), width=1 / 16, n_samples=2, step=0.2, raw_target=8, max_steps=20, seeds=(0,),
                  train=C.FIGURE_VANILLA["tiny"]),
     "quick": dict(models=("vgg11", "alexnet", "resnet18"), width=0.125, n_samples=8, step=0.05, raw_target=40,
-                  max_steps=150, seeds=(0,), train=C.FIGURE_VANILLA["quick"]),
+                  max_steps=100, seeds=(0, 1), train=C.FIGURE_VANILLA["quick"]),
     "full": dict(models=("vgg11", "alexnet", "resnet18"), width=1.0, n_samples=100, step=0.02, raw_target=100,
-                 max_steps=500, seeds=(0,), train=C.FIGURE_VANILLA["full"]),
+                 max_steps=500, seeds=(0, 1, 2, 3, 4), train=C.FIGURE_VANILLA["full"]),
 }
 
 
@@ -81,135 +68,155 @@ def config(scale: str = "quick", **overrides) -> Config:
 
 
 def run(cfg: Config, out: Path, progress: bool = True) -> dict:
-    """Fig. 2 at ``cfg``: per network the trajectories, fits and Theorem-2 curves
+    """Fig. 2 at ``cfg``: per network (architecture x seed: each seed its own trained network and its
+    own digits) the trajectories, fits and Theorem-2 curves
     (:func:`jaxdyn.analyses.growth_runs.growth_curves`) and per (network, gating, attack) the medians
-    (:func:`jaxdyn.analyses.growth.summarize_run`)."""
+    (:func:`jaxdyn.analyses.growth.summarize_run`). ``models`` and ``summary`` are keyed by
+    ``"<model>-seed<s>"``; each network records its ``model`` and ``seed``."""
     C.enable_x64()
-    x_pool, y_pool = C.fixed_digits(max(20 * cfg.n_samples, 200), seed=cfg.seeds[0])
+    pairs = {f"{m}-seed{int(s)}": (m, int(s)) for m in cfg.models for s in cfg.seeds}
 
-    def one(name):
-        t0 = time.perf_counter()
-        model, variables, info = C.load_model(name, cfg.train, seed=cfg.seeds[0], overrides=dict(width=cfg.width),
-                                              progress=progress)
-        t1 = time.perf_counter()
+    def one(key):
+        name, seed = pairs[key]
+        t0, c0 = time.perf_counter(), time.process_time()
+        model, variables, info = C.load_model(name, cfg.train, seed=seed, seeds=cfg.seeds,
+                                              overrides=dict(width=cfg.width), progress=progress)
+        t1, c1 = time.perf_counter(), time.process_time()
+        x_pool, y_pool = C.fixed_digits(max(20 * cfg.n_samples, 200), seed=seed)
         xs, ys, _ = C.correct_subset(model, variables, x_pool, y_pool, cfg.n_samples)
         res = growth_curves(model, variables, xs, ys, step=cfg.step, max_steps=cfg.max_steps,
                             raw_target=cfg.raw_target, progress=progress)
-        res.update(test_accuracy=info.get("test_accuracy"), width=cfg.width, n_samples=int(len(xs)),
-                   train=C.train_summary(info), time_s={"train_or_load": t1 - t0, "compute": time.perf_counter() - t1})
-        return dict(model=res, summary={g: {nm: summarize_run(r) for nm, r in runs.items()}
-                                        for g, runs in res["runs"].items()})
+        res.update(model=name, seed=seed, test_accuracy=info.get("test_accuracy"), width=cfg.width,
+                   n_samples=int(len(xs)), train=C.train_summary(info),
+                   time_s=dict(train_or_load=t1 - t0, compute=time.perf_counter() - t1, cpu_train_or_load=c1 - c0,
+                               cpu_compute=time.process_time() - c1))
+        return dict(model=res, summary={g: {k: summarize_run(r) for k, r in v.items()} for g, v in res["runs"].items()})
 
-    done = C.by_piece(one, cfg.models, out=out, progress=progress, desc="fig2 models")
-    return dict(dtype="float64", models={n: d["model"] for n, d in done.items()},
-                summary={n: d["summary"] for n, d in done.items()})
+    done = C.by_piece(one, list(pairs), out=out, progress=progress, desc="fig2 networks")
+    return dict(dtype="float64", seeds=list(cfg.seeds), models={k: d["model"] for k, d in done.items()},
+                summary={k: d["summary"] for k, d in done.items()})
 
 
 #: the claims' words; the values are filled by :func:`claims` (``fmt``-formatted numbers)
-PROTOCOL = ("{n_samples} test digits per network, width {width}, {dtype}, test acc. {acc}; raw attack: α fixed along "
-            "the attack, set per digit so that it succeeds after {raw_target} steps under A2; ℓ2/ℓ∞ baselines: steps "
-            "of ℓ2 length {step}; ≤ {max_steps} steps")
-ACC = "{m} {acc}"
+PROTOCOL = ("{n_samples} test digits per network and seed, seeds {seeds} (each its own network and digits), width "
+            "{width}, {dtype}, test acc. {acc}; raw attack: α fixed along the attack, set per digit so that it "
+            "succeeds after {raw_target} steps under A2; ℓ2/ℓ∞ baselines: steps of ℓ2 length {step}; "
+            "≤ {max_steps} steps; digits never flipped: {n_never} of {n_runs} (digit, gating) runs, counted apart")
+FAMILY = ("per (architecture, gating) cell the median over its digits (every seed) with a hierarchical bootstrap "
+          "(networks, then digits; {n_resamples} resamples), tested against {bound} in both directions (bootstrap "
+          "p-value: share of resamples beyond it), Holm over the {k} one-sided p-values of the {n_cells} cells at "
+          "α 0.05; a cell holds / does not hold / is inconclusive; the claim holds when every testable cell holds, "
+          "does not hold when every one does not, holds partly when some hold and the rest do not, else "
+          "inconclusive; not testable without a flipped digit on a network at test accuracy ≥ {floor}; the "
+          "statistic: the pooled {gating}-gating median over every network")
 GROWTH = ClaimText(
     "fig2.growth", "C.2 (Fig. 2): ‖δ‖ and ‖g_{{x+δ}}‖ grow exponentially with β = αm",
     paper="exponential growth, clearer under frozen gating (subfigure e)", protocol=PROTOCOL,
-    measured="{cells}{faster}", baselines="ℓ2 and ℓ∞ attacks with fixed step length (plotted, no verdict)",
-    controls="a linear fit of the same window (R² beside each log-linear R²); the constant-rate test (log-linear rate "
-             "of ‖g‖ on the two halves of the window)",
-    rule="per (network, gating) cell of the raw attack: exponential = median R² of the log-linear fit ≥ {r2_exp} for "
-         "‖δ‖ and ‖g‖, the log fit beats the linear one for at least half of the digits, and the median late/early "
-         "rate ratio of log‖g‖ within [1/{rate_const:g}, {rate_const:g}] (above: faster than exponential); holds: "
-         "every cell exponential ({n_exp}/{n_cells}); holds partly: every cell exponential or faster and at least half "
-         "exponential; else does not hold")
+    measured="median per-digit ΔR² (log-linear − linear, the smaller of ‖δ‖'s and ‖g‖'s) {value} {ci}; {cells}",
+    baselines="ΔR² of ‖δ‖ alone {dr2_delta}, of ‖g‖ alone {dr2_grad}; ℓ2 and ℓ∞ attacks plotted (no verdict)",
+    controls="the linear fit of the same window (a curvature-free attack: ‖g‖ constant, ‖δ‖ linear in β)",
+    rule="per digit ΔR² = R²(log-linear) − R²(linear) of ‖δ‖ and of ‖g‖ on t ≤ m_success, the smaller of the two "
+         "(both must grow exponentially); claim: median ΔR² > {threshold:g} (both fits have two parameters); " + FAMILY)
+CONSTANT = ClaimText(
+    "fig2.constant_rate", "C.2, strictly: the growth is exponential at a constant rate (log ‖g‖ a straight line)",
+    paper="not tested in the paper (its curves are read by eye)", protocol=PROTOCOL,
+    measured="median per-digit |ln(rate of log‖g‖ on the 2nd half / 1st half)| {value} {ci}; {cells}",
+    baselines="the same ratio on Theorem 2's curve (one H̄_z: constant rate) {late_early_theory}",
+    rule="per digit |ln(late/early rate of log‖g‖)| on t ≤ m_success; claim: median < ln {rate_const:g} (the rate "
+         "changes by less than ×{rate_const:g}); " + FAMILY)
 RATE = ClaimText(
     "fig2.rate_vs_theorem2", "(extension) the growth rate is the one Theorem 2 predicts from H̄_x's eigenvalues",
-    paper="not in the paper (it compares the curves by eye)", protocol=PROTOCOL, measured="{rates}",
-    baselines="Theorem 1 (m steps) and Theorem 2 with H_z at the clean input",
-    rule="median measured/predicted rate of ‖g‖ per (network, gating) cell (the prediction: the same fit to Theorem "
-         "2's curve with H̄_z from the digit's trajectory); holds: every cell within a factor {rate_factor:g} "
-         "({n_within}/{n_cells}); holds partly: every cell within a factor {rate_factor_loose:g}; else (or a cell "
-         "without a rate) does not hold")
-#: one cell's part of the measured texts
-CELL = ("{cell}: {LABEL} — R²(log‖δ‖) {delta_r2} vs linear {delta_r2_linear}, R²(log‖g‖) {grad_r2} vs linear "
-        "{grad_r2_linear}, rate of log‖g‖ in the 2nd half / 1st half {late_early} (Theorem 2's curve: "
-        "{late_early_theory}), ‖g‖ grows ×{growth} in {steps} steps ({n_success}/{n} succeed)")
-CELL_NONE = "{cell}: {label}"
-FASTER = ". Growth FASTER THAN EXPONENTIAL (rate rising by more than ×{rate_const:g}) in: {cells}"
-CELL_RATE = ("{cell}: measured/Theorem-2 rate of ‖g‖ {ratio} ({side} predicted; Theorem 1: {ratio_t1}), of ‖δ‖ "
-             "{ratio_delta}; measured {rate}/step, Theorem 2 with SPEC's H̄_z {rate_theory}/step, with H_z at the "
-             "clean input {rate_clean}/step; measured between the two for {between} of the digits")
+    paper="not in the paper (it compares the curves by eye)", protocol=PROTOCOL,
+    measured="median per-digit measured/Theorem-2 rate of ‖g‖ {value} {ci} (×1: {side}); {cells}",
+    baselines="Theorem 2 with H_z at the clean input: measured/predicted {rate_ratio_clean}; Theorem 1: "
+              "{rate_ratio_t1}",
+    rule="per digit the log-linear rate of ‖g‖ on t ≤ m_success over the same fit to Theorem 2's curve (H̄_z of "
+         "docs/spec.md from the digit's trajectory); claim: median within ×{rate_factor:g} of 1 (in [{lo:g}, "
+         "{hi:g}]); the side of ×1 reported beside it; " + FAMILY)
+CELL = "{cell} {value} {ci} {verdict}"
+#: the measured reason a verdict is not "holds", per claim (medians with intervals over every cell)
+WHY = dict(growth="ΔR² of ‖δ‖ {dr2_delta}, of ‖g‖ {dr2_grad}",
+           constant_rate="the rate of log‖g‖ changes ×{late_early} from the first to the second half of the window "
+                         "(Theorem 2's curve: ×{late_early_theory}); λ₁ of H̄ along the trajectory is ×{lambda_growth} "
+                         "that at the clean input",
+           rate="measured/Theorem-2 rate {rate_ratio} ({side}); measured/Theorem 2 with H_z at the clean input "
+                "{rate_ratio_clean} (the H̄_z of docs/spec.md weights steps by length: the last steps dominate it)")
 
 
-def _cell_values(cell: str, s: dict, label: str) -> dict:
-    """One cell's numbers for :data:`CELL` and :data:`CELL_RATE`, formatted."""
-    fmt = C.fmt
-    v = dict(cell=cell, label=label, LABEL=label.upper(), n_success=s["n_success"], n=s["n"],
-             **{k: fmt(s[k], 3) for k in ("delta_r2", "delta_r2_linear", "grad_r2", "grad_r2_linear")},
-             late_early=fmt(s["grad_rate_late_over_early"]),
-             late_early_theory=fmt(s.get("grad_rate_late_over_early_theory")),
-             growth=fmt(s["median_growth_grad"]), steps=fmt(s["median_success_step"]))
-    if "grad_rate_ratio" in s:
-        v.update(ratio=fmt(s["grad_rate_ratio"]), side="slower than" if s["grad_rate_ratio"] < 1 else "faster than",
-                 ratio_t1=fmt(s["grad_rate_ratio_t1"]), ratio_delta=fmt(s["delta_rate_ratio"]),
-                 rate=fmt(s["grad_rate"]), rate_theory=fmt(s["grad_rate_theory"]),
-                 rate_clean=fmt(s["grad_rate_theory_clean"]), between=fmt(s["grad_frac_rate_between"]))
-    return v
+def _ci(d: dict) -> str:
+    return f"[{C.fmt(d['ci'][0], 3)}, {C.fmt(d['ci'][1], 3)}]"
+
+
+def _cells(cells: list) -> str:
+    return "; ".join(CELL.format(cell=c["cell"], value=C.fmt(c["value"], 3), ci=_ci(c), verdict=c["verdict"])
+                     for c in cells)
+
+
+def _cause(st: dict, text: str) -> str:
+    cells = _cells([c for c in st["family"]["cells"] if c["verdict"] != "holds"])
+    floor = f"networks below the accuracy floor {ACCURACY_FLOOR}: {', '.join(st['below_floor']) or 'none'}"
+    if st["family"]["verdict"] == "not testable":
+        return f"premise absent: {floor}; (digit, gating) runs never flipped {st['n_never']} of {st['n_runs']}"
+    return f"{text}; cells not holding: {cells}" + (f"; {floor}" if st["below_floor"] else "")
 
 
 def claims(results: dict) -> list[dict]:
-    """C.2 (exponential growth of the raw attack's norms, every cell) and the extension "the rate is
-    Theorem 2's" (every cell); rules in :mod:`jaxdyn.analyses.growth`."""
-    labels, ratios, measured, rates, faster = [], [], [], [], []
-    for m, gs in results["summary"].items():
-        for g in GATINGS:
-            s = (gs.get(g) or {}).get("raw")
-            lb = classify_cell(s)
-            labels.append(lb)
-            ratios.append(float("nan") if not s else s.get("grad_rate_ratio", float("nan")))
-            if lb == "faster than exponential":
-                faster.append(f"{m}/{g}")
-            if not s or not s["n_success"]:
-                measured.append(CELL_NONE.format(cell=f"{m}/{g}", label=lb))
-                continue
-            v = _cell_values(f"{m}/{g}", s, lb)
-            measured.append(CELL.format_map(v))
-            if "grad_rate_ratio" in s:
-                rates.append(CELL_RATE.format_map(v))
+    """C.2 (``fig2.growth``: ΔR² per digit), its strict reading (``fig2.constant_rate``) and the
+    extension (``fig2.rate_vs_theorem2``), each over every network and digit
+    (:func:`jaxdyn.analyses.growth.claim_statistics`)."""
     cfg = results["config"]
-    values = dict(
-        {k: cfg[k] for k in ("n_samples", "width", "raw_target", "step", "max_steps")}, dtype=results["dtype"],
-        acc=", ".join(ACC.format(m=m, acc=C.fmt(d.get("test_accuracy"), 3)) for m, d in results["models"].items()),
-        cells="; ".join(measured),
-        faster=FASTER.format(rate_const=RATE_CONST, cells=", ".join(faster)) if faster else "",
-        rates="; ".join(rates) or "no rate could be compared", r2_exp=R2_EXP, rate_const=RATE_CONST,
-        rate_factor=RATE_FACTOR, rate_factor_loose=RATE_FACTOR_LOOSE, n_cells=len(labels),
-        n_exp=sum(lb == "exponential" for lb in labels),
-        n_within=sum(math.isfinite(r) and 1 / RATE_FACTOR < r < RATE_FACTOR for r in ratios))
-    return [render(GROWTH, values, verdict=growth_verdict(labels)), render(RATE, values, verdict=rate_verdict(ratios))]
+    nets = [dict(d, model=d.get("model", k), seed=d.get("seed", 0)) for k, d in results["models"].items()]
+    seeds = list(results.get("seeds") or cfg.get("seeds") or sorted({n["seed"] for n in nets}))
+    stats = claim_statistics(nets, seeds=seeds, gatings=GATINGS, floor=ACCURACY_FLOOR)
+    fmt, out = C.fmt, []
+    base = dict({k: cfg[k] for k in ("n_samples", "width", "raw_target", "step", "max_steps")}, dtype=results["dtype"],
+                seeds=", ".join(map(str, seeds)), floor=ACCURACY_FLOOR, n_resamples=N_RESAMPLES,
+                acc=", ".join(f"{n['model']}-seed{n['seed']} {fmt(n.get('test_accuracy'), 3)}" for n in nets),
+                threshold=DR2_THRESHOLD, rate_const=RATE_CONST, rate_factor=RATE_FACTOR, lo=1 / RATE_FACTOR,
+                hi=RATE_FACTOR, gating=GATINGS[0])
+    for key, text in (("growth", GROWTH), ("constant_rate", CONSTANT), ("rate", RATE)):
+        st, fam, head, q = stats[key], stats[key]["family"], stats[key]["headline"], stats[key]["quotes"]
+        quote = {k: f"{fmt(v['value'], 3)} {_ci(v)}" for k, v in q.items()}
+        bound = dict(growth=f"ΔR² {DR2_THRESHOLD:g}", constant_rate=f"ln {RATE_CONST:g}", rate=f"1/{RATE_FACTOR:g}, "
+                     f"{RATE_FACTOR:g}")[key]
+        lo, hi = head["ci"]
+        side = ("undecided (interval straddles 1)" if not (hi < 1 or lo > 1) else
+                "slower than predicted" if hi < 1 else "faster than predicted")
+        values = dict(base, **quote, n_never=st["n_never"], n_runs=st["n_runs"], value=fmt(head["value"], 3),
+                      ci=_ci(head), bound=bound, n_cells=len(fam["cells"]), side=side, cells=_cells(fam["cells"]),
+                      k=2 * sum(c["n_digits"] > 0 for c in fam["cells"]))
+        why = WHY[key].format(side=side, **quote)
+        statistic = dict(name=STAT_NAMES[key], **head, cells=fam["cells"],
+                         quotes=q, n_never=st["n_never"], correction="Holm over the cells")
+        out.append(render(text, values, verdict=fam["verdict"], statistic=statistic, per_seed=fam["per_seed"],
+                          cause=None if fam["verdict"] == "holds" else _cause(st, why)))
+    return out
 
 
 def plot(results: dict, out: Path) -> None:
-    """``fig2_growth.png``: rows ``||δ||``, ``||g||`` (normalised by their value at ``m_success``,
-    log scale) against ``t / m_success``; columns model x gating; median and inter-quartile band
-    over samples per attack; for the raw attack, Theorem 2's curves with the ``H̄_z`` of docs/spec.md (dashed)
-    and with ``H_z`` at the clean input (dotted), normalised the same way."""
+    """``fig2_growth.png``: rows ``||δ||``, ``||g||`` (over their value at ``m_success``, log scale) against
+    ``t / m_success``; columns architecture x gating (every seed's digits pooled); median and inter-quartile
+    band per attack; for the raw attack, Theorem 2's curves with the ``H̄_z`` of docs/spec.md (dashed) and
+    with ``H_z`` at the clean input (dotted)."""
     import matplotlib  # noqa: PLC0415 (matplotlib only when plotting; its backend is set here, not at import)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415 (after the backend)
 
-    data, models = results, list(results["models"])
-    cols = [(m, g) for m in models for g in GATINGS if g in data["models"][m]["runs"]]
+    data, nets = results, {}  # nets: architecture -> its networks (one per seed), pooled in the figure
+    for key, d in data["models"].items():
+        nets.setdefault(d.get("model", key), []).append(d)
+    cols = [(m, g) for m in nets for g in GATINGS if g in nets[m][0]["runs"]]
     fig, axes = plt.subplots(2, len(cols), figsize=(3.2 * len(cols), 5.6), squeeze=False, sharex=True)
     grid = np.linspace(0, 1, 41)
     colors = {"raw": "C3", "l2": "C0", "linf": "C2"}
     for c, (m, gating) in enumerate(cols):
-        runs = data["models"][m]["runs"][gating]
+        runs = [d["runs"][gating] for d in nets[m]]
         for r, key in enumerate(("delta_norm", "grad_norm")):
             ax = axes[r, c]
             lo_data = None
-            for norm, run in runs.items():
-                rel = relative_grid(run[key], run["success_step"], grid)
+            for norm, run in runs[0].items():
+                rel = np.concatenate([relative_grid(rs[norm][key], rs[norm]["success_step"], grid) for rs in runs])
                 if len(rel) == 0:
                     continue
                 with np.errstate(all="ignore"):
@@ -224,14 +231,15 @@ def plot(results: dict, out: Path) -> None:
                 if norm == "raw" and "theory" in run:
                     for k2, style, lbl in ((key, "k--", "Theorem 2, SPEC's H̄_z"),
                                            (f"{key}_clean", "k:", "Theorem 2, H_z at x")):
-                        th = relative_grid(run["theory"][k2], run["success_step"], grid)
+                        th = np.concatenate([relative_grid(rs[norm]["theory"][k2], rs[norm]["success_step"], grid)
+                                             for rs in runs])
                         with np.errstate(all="ignore"):
                             ax.plot(grid, np.nanmedian(th, axis=0), style, lw=1, label=lbl)
             ax.set_yscale("log")
             if lo_data is not None and lo_data > 0:  # keep the measured curves readable
                 ax.set_ylim(bottom=lo_data / 3, top=1.5)
             if r == 0:
-                ax.set_title(f"{m}, {gating} gating", fontsize=9)
+                ax.set_title(f"{m}, {gating} gating ({len(runs)} seeds)", fontsize=9)
                 ax.set_ylabel("||δ^(t)|| / ||δ^(m_s)||" if c == 0 else "")
             else:
                 ax.set_xlabel("t / m_success")
