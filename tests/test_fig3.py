@@ -8,7 +8,10 @@ import pytest
 
 from jaxdyn.core import influence
 from jaxdyn.analyses import influence_measure, real_attack
-from jaxdyn.analyses.influence_ranks import influence_controls, influence_correlations
+from jaxdyn.analyses import stats
+from jaxdyn.analyses.influence_ranks import (digit_resamples, group_curve, influence_controls, influence_correlations,
+                                             pooled_over_seeds, rho_rows)
+from jaxdyn.analyses.metrics import spearman
 from jaxdyn.experiments import fig3
 from jaxdyn.core.models import logits_fn
 
@@ -196,3 +199,24 @@ def test_fig3_seeds_pool_by_the_hierarchical_bootstrap():
     r["models"]["net0"][1]["test_accuracy"] = 0.5
     c = {x["id"]: x for x in fig3.claims(r)}["fig3.influence"]
     assert c["verdict"] == "holds" and c["statistic"]["n_seeds"] == 1 and c["per_seed"][1]["verdict"] == "not testable"
+
+
+def test_rank_statistics_of_the_bootstrap_match_their_references():
+    """The vectorised ρ the claims resample equals scipy's Spearman, the rank partial correlation of
+    :func:`jaxdyn.analyses.stats.partial_spearman` and Fig. 4's group curve, row by row."""
+    q = _fake(n=30, seed=4)
+    x, y, z = q["A_hat"], q["abs_phi"] * np.random.default_rng(0).uniform(0.5, 2, 30), q["gw_norm"]
+    assert rho_rows("rho", (x, y)) == pytest.approx(spearman(x, y)["rho"], abs=1e-12)
+    assert rho_rows("partial", (x, y, z)) == pytest.approx(stats.partial_spearman(x, y, z)["rho"], abs=1e-12)
+    c = group_curve(x, y, groups=10)
+    assert rho_rows("groups", (x, y)) == pytest.approx(spearman(c["A_hat"], c["cos"])["rho"], abs=1e-12)
+    idx = digit_resamples(30, n_resamples=50, seed=1)
+    rows = rho_rows("rho", (x[idx], y[idx]))
+    assert rows.shape == (50,) and rows[7] == pytest.approx(spearman(x[idx[7]], y[idx[7]])["rho"], abs=1e-12)
+    with pytest.raises(ValueError):
+        rho_rows("pearson", (x, y))
+    # one network: its own digit resamples; two: the mean of a drawn pair per resample
+    v, b = pooled_over_seeds(np.array([0.3]), rows[None], seed=0)
+    assert v == 0.3 and np.array_equal(np.sort(b), np.sort(rows))
+    v, b = pooled_over_seeds(np.array([0.2, 0.4]), np.array([np.full(50, 0.2), np.full(50, 0.4)]), seed=0)
+    assert v == pytest.approx(0.3) and set(np.round(b, 12)) == {0.2, 0.3, 0.4}
