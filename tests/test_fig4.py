@@ -1,12 +1,14 @@
 """Figure 4: the Â groups, the controls (leave-one-out cosine, norm-only null), the protocol and
 the verdict rules."""
 
+import json
+
 import numpy as np
 import pytest
 
 from jaxdyn.analyses import stats
 from jaxdyn.analyses.influence_ranks import dominance, dominance_controls, group_curve
-from jaxdyn.experiments import fig4
+from jaxdyn.experiments import fig4, reproduce
 
 from tests.helpers import check_protocol
 
@@ -111,3 +113,22 @@ def test_fig4_seeds_pool_and_the_null_median_is_the_threshold():
     falling["A_hat"] = 1.0 / falling["A_hat"]
     c = _full_claims([_samples(), falling])["dominance"]
     assert [r["verdict"] for r in c["per_seed"]] == ["holds", "does not hold"] and c["verdict"] == "inconclusive"
+
+
+@pytest.mark.slow
+def test_fig3_fig4_tiny_with_two_seeds_end_to_end(tmp_path, data_dir):
+    """`reproduce` of Figs. 3-4 at the tiny scale with two seeds: one entry per (network, seed), two
+    networks trained (Fig. 4 loads Fig. 3's from the cache: same seeds, one cache key), every claim
+    with its statistic over 2 seeds, per-seed rows and a cause unless it holds."""
+    res = reproduce.reproduce(scale="tiny", out=tmp_path / "out", seeds=(0, 1), only=["fig3", "fig4"], progress=False)
+    assert all(res["stages"][s]["status"] == "ok" for s in ("fig3", "fig4"))
+    for stage in ("fig3", "fig4"):
+        r = json.loads((tmp_path / "out" / stage / f"{stage}.json").read_text())
+        assert [d["seed"] for d in r["models"]["cnn3"]] == [0, 1]
+        a, b = (d["samples"]["A_hat"] for d in r["models"]["cnn3"])
+        assert a != b  # each seed its own network and digits
+    merged = [c for c in json.loads((tmp_path / "out" / "claims.json").read_text()) if c["stage"] in ("fig3", "fig4")]
+    assert len(merged) == 5
+    for c in merged:
+        assert c["statistic"]["n_seeds"] in (0, 2) and [r["seed"] for r in c["per_seed"]] == [0, 1]
+        assert ("cause" in c) == (c["verdict"] != "holds") and "Bonferroni" in c["rule"]
