@@ -22,8 +22,9 @@ has a large cosine whatever the directions. The headline (``fig4.dominance``) th
   must exceed the null's 95 % quantile (``controls.null`` in the JSON holds its quantiles, for the
   leave-one-out, unit and the paper's cosine).
 
-Verdicts by :func:`jaxdyn.experiments.claims.rank_family` (Holm over the family of one-sided tests;
-a significantly negative ρ: does not hold; a network below ``accuracy_floor``: not testable).
+Verdicts by :func:`jaxdyn.experiments._common.rank_claim` over every network and seed (ρ per network
+pooled over seeds by a hierarchical bootstrap, threshold 0; the headline's ρ minus the null's
+median; a network below ``accuracy_floor``: not testable), as in Figure 3.
 """
 
 from __future__ import annotations

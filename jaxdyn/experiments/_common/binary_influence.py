@@ -205,7 +205,8 @@ def rho_claim(nets: dict, select: Callable, tests: Sequence, *, floor: float, of
 def _row_text(r: dict) -> str:
     if "value" not in r:
         return f"{r['network']} {r['test']}"
-    return f"{r['network']} {r['test']} {r['value']:.3g} [{r['ci'][0]:.3g}, {r['ci'][1]:.3g}] ({r['n_seeds']} seeds)"
+    return (f"{r['network']} {r['test']} {r['value']:.3g} [{r['ci'][0]:.3g}, {r['ci'][1]:.3g}] ({r['n_seeds']} seeds, "
+            f"{r['n_digits']} digits)")
 
 
 def rank_claim(text: ClaimText, values: dict, nets: dict, select: Callable, tests: Sequence, pvalues: Callable, *,
