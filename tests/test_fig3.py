@@ -8,7 +8,10 @@ import pytest
 
 from jaxdyn.core import influence
 from jaxdyn.analyses import influence_measure, real_attack
-from jaxdyn.analyses.influence_ranks import influence_controls, influence_correlations
+from jaxdyn.analyses import stats
+from jaxdyn.analyses.influence_ranks import (digit_resamples, group_curve, influence_controls, influence_correlations,
+                                             pooled_over_seeds, rho_rows)
+from jaxdyn.analyses.metrics import spearman
 from jaxdyn.experiments import fig3
 from jaxdyn.core.models import logits_fn
 
@@ -87,10 +90,16 @@ def _fake(n=80, *, y_of=None, ratio_of=None, flipped=None, seed=0):
                 gw_norm=gw, success=success)
 
 
-def _results(*qs, accuracy=0.9):
-    models = {f"net{i}": dict(test_accuracy=accuracy, beta=1.0, steps=5, n_samples=len(q["A"]), first_layer="Conv_0",
-                              attack_success_rate=float(np.mean(q["success"])), spearman=influence_correlations(q),
-                              controls=influence_controls(q)) for i, q in enumerate(qs)}
+def _entry(q, seed=0, accuracy=0.9):
+    return dict(seed=seed, test_accuracy=accuracy, beta=1.0, steps=5, n_samples=len(q["A"]), first_layer="Conv_0",
+                attack_success_rate=float(np.mean(q["success"])), spearman=influence_correlations(q),
+                controls=influence_controls(q), samples=q)
+
+
+def _results(*nets, accuracy=0.9):
+    """One architecture per argument: a per-sample dict (one seed) or a list of them (one per seed)."""
+    nets = [n if isinstance(n, list) else [n] for n in nets]
+    models = {f"net{i}": [_entry(q, s, accuracy) for s, q in enumerate(qs)] for i, qs in enumerate(nets)}
     return dict(dtype="float64", models=models)
 
 
@@ -99,11 +108,17 @@ def _claims(*qs, **kw):
     assert [x["id"] for x in c] == ["fig3.influence", "fig3.exponential", "fig3.paper_protocol"]
     assert all(x["baselines"] or x["id"] == "fig3.paper_protocol" for x in c) and all(x["controls"] for x in c)
     assert all(x["statistic"]["n_tests"] and ("cause" in x) == (x["verdict"] != "holds") for x in c)
+    assert all(set(x["statistic"]) >= {"name", "value", "ci", "n_digits", "n_seeds", "holm"} and x["per_seed"]
+               for x in c)
     return {x["id"].split(".")[1]: x for x in c}
 
 
 def _verdicts(*qs, **kw):
     return {k: x["verdict"] for k, x in _claims(*qs, **kw).items()}
+
+
+def _tests(c, verdict):
+    return [t["test"] for t in c["statistic"]["tests"] if t["verdict"] == verdict]
 
 
 def test_fig3_claims_hold_on_the_theory():
@@ -121,7 +136,10 @@ def test_verdict_can_fail_fig3_when_influence_falls():
     c = _claims(_fake(y_of=lambda A, gw: gw / A), _fake(seed=1))
     assert c["influence"]["verdict"] == "holds partly" and c["paper_protocol"]["verdict"] == "holds partly"
     st = c["influence"]["statistic"]
-    assert (st["value"], st["n_does_not_hold"], st["n_tests"]) == (4, 4, 8) and "net0" in c["influence"]["cause"]
+    assert (st["holm"]["value"], st["holm"]["n_does_not_hold"], st["holm"]["n_tests"]) == (4, 4, 8)
+    assert len(_tests(c["influence"], "does not hold")) == 4 and "does not hold: net0" in c["influence"]["cause"]
+    lo, hi = st["ci"]
+    assert lo <= st["value"] <= hi and st["n_seeds"] == 1 and st["n_digits"] == 160
 
 
 def test_fig3_not_testable_below_the_accuracy_floor():
@@ -145,7 +163,7 @@ def test_verdict_can_fail_fig3_when_only_the_vanilla_scale_rises():
     q["abs_phi"] = q["dgw_norm"] = q["gw_norm"] * np.exp(-0.5 * q["A"])
     assert influence_correlations(q)["A_hat|abs_phi"]["rho"] > 0.5
     c = _claims(q)["influence"]  # Â's partial ρ is significantly negative; H̄_z's (unrelated here) straddles
-    assert c["verdict"] == "inconclusive" and c["statistic"]["n_does_not_hold"] == 2 and c["statistic"]["value"] == 0
+    assert c["verdict"] == "inconclusive" and len(_tests(c, "does not hold")) == 2 and not _tests(c, "holds")
 
 
 def test_verdict_can_fail_fig3_exponential_when_first_order_explains_more():
@@ -159,7 +177,46 @@ def test_verdict_can_fail_fig3_on_unflipped_digits_alone():
     q = _fake(n, y_of=lambda A, gw: np.where(A > np.median(A), 100.0, 1.0) * gw / A)
     q["success"] = q["A"] > np.median(q["A"])
     c = _claims(q)["influence"]
-    assert c["verdict"] == "inconclusive" and c["statistic"]["n_does_not_hold"] == 2 and c["statistic"]["value"] == 0
+    assert c["verdict"] == "inconclusive" and len(_tests(c, "does not hold")) == 2 and not _tests(c, "holds")
     assert influence_controls(q)["flipped_only"]["n"] == n // 2
 
 
+
+
+def test_fig3_seeds_pool_by_the_hierarchical_bootstrap():
+    """Two seeds of one architecture: where both networks agree the pooled interval decides; where
+    one seed's network refutes what the other's supports, each seed alone decides (per_seed) but the
+    pooled interval straddles 0: inconclusive, not "holds"."""
+    both = _claims([_fake(), _fake(seed=1)])["influence"]
+    assert both["verdict"] == "holds" and both["statistic"]["n_seeds"] == 2
+    assert [r["verdict"] for r in both["per_seed"]] == ["holds", "holds"]
+    split = _claims([_fake(), _fake(y_of=lambda A, gw: gw / A, seed=1)])["influence"]
+    assert [r["seed"] for r in split["per_seed"]] == [0, 1]
+    assert [r["verdict"] for r in split["per_seed"]] == ["holds", "does not hold"]
+    assert split["verdict"] == "inconclusive" and split["statistic"]["holm"]["n_tests"] == 8
+    # a seed's network below the accuracy floor drops out of the pool, not refuting it
+    r = _results([_fake(), _fake(y_of=lambda A, gw: gw / A, seed=1)])
+    r["models"]["net0"][1]["test_accuracy"] = 0.5
+    c = {x["id"]: x for x in fig3.claims(r)}["fig3.influence"]
+    assert c["verdict"] == "holds" and c["statistic"]["n_seeds"] == 1 and c["per_seed"][1]["verdict"] == "not testable"
+
+
+def test_rank_statistics_of_the_bootstrap_match_their_references():
+    """The vectorised ρ the claims resample equals scipy's Spearman, the rank partial correlation of
+    :func:`jaxdyn.analyses.stats.partial_spearman` and Fig. 4's group curve, row by row."""
+    q = _fake(n=30, seed=4)
+    x, y, z = q["A_hat"], q["abs_phi"] * np.random.default_rng(0).uniform(0.5, 2, 30), q["gw_norm"]
+    assert rho_rows("rho", (x, y)) == pytest.approx(spearman(x, y)["rho"], abs=1e-12)
+    assert rho_rows("partial", (x, y, z)) == pytest.approx(stats.partial_spearman(x, y, z)["rho"], abs=1e-12)
+    c = group_curve(x, y, groups=10)
+    assert rho_rows("groups", (x, y)) == pytest.approx(spearman(c["A_hat"], c["cos"])["rho"], abs=1e-12)
+    idx = digit_resamples(30, n_resamples=50, seed=1)
+    rows = rho_rows("rho", (x[idx], y[idx]))
+    assert rows.shape == (50,) and rows[7] == pytest.approx(spearman(x[idx[7]], y[idx[7]])["rho"], abs=1e-12)
+    with pytest.raises(ValueError):
+        rho_rows("pearson", (x, y))
+    # one network: its own digit resamples; two: the mean of a drawn pair per resample
+    v, b = pooled_over_seeds(np.array([0.3]), rows[None], seed=0)
+    assert v == 0.3 and np.array_equal(np.sort(b), np.sort(rows))
+    v, b = pooled_over_seeds(np.array([0.2, 0.4]), np.array([np.full(50, 0.2), np.full(50, 0.4)]), seed=0)
+    assert v == pytest.approx(0.3) and set(np.round(b, 12)) == {0.2, 0.3, 0.4}

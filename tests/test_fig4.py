@@ -1,12 +1,14 @@
 """Figure 4: the Â groups, the controls (leave-one-out cosine, norm-only null), the protocol and
 the verdict rules."""
 
+import json
+
 import numpy as np
 import pytest
 
 from jaxdyn.analyses import stats
 from jaxdyn.analyses.influence_ranks import dominance, dominance_controls, group_curve
-from jaxdyn.experiments import fig4
+from jaxdyn.experiments import fig4, reproduce
 
 from tests.helpers import check_protocol
 
@@ -31,13 +33,24 @@ def _samples(n=60, *, align=1.0, norm_power=1.0, seed=0):
                 cos_unit_loo=stats.cos_to_mean(v, unit=True))
 
 
-def _claims(*samples, accuracy=0.9):
-    models = {f"net{i}": dict(dominance(q), controls=dominance_controls(q, dim=DIM, draws=300), test_accuracy=accuracy,
-                              beta=1.0, steps=5, n_samples=len(q["A_hat"]), first_layer="Conv_0")
-              for i, q in enumerate(samples)}
+def _entry(q, seed=0, accuracy=0.9):
+    return dict(dominance(q), controls=dominance_controls(q, dim=DIM, draws=300, seed=seed), test_accuracy=accuracy,
+                beta=1.0, steps=5, n_samples=len(q["A_hat"]), first_layer="Conv_0", seed=seed,
+                samples={k: q[k] for k in fig4.SAMPLE_KEYS})
+
+
+def _full_claims(*samples, accuracy=0.9):
+    """One architecture per argument: a per-sample dict (one seed) or a list of them (one per seed)."""
+    nets = [q if isinstance(q, list) else [q] for q in samples]
+    models = {f"net{i}": [_entry(q, s, accuracy) for s, q in enumerate(qs)] for i, qs in enumerate(nets)}
     c = fig4.claims(dict(dtype="float64", models=models))
     assert [x["id"] for x in c] == ["fig4.dominance", "fig4.paper_protocol"] and all(x["controls"] for x in c)
-    return {x["id"].split(".")[1]: x["verdict"] for x in c}
+    assert all(("cause" in x) == (x["verdict"] != "holds") and x["per_seed"] and "ci" in x["statistic"] for x in c)
+    return {x["id"].split(".")[1]: x for x in c}
+
+
+def _claims(*samples, accuracy=0.9):
+    return {k: x["verdict"] for k, x in _full_claims(*samples, accuracy=accuracy).items()}
 
 
 def test_fig4_groups():
@@ -88,3 +101,34 @@ def test_fig4_protocol():
     for bad in (dict(groups=0), dict(null_draws=0)):
         with pytest.raises(ValueError):
             fig4.config("tiny", **bad)
+
+
+def test_fig4_seeds_pool_and_the_null_median_is_the_threshold():
+    """Two seeds: aligned on both, the dominance holds with an interval above the null's median;
+    aligned on one seed and falling on the other, the pooled interval straddles (inconclusive)."""
+    c = _full_claims([_samples(), _samples(seed=1)])["dominance"]
+    t = c["statistic"]["tests"][0]
+    assert c["verdict"] == "holds" and t["n_seeds"] == 2 and t["ci"][0] > 0 and c["statistic"]["n_seeds"] == 2
+    falling = _samples(align=1.0, norm_power=0.0, seed=3)
+    falling["A_hat"] = 1.0 / falling["A_hat"]
+    c = _full_claims([_samples(), falling])["dominance"]
+    assert [r["verdict"] for r in c["per_seed"]] == ["holds", "does not hold"] and c["verdict"] == "inconclusive"
+
+
+@pytest.mark.slow
+def test_fig3_fig4_tiny_with_two_seeds_end_to_end(tmp_path, data_dir):
+    """`reproduce` of Figs. 3-4 at the tiny scale with two seeds: one entry per (network, seed), two
+    networks trained (Fig. 4 loads Fig. 3's from the cache: same seeds, one cache key), every claim
+    with its statistic over 2 seeds, per-seed rows and a cause unless it holds."""
+    res = reproduce.reproduce(scale="tiny", out=tmp_path / "out", seeds=(0, 1), only=["fig3", "fig4"], progress=False)
+    assert all(res["stages"][s]["status"] == "ok" for s in ("fig3", "fig4"))
+    for stage in ("fig3", "fig4"):
+        r = json.loads((tmp_path / "out" / stage / f"{stage}.json").read_text())
+        assert [d["seed"] for d in r["models"]["cnn3"]] == [0, 1]
+        a, b = (d["samples"]["A_hat"] for d in r["models"]["cnn3"])
+        assert a != b  # each seed its own network and digits
+    merged = [c for c in json.loads((tmp_path / "out" / "claims.json").read_text()) if c["stage"] in ("fig3", "fig4")]
+    assert len(merged) == 5
+    for c in merged:
+        assert c["statistic"]["n_seeds"] in (0, 2) and [r["seed"] for r in c["per_seed"]] == [0, 1]
+        assert ("cause" in c) == (c["verdict"] != "holds") and "Bonferroni" in c["rule"]

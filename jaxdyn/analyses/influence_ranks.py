@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from scipy.stats import rankdata
+
 from jaxdyn.analyses import stats
 from jaxdyn.analyses.metrics import spearman
 
 __all__ = ["X_KEYS", "Y_KEYS", "X_COUNTED", "FIRST_ORDER", "COSINES", "influence_correlations", "influence_controls",
-           "group_curve", "dominance", "dominance_controls"]
+           "group_curve", "dominance", "dominance_controls", "rho_rows", "digit_resamples", "pooled_over_seeds"]
 
 #: Fig. 3's x-axes and y-axes (per-sample keys)
 X_KEYS = ("hbar_z", "hbar_z_gx2", "A_hat")
@@ -114,3 +116,61 @@ def dominance_controls(samples: dict, *, dim: int, draws: int, seed: int = 0, gr
     return dict(null=null, n_unflipped=int(un.sum()), dim=dim,
                 loo_groups=group_curve(q["A_hat"][un], q["cos_loo"][un], groups=groups) if un.any() else None,
                 flipped_only=spearman(q["A_hat"][~un], q["cos_loo"][~un]))
+
+
+# --- the claims' statistic: ρ per network, resampled over digits, pooled over seeds ---------------
+
+def _pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson r along the last axis (NaN where a side is constant)."""
+    x = x - x.mean(axis=-1, keepdims=True)
+    y = y - y.mean(axis=-1, keepdims=True)
+    den = np.sqrt((x * x).sum(axis=-1) * (y * y).sum(axis=-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (x * y).sum(axis=-1) / np.where(den > 0, den, 1.0), np.nan)
+
+
+def _rank_rows(a: np.ndarray) -> np.ndarray:
+    return rankdata(a, axis=-1)  # average ranks: a digit drawn twice ties with itself
+
+
+def rho_rows(kind: str, cols: tuple[np.ndarray, ...], *, groups: int = 10) -> np.ndarray:
+    """One rank statistic per row of ``[..., n]`` per-digit columns: ``"rho"`` Spearman ρ of
+    ``(x, y)``; ``"partial"`` Spearman ρ of ``(x, y)`` given ``z`` (rank partial correlation, as
+    :func:`jaxdyn.analyses.stats.partial_spearman` with one covariate); ``"groups"`` Spearman ρ of
+    the group means of ``(x, y)`` over ``groups`` equal-count groups of ascending ``x`` (Fig. 4's
+    curve, :func:`group_curve`)."""
+    if kind == "rho":
+        x, y = cols
+        return _pearson_rows(_rank_rows(x), _rank_rows(y))
+    if kind == "partial":
+        rx, ry, rz = (_rank_rows(c) for c in cols)
+        rxy, rxz, ryz = _pearson_rows(rx, ry), _pearson_rows(rx, rz), _pearson_rows(ry, rz)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (rxy - rxz * ryz) / np.sqrt((1 - rxz**2) * (1 - ryz**2))
+    if kind == "groups":
+        x, y = cols
+        order = np.argsort(x, axis=-1, kind="stable")
+        xs, ys = np.take_along_axis(x, order, -1), np.take_along_axis(y, order, -1)
+        parts = np.array_split(np.arange(x.shape[-1]), min(groups, x.shape[-1]))
+        gx = np.stack([xs[..., p].mean(axis=-1) for p in parts], -1)
+        gy = np.stack([ys[..., p].mean(axis=-1) for p in parts], -1)
+        return _pearson_rows(_rank_rows(gx), _rank_rows(gy))
+    raise ValueError(f"kind must be 'rho', 'partial' or 'groups', got {kind!r}")
+
+
+def digit_resamples(n: int, *, n_resamples: int, seed: int) -> np.ndarray:
+    """``[n_resamples, n]`` digit indices drawn with replacement (one network's bootstrap); row 0 of
+    the result is *not* the identity (the point value is computed apart)."""
+    return np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
+
+
+def pooled_over_seeds(values: np.ndarray, boots: np.ndarray, *, seed: int) -> tuple[float, np.ndarray]:
+    """The hierarchical bootstrap of a per-network statistic over the seeds of one architecture:
+    ``values [S]`` the statistic of each network on all its digits, ``boots [S, B]`` its digit
+    resamples. Returns ``(mean of values, [B] resampled means)``: each resample draws ``S`` networks
+    with replacement and, for each draw, a digit resample of that network (a different one for a
+    network drawn twice), then averages. With one network, its digit resamples alone."""
+    S, B = boots.shape
+    pick = np.random.default_rng(seed).integers(0, S, size=(B, S))
+    cols = (np.arange(B)[:, None] + 7919 * np.arange(S)[None, :]) % B  # another digit resample per draw slot
+    return float(np.mean(values)), boots[pick, cols].mean(axis=1)

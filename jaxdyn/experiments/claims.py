@@ -181,12 +181,15 @@ def rank_verdict(rhos: Sequence[dict], *, alpha: float = 0.05) -> str:
     return str(combine(rank_tests(rhos, alpha=alpha)))
 
 
-RANK_RULE = ("one-sided tests of ρ > 0 (two-sided Spearman p halved on ρ's side{null}) and of ρ < 0, Holm's correction "
-             "over all {k} one-sided p-values of the family at α = {alpha}: a ρ holds when ρ > 0 is significant, does "
-             "not hold when ρ < 0 is, is inconclusive otherwise; the claim holds when every ρ holds, does not hold "
-             "when every ρ does not, holds partly when some hold and the rest do not, is inconclusive otherwise; "
-             "not testable for a network below the accuracy floor {floor} (test accuracy){extra}; over digits of one "
-             "network per architecture; seeds not yet resampled")
+RANK_RULE = ("per network, Spearman ρ{null} on each seed's digits, averaged over the seeds; its interval is a "
+             "hierarchical bootstrap ({B} resamples: the seeds with replacement, then the digits within each, ρ "
+             "recomputed) at level 1 − α/k = {level:.4g} (Bonferroni over the k = {k} network × test intervals, α = "
+             "{alpha}); a test holds when its interval lies above 0, does not hold when it lies below, is inconclusive "
+             "when it straddles 0; the claim holds when every test holds, does not hold when every one does not, holds "
+             "partly when some hold and the rest do not, is inconclusive otherwise; a network below the accuracy "
+             "floor {floor} (test accuracy) is not testable{extra}; beside it (statistic.holm, no verdict rests on "
+             "it) the one-sided Spearman p-values of every network, seed and test, Holm over that whole family in "
+             "both directions")
 
 
 def family_statistic(name: str, verdicts: Sequence[str], *, n_digits: int, n_seeds: int = 1) -> dict:

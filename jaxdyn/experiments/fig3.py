@@ -46,12 +46,12 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxdyn.analyses.influence_ranks import (X_COUNTED, X_KEYS, Y_KEYS, influence_controls,
+from jaxdyn.analyses.influence_ranks import (FIRST_ORDER, X_COUNTED, X_KEYS, Y_KEYS, influence_controls,
                                              influence_correlations)
 from jaxdyn.analyses.metrics import spearman
 from jaxdyn.core.models import model_names
 from jaxdyn.experiments import _common as C
-from jaxdyn.experiments.claims import ACCURACY_FLOOR, RANK_RULE, ClaimText, rank_family, render
+from jaxdyn.experiments.claims import ACCURACY_FLOOR, ClaimText
 
 name = "fig3"
 title = "Figure 3 — per-sample influence (C.5)"
@@ -171,39 +171,40 @@ def _net_values(m: str, d: dict, counted) -> dict:
         paper=_rhos(d["spearman"], list(d["spearman"])), sensitivity=sens)
 
 
+def _cols(keys, *, unflipped: bool):
+    """``select`` of :func:`jaxdyn.experiments._common.rank_claim`: the per-digit ``keys`` of one network
+    (``"<y>_ratio"``: y over its first-order surrogate), on the unflipped digits or all."""
+    def select(d):
+        q = {k: np.asarray(v, float) for k, v in d["samples"].items()}
+        m = ~q["success"].astype(bool) if unflipped else np.ones(len(q["success"]), bool)
+        return {k: (q[k[:-6]] / q[FIRST_ORDER[k[:-6]]] if k.endswith("_ratio") else q[k])[m] for k in keys}
+    return select
+
+
 def claims(results: dict) -> list[dict]:
     """C.5 (Fig. 3): the headline (unflipped digits, partial ρ given the vanilla scale), the
-    exponential against its first-order part, and the paper protocol (all digits, plain ρ)."""
+    exponential against its first-order part, and the paper protocol (all digits, plain ρ); each
+    decided by :func:`jaxdyn.experiments._common.rank_claim` over every network and seed."""
     models, cfg = results["models"], results.get("config") or {}
     counted = [f"{a}|{b}" for a in X_COUNTED for b in Y_KEYS]
-    nets = [_net_values(m, d, counted) for m, d in models.items()]
+    nets = [_net_values(f"{m} seed {d.get('seed', 0)}", d, counted) for m, ds in models.items() for d in ds]
     values = dict(
         protocol=_join(NET_PROTOCOL, nets) + PROTOCOL_END.format(dtype=results["dtype"]),
         note=NOTE.format(twin=_join(NET_TWIN, nets)), head_measured=_join(NET_HEAD, nets),
         head_baselines=_join(NET_HEAD_BASE, nets), head_controls=_join(NET_HEAD_CTRL, nets),
         exp_measured=_join(NET_EXP, nets), exp_baselines=_join(NET_EXP_BASE, nets),
         paper_measured=_join(NET_PAPER, nets))
-    floor = cfg.get("accuracy_floor", ACCURACY_FLOOR)
-    accs = {m: d.get("test_accuracy") for m, d in models.items()}
-    n_un = sum(d["controls"]["unflipped_only"]["n"] for d in models.values())
-    n_all = sum(int(d.get("n_samples") or 0) for d in models.values())
-
-    def decide(text, tests, n_digits, k_name):
-        f = rank_family(tests, accuracies=accs, floor=floor, name=k_name, n_digits=n_digits,
-                        seed=cfg.get("seeds", [0])[0])
-        rank_rule = RANK_RULE.format(null="", k=2 * len(tests), alpha=0.05, floor=floor,
-                                     extra=f" ({f['floor']})" if f["floor"] else "")
-        return render(text, dict(values, rank_rule=rank_rule), verdict=f["verdict"], statistic=f["statistic"],
-                      cause=f["cause"], per_seed=f["per_seed"])
-
-    head = [(m, f"ρ({k.replace('|', ', ')})", d["controls"]["partial_rho"]["vanilla_gw"][k])
-            for m, d in models.items() for k in counted]
-    expo = [(m, f"ρ(A, {k.split('|')[1]})", r) for m, d in models.items()
-            for k, r in d["controls"]["exponential"].items()]
-    rhos = [(m, f"ρ({k.replace('|', ', ')})", r) for m, d in models.items() for k, r in d["spearman"].items()]
-    return [decide(INFLUENCE, head, n_un, "partial ρ given ‖g_W‖ holding after Holm"),
-            decide(EXPONENTIAL, expo, n_un, "ρ(A, real / first order) holding after Holm"),
-            decide(PAPER, rhos, n_all, "plain ρ holding after Holm")]
+    kw = dict(floor=cfg.get("accuracy_floor", ACCURACY_FLOOR), seed=(cfg.get("seeds") or [0])[0])
+    lab = LABELS | {"A": "A", "abs_phi_ratio": "|φ*|/|φ̂_fo|", "dgw_norm_ratio": "‖Δg_W‖/‖Δg_W^fo‖"}
+    head = [(f"ρ({lab[x]}, {lab[y]} | ‖g_W‖)", "partial", (x, y, "gw_norm")) for x in X_COUNTED for y in Y_KEYS]
+    expo = [(f"ρ(A, {lab[y + '_ratio']})", "rho", ("A", y + "_ratio")) for y in Y_KEYS]
+    paper = [(f"ρ({lab[x]}, {lab[y]})", "rho", (x, y)) for x in X_KEYS for y in Y_KEYS]
+    return [C.rank_claim(INFLUENCE, values, models, _cols((*X_COUNTED, *Y_KEYS, "gw_norm"), unflipped=True), head,
+                         lambda d: [(k, d["controls"]["partial_rho"]["vanilla_gw"][k]) for k in counted], **kw),
+            C.rank_claim(EXPONENTIAL, values, models, _cols(("A", "abs_phi_ratio", "dgw_norm_ratio"), unflipped=True),
+                         expo, lambda d: list(d["controls"]["exponential"].items()), **kw),
+            C.rank_claim(PAPER, values, models, _cols((*X_KEYS, *Y_KEYS), unflipped=False), paper,
+                         lambda d: list(d["spearman"].items()), **kw)]
 
 
 def plot(results: dict, out: Path) -> None:
@@ -217,7 +218,7 @@ def plot(results: dict, out: Path) -> None:
     data, models = results, list(results["models"])
     fig, axes = plt.subplots(2 * len(models), 3, figsize=(10, 3.0 * 2 * len(models)), squeeze=False)
     for i, m in enumerate(models):
-        d = data["models"][m]
+        d = data["models"][m][0]  # the first seed's network (the claims use every seed)
         q = d["samples"]
         for r, yk in enumerate(Y_KEYS):
             for c, xk in enumerate(X_KEYS):
@@ -236,7 +237,8 @@ def plot(results: dict, out: Path) -> None:
                     ax.legend(fontsize=6)
                 k = f"{xk}|{yk}"
                 s, cu = d["spearman"][k], d["controls"]
-                ax.set_title(f"{m}: ρ all {s['rho']:.2f}, unflipped {cu['unflipped_only']['spearman'][k]['rho']:.2f}\n"
+                ax.set_title(f"{m} seed {d.get('seed', 0)}: ρ all {s['rho']:.2f}, unflipped "
+                             f"{cu['unflipped_only']['spearman'][k]['rho']:.2f}\n"
                              f"partial ρ | ‖g_W‖ {cu['partial_rho']['vanilla_gw'][k]['rho']:.2f} "
                              f"(p {cu['partial_rho']['vanilla_gw'][k]['p']:.1g})", fontsize=7)
                 ax.set_xlabel(LABELS[xk], fontsize=8)

@@ -19,7 +19,8 @@ SUBMODULES = ('binary_influence', 'core', 'fields', 'tables',)
 
 #: public name -> the submodule that defines it
 _API: dict[str, str] = {
-    **dict.fromkeys(('BINARY_INFLUENCE_SCALES', 'BinaryInfluenceConfig', 'binary_influence_runs'), 'binary_influence'),
+    **dict.fromkeys(('BINARY_INFLUENCE_SCALES', 'BinaryInfluenceConfig', 'binary_influence_runs', 'rank_claim',
+                     'rho_claim'), 'binary_influence'),
     **dict.fromkeys((
         'FIG5_ADV', 'FIGURE_ADV_BINARY', 'FIGURE_VANILLA', 'NetworksConfig', 'SCALES', 'TABLE_TRAIN', 'by_piece',
         'check_models', 'chunked', 'correct_subset', 'enable_x64', 'fixed_digits', 'fmt', 'fmt_sci', 'help_field',
