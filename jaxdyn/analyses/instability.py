@@ -21,9 +21,12 @@ the ℓ2 gradient step, a one-step ℓ2 attack, adversarial itself; it is report
 
 :func:`measure_fn` computes the five ``[N, L]`` arrays (``ori``, ``adv``, ``matched_loss``,
 ``random_direction``, ``grad_step``) with one compiled instability graph per architecture;
-:func:`summarize_instability` gives the per-layer means and the paired tests
-(:func:`jaxdyn.analyses.metrics.paired_log_excess`); :func:`control_tests` decides C.8's family of
-them (Holm over every network, control and layer).
+:func:`summarize_instability` gives the per-layer means and the paired Wilcoxon tests of one
+network (:func:`jaxdyn.analyses.metrics.paired_log_excess`, descriptive). The verdicts rest on
+:func:`control_tests` (per network, control and layer, the per-seed arrays of per-digit
+:func:`log_ratios`) decided by :func:`bootstrap_family`: the median over digits and seeds with a
+hierarchical bootstrap interval and bootstrap p-values each way (:func:`bootstrap_test`), Holm over
+the family.
 """
 
 from __future__ import annotations

@@ -11,9 +11,10 @@ Two measurements on AlexNet and VGG-11 trained on MNIST (10 classes):
    ``δ`` (an isotropic random direction, clipped like ``δ``; the loss-matched ℓ2 gradient step is
    reported beside it as the one-step attack it is). The paper's comparison (``Δ^(adv)`` against
    ``Δ^(ori)``, means per layer) is kept as the "paper protocol" claim; the verdict on C.8 rests on
-   the paired excess of ``Δ^(adv)`` over both controls per layer (Wilcoxon signed-rank, Holm over
-   the family). Measured on the standardly trained network (as the paper) and, as an extension, on
-   the adversarially trained one.
+   the excess of ``Δ^(adv)`` over both controls per layer (the median per-digit log-ratio over digits
+   and seeds, hierarchical bootstrap interval and p-values, Holm over the family:
+   :mod:`jaxdyn.experiments.fig5.rules`). Measured on the standardly trained networks (as the paper)
+   and, as an extension, on the adversarially trained ones; each seed trains its own networks.
 
 2. **Sharpness along training (extension).** The top eigenvalue ``λ_max`` of the Hessian of the
    loss w.r.t. all parameters (power iteration on Hessian-vector products,
@@ -25,7 +26,8 @@ Two measurements on AlexNet and VGG-11 trained on MNIST (10 classes):
    float32 (the training dtype).
 
 This package orchestrates: the measurements are in :mod:`jaxdyn.analyses` (``instability``,
-``curvature``), the claims' words and rules in :mod:`jaxdyn.experiments.fig5.rules`, the figure in
+``curvature``), the claims' words in :mod:`jaxdyn.experiments.fig5.texts`, their values and verdicts in
+:mod:`jaxdyn.experiments.fig5.rules`, the figure in
 :mod:`jaxdyn.experiments.fig5.plots`.
 """
 

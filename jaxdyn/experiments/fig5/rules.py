@@ -64,7 +64,9 @@ def family_fields(recs: list[dict], *, name: str, per_seed_recs: dict, floor_tex
                              verdict=str(combine([r["verdict"] for r in rs])),
                              n_digits=max((r["n_digits"] for r in rs), default=0)))
     cause = None
-    if v != "holds":
+    if v != "holds" and not recs:
+        cause = floor_text or "no test measured"
+    elif v != "holds":
         bad = [r for r in recs if r["verdict"] != "holds"]
         parts = [f"{k}: {vs.count(k)}/{len(vs)}" for k in ("holds", "does not hold", "inconclusive", "not testable")
                  if vs.count(k)]
