@@ -1,6 +1,7 @@
 """Figure 5: the per-layer instability on a small random-init network, the sharpness tracker,
 the protocol and the verdict rules."""
 
+import dataclasses
 import math
 
 import jax
@@ -17,6 +18,7 @@ from jaxdyn.analyses.metrics import LayerTest
 from jaxdyn.core.losses import loss
 from jaxdyn.core.models import get_model, logits_fn
 from jaxdyn.experiments import fig5
+from jaxdyn.experiments.claims import VERDICTS
 from jaxdyn.experiments.fig5.rules import TEXTS
 from jaxdyn.training import TrainConfig, create_state, make_optimizer
 from jaxdyn.training.callbacks import SharpnessTracker
@@ -297,3 +299,18 @@ def test_log_ratios_mask_the_controls():
     assert np.isnan(log_ratios(f, "ori")[0, 0]) and np.isfinite(log_ratios(f, "random_direction")).all()
     tests = control_tests({"a": [f, f]})
     assert tests[0][0] == LayerTest("a", "matched_loss", 0) and len(tests) == 4 and len(tests[0][1]) == 2
+
+
+@pytest.mark.slow  # two tiny seeds end to end (about 1.5 min CPU)
+def test_fig5_two_seeds_tiny(tmp_path, data_dir):
+    """Each seed trains its own networks and draws its own digits; the claims carry one per-seed row
+    per seed (the tiny networks are below the floor: not testable)."""
+    cfg = fig5.config("tiny", seeds=(0, 1))
+    res = fig5.run(cfg, tmp_path, progress=False)
+    es = res["models"]["cnn3"]
+    assert [e["seed"] for e in es] == [0, 1]
+    a, b = (np.asarray(e["instability"]["standard"]["adv"]) for e in es)
+    assert a.shape[1] == b.shape[1] and (a.shape != b.shape or not np.allclose(a, b))  # digits correct per net
+    cs = fig5.claims(dict(res, config=dataclasses.asdict(cfg), scale="tiny"))
+    assert all([r["seed"] for r in c["per_seed"]] == [0, 1] for c in cs if c["id"] != "fig5.sharpness")
+    assert all(c["verdict"] in VERDICTS and ("cause" in c) == (c["verdict"] != "holds") for c in cs)
