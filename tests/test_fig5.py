@@ -227,6 +227,15 @@ def test_fig5_null_level_excess_is_inconclusive():
     assert _v(([3, 3, 3], [1, 1, 1], [3, 3, 3]))[0] == "inconclusive"  # over the random direction only
 
 
+def test_fig5_paper_protocol_both_directions():
+    """The paper protocol (Δ^(adv) against Δ^(ori) on the same digit): below in every layer does not hold,
+    at its level inconclusive, mixed holds partly; the paper's means are printed beside."""
+    assert _v(([0.3, 0.3], [3, 3], [3, 3]))[1] == "does not hold"
+    assert _v(([1, 1], [3, 3], [3, 3]))[1] == "inconclusive"
+    c = _claims(([3, 0.3], [3, 3], [3, 3]))[1]
+    assert c["verdict"] == "holds partly" and "Δ^(adv) > Δ^(ori) in 1/2 layers" in c["measured"]
+
+
 def test_fig5_holm_over_the_family():
     """A moderate excess (8 digits, one seed) does not survive Holm over 2 × 6 tests everywhere."""
     c = _claims(([3] * 6, [1.3] * 6, [1.3] * 6), seeds=1, fake=dict(n=8))[0]
