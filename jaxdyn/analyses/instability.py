@@ -328,7 +328,7 @@ def log_ratios(res: dict, against: str) -> np.ndarray:
         d = np.log(adv) - np.log(b)
     d[~(np.isfinite(d) & (adv > 0) & (b > 0))] = np.nan
     mask = {"matched_loss": "matched", "grad_step": "reached"}.get(against)
-    if mask is not None and mask in res:
+    if mask is not None and res.get(mask) is not None:
         d[~np.asarray(res[mask], bool)] = np.nan
     return d
 

@@ -118,7 +118,9 @@ def _pooled(es, key):
 def _controls_text(m: str, es: list, recs: list) -> str:
     if not es:
         return f"{m}: no network above the floor"
-    gs = np.concatenate([log_ratios(e["instability"]["standard"], "grad_step") for e in es])
+    # the gradient step is descriptive: every digit (it rarely reaches the PGD loss: ``reached`` counts)
+    gs = np.concatenate([log_ratios(dict(e["instability"]["standard"], reached=None), "grad_step") for e in es])
+    n_reached = int(sum(np.sum(np.asarray(e["instability"]["standard"].get("reached", []), bool)) for e in es))
     d = {k: C.fmt(_median(_pooled(es, k))) for k in ("cos_random_grad", "random_l2_ratio", "gradient_share",
                                                       "loss_clean", "loss_adv", "loss_matched", "loss_random")}
     n_match = int(sum(np.sum(np.asarray(e["instability"]["standard"].get("matched", []), bool)) for e in es))
@@ -129,7 +131,8 @@ def _controls_text(m: str, es: list, recs: list) -> str:
             f"isotropic random direction {_layer_medians(recs, m, 'random_direction')} (clipped; median cos with ∇L "
             f"{d['cos_random_grad']}, ‖r‖/‖δ‖ after the clip {d['random_l2_ratio']}); against the ℓ2 gradient step "
             f"(a one-step attack, reported, not a control) {step}"
-            f" (median sin θ to ∇L {d['gradient_share']}); median loss clean {d['loss_clean']}, adversarial "
+            f" (median sin θ to ∇L {d['gradient_share']}; PGD's loss reached on {n_reached} digits); median loss "
+            f"clean {d['loss_clean']}, adversarial "
             f"{d['loss_adv']}, matched {d['loss_matched']}, random {d['loss_random']}")
 
 
