@@ -20,7 +20,7 @@ SUBMODULES = ('curvature', 'growth', 'growth_runs', 'influence_measure', 'influe
 _API: dict[str, str] = {
     **dict.fromkeys((
         'FamilyVerdict', 'KINDS', 'VERDICT_TESTS', 'compare_networks', 'layer_inputs', 'layer_outputs',
-        'row_curvature', 'summarize_sharpness', 'verdict', 'verdict_tests'
+        'factor_log_ratios', 'row_curvature', 'summarize_sharpness', 'verdict', 'verdict_tests'
     ), 'curvature'),
     **dict.fromkeys((
         'CAUSE_VALUES', 'CLAIMS', 'DR2_THRESHOLD', 'N_RESAMPLES', 'RATE_CONST', 'RATE_FACTOR', 'STAT_NAMES',
@@ -35,8 +35,9 @@ _API: dict[str, str] = {
         'influence_controls', 'influence_correlations'
     ), 'influence_ranks'),
     **dict.fromkeys((
-        'CONTROLS', 'LEGACY_CONTROLS', 'MATCH_TOL', 'VERDICT_CONTROLS', 'control_tests', 'instability',
-        'match_by_loss', 'random_direction', 'random_loss_matched', 'read_controls', 'summarize_instability'
+        'CONTROLS', 'LEGACY_CONTROLS', 'MATCH_TOL', 'MIN_DIGITS', 'N_RESAMPLES', 'VERDICT_CONTROLS',
+        'bootstrap_family', 'bootstrap_test', 'control_tests', 'instability', 'log_ratios', 'match_by_loss',
+        'random_direction', 'random_loss_matched', 'read_controls', 'summarize_instability'
     ), 'instability'),
     **dict.fromkeys(('LONG_WORK', 'kappa_vs_beta'), 'kappa_beta'),
     **dict.fromkeys((

@@ -33,13 +33,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdyn.analyses.metrics import LayerTest, paired_log_excess
-from jaxdyn.analyses.verdicts import Verdict, combine, holm_verdicts
+from jaxdyn.analyses.instability import bootstrap_family
+from jaxdyn.analyses.verdicts import Verdict, combine
 from jaxdyn.attacks.multistep import pgd
 from jaxdyn.core.losses import hessian_z
 from jaxdyn.core.params import layer_paths
 
 __all__ = ["layer_inputs", "layer_outputs", "row_curvature", "measure_fn", "summarize", "compare_networks", "verdict",
-           "verdict_tests", "summarize_sharpness", "FamilyVerdict", "KINDS", "VERDICT_TESTS"]
+           "verdict_tests", "factor_log_ratios", "summarize_sharpness", "FamilyVerdict", "KINDS", "VERDICT_TESTS"]
 
 #: the perturbations whose factor is reported: the ℓ∞ PGD δ, an isotropic random direction of the
 #: same ℓ2 norm (``x + r`` clipped into [0, 1] as ``x + δ`` is; unclipped in earlier versions), and the
@@ -184,6 +185,9 @@ def summarize(standard: dict, adversarial: dict) -> dict:
     return out
 
 
+_FNS: dict = {}
+
+
 def compare_networks(model, v_std, v_adv, x_pool, y_pool, *, n: int, pgd_cfg: dict, seed: int = 0) -> dict:
     """:func:`summarize` of :func:`measure_fn` on a standard (``v_std``) and an adversarially
     trained (``v_adv``) network of one architecture, on the first ``n`` pool digits that both
@@ -196,11 +200,15 @@ def compare_networks(model, v_std, v_adv, x_pool, y_pool, *, n: int, pgd_cfg: di
     idx = np.flatnonzero(ok)[:n]
     if not len(idx):
         raise ValueError("no pool digit is classified correctly by both networks")
-    fn = measure_fn(model, v_std, pgd_steps=pgd_cfg["steps"])
+    ckey = (model, int(pgd_cfg["steps"]))
+    if ckey not in _FNS:  # one compile per architecture: every seed's networks share it
+        _FNS[ckey] = measure_fn(model, v_std, pgd_steps=pgd_cfg["steps"])
+    fn = _FNS[ckey]
     kw = dict(key=jax.random.key(seed + 7), eps=pgd_cfg["eps"], alpha=pgd_cfg["alpha"])
     res = {r: fn(v, np.asarray(x_pool)[idx], np.asarray(y_pool)[idx], **kw) for r, v in (("standard", v_std),
                                                                                        ("adversarial", v_adv))}
-    return dict(summarize(res["standard"], res["adversarial"]), digits=idx.tolist(),
+    per_digit = {r: {k: np.asarray(v[k]).tolist() for k in KINDS} for r, v in res.items()}
+    return dict(summarize(res["standard"], res["adversarial"]), digits=idx.tolist(), per_digit=per_digit,
                 time_s=dict(wall=time.perf_counter() - t0, cpu=time.process_time() - c0))
 
 
@@ -217,32 +225,53 @@ class FamilyVerdict(NamedTuple):
     n_tests: int
 
 
-def verdict_tests(summaries: dict, *, testable: dict | None = None,
-                  alpha: float = 0.05) -> tuple[list[LayerTest], list[Verdict]]:
-    """``(tests, verdicts)``: per network, comparison of :data:`VERDICT_TESTS` and layer, the
-    symmetric verdict of its one-sided Wilcoxon tests after Holm over the whole family
-    (:func:`jaxdyn.analyses.verdicts.holm_verdicts`); a network with ``testable[name]`` false (below its
-    accuracy floor) gives "not testable" tests."""
-    tests, pc, pa = [], [], []
-    for m, s in summaries.items():
-        ok = (testable or {}).get(m, True)
+def _log_ratio(a, b) -> np.ndarray:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = np.log(a) - np.log(b)
+    d[~(np.isfinite(d) & (a > 0) & (b > 0))] = np.nan
+    return d
+
+
+def factor_log_ratios(result: dict, comparison: str) -> np.ndarray:
+    """``[N, L]`` per digit and layer, from one seed's :func:`compare_networks` (its ``per_digit``):
+    ``at_vs_vanilla`` ``log T_j(δ)`` of the adversarially trained network minus the standard one's
+    (same digits, each network's own δ); ``adv_vs_random`` on the adversarially trained network,
+    ``log T_j(δ) − log T_j(r)``; NaN where a factor is not positive and finite."""
+    pd = result["per_digit"]
+    if comparison == "at_vs_vanilla":
+        return _log_ratio(pd["adversarial"]["adv"], pd["standard"]["adv"])
+    if comparison == "adv_vs_random":
+        return _log_ratio(pd["adversarial"]["adv"], pd["adversarial"]["random"])
+    raise ValueError(f"comparison must be one of {VERDICT_TESTS}, got {comparison!r}")
+
+
+def verdict_tests(runs: dict) -> list[tuple[LayerTest, list]]:
+    """The tests of Theorem 6's family: per network (``runs``: name -> list over its testable seeds of
+    :func:`compare_networks` results), comparison of :data:`VERDICT_TESTS` and layer, ``(LayerTest,
+    groups)`` with ``groups`` the per-seed per-digit :func:`factor_log_ratios` (for
+    :func:`jaxdyn.analyses.instability.bootstrap_family`); a network without a testable seed gives tests
+    without digits (not testable)."""
+    out = []
+    for m, rs in runs.items():
+        n_layers = max((len(r["layers"]) for r in rs), default=0)
         for k in VERDICT_TESTS:
-            for j, (g, lo) in enumerate(zip(s[k]["p_greater"], s[k]["p_less"])):
-                tests.append(LayerTest(m, k, j))
-                pc.append(g if ok else float("nan"))
-                pa.append(lo if ok else float("nan"))
-    return tests, holm_verdicts(pc, pa, alpha=alpha)
+            lr = [factor_log_ratios(r, k) for r in rs]
+            out += [(LayerTest(m, k, j), [a[:, j] for a in lr]) for j in range(n_layers)]
+    return out
 
 
-def verdict(summaries: dict, *, testable: dict | None = None, alpha: float = 0.05) -> FamilyVerdict:
-    """The family of :func:`verdict_tests` (networks, layers, both comparisons; Holm over the family)
-    combined by :func:`jaxdyn.analyses.verdicts.combine`: holds when every test holds (a significant
-    excess of the AT network's ``T_j(δ)`` over the vanilla network's and over the random direction),
-    does not hold when every one is a significant deficit, holds partly when some hold and the rest
-    do not, inconclusive otherwise, not testable with nothing measured or every network below its floor."""
-    _, vs = verdict_tests(summaries, testable=testable, alpha=alpha)
+def verdict(runs: dict, *, alpha: float = 0.05, seed: int = 0) -> tuple[FamilyVerdict, list[dict]]:
+    """The family of :func:`verdict_tests` decided by :func:`jaxdyn.analyses.instability.bootstrap_family`
+    (per test the median per-digit log-ratio over seeds and digits, hierarchical bootstrap, Holm over
+    the family) and combined by :func:`jaxdyn.analyses.verdicts.combine`: holds when every test holds (the
+    AT network's ``T_j(δ)`` significantly above the vanilla network's and the random direction's),
+    does not hold when every one is a significant deficit, holds partly when some hold and the rest do
+    not, inconclusive otherwise, not testable with no digit. Returns ``(FamilyVerdict, records)``."""
+    recs = bootstrap_family(verdict_tests(runs), alpha=alpha, seed=seed)
+    vs = [Verdict(r["verdict"]) for r in recs]
     n = sum(v != Verdict.NOT_TESTABLE for v in vs)
-    return FamilyVerdict(combine(vs), vs.count(Verdict.HOLDS), vs.count(Verdict.DOES_NOT_HOLD), n)
+    return FamilyVerdict(combine(vs), vs.count(Verdict.HOLDS), vs.count(Verdict.DOES_NOT_HOLD), n), recs
 
 
 # --- λ_max along training ------------------------------------------------------------------

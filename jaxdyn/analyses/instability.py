@@ -21,12 +21,17 @@ the ℓ2 gradient step, a one-step ℓ2 attack, adversarial itself; it is report
 
 :func:`measure_fn` computes the five ``[N, L]`` arrays (``ori``, ``adv``, ``matched_loss``,
 ``random_direction``, ``grad_step``) with one compiled instability graph per architecture;
-:func:`summarize_instability` gives the per-layer means and the paired tests
-(:func:`jaxdyn.analyses.metrics.paired_log_excess`); :func:`control_tests` decides C.8's family of
-them (Holm over every network, control and layer).
+:func:`summarize_instability` gives the per-layer means and the paired Wilcoxon tests of one
+network (:func:`jaxdyn.analyses.metrics.paired_log_excess`, descriptive). The verdicts rest on
+:func:`control_tests` (per network, control and layer, the per-seed arrays of per-digit
+:func:`log_ratios`) decided by :func:`bootstrap_family`: the median over digits and seeds with a
+hierarchical bootstrap interval and bootstrap p-values each way (:func:`bootstrap_test`), Holm over
+the family.
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -35,13 +40,14 @@ import numpy as np
 from jaxdyn._internal.sharding import chunked
 from jaxdyn.analyses.metrics import LayerTest, paired_log_excess, weight_gradient_instability
 from jaxdyn.analyses.stats import finite_median as _median
-from jaxdyn.analyses.verdicts import Verdict, holm_verdicts
+from jaxdyn.analyses.verdicts import holm_verdicts
 from jaxdyn.attacks.multistep import pgd
 from jaxdyn.core.losses import loss
 from jaxdyn.core.params import layer_paths
 
 __all__ = ["random_loss_matched", "random_direction", "match_by_loss", "measure_fn", "instability",
-           "summarize_instability", "read_controls", "control_tests", "MATCH_TOL", "CONTROLS", "VERDICT_CONTROLS",
+           "summarize_instability", "read_controls", "control_tests", "bootstrap_test", "bootstrap_family",
+           "log_ratios", "N_RESAMPLES", "MIN_DIGITS", "MATCH_TOL", "CONTROLS", "VERDICT_CONTROLS",
            "LEGACY_CONTROLS"]
 
 #: a clean digit matches an adversarial example when their losses differ by at most this factor
@@ -52,6 +58,11 @@ CONTROLS = ("matched_loss", "random_direction", "grad_step")
 VERDICT_CONTROLS = ("matched_loss", "random_direction")
 #: keys of results written by earlier versions -> today's (the loss-matched tilt was "random_perturbation")
 LEGACY_CONTROLS = {"random_perturbation": "grad_step"}
+#: resamples of the hierarchical bootstrap behind each per-layer test: its smallest p-value
+#: 1/(B + 1) = 2e-4 stays below Holm's first threshold for up to 250 one-sided tests (0.05/250)
+N_RESAMPLES = 5000
+#: a per-layer test needs this many digits (over its seeds); fewer: not testable
+MIN_DIGITS = 5
 _CLIP = (0.0, 1.0)
 
 
@@ -254,22 +265,83 @@ def read_controls(summary: dict) -> dict:
     return ctl
 
 
-def control_tests(summaries: dict, *, testable: dict | None = None,
-                  alpha: float = 0.05) -> tuple[list[LayerTest], list[Verdict]]:
-    """``(tests, verdicts)`` of C.8's family: per network (``summaries``: name -> the
-    :func:`summarize_instability` of its standardly trained network), control of
-    :data:`VERDICT_CONTROLS` and layer, the paired one-sided tests of ``Δ^(adv)`` against the control,
-    decided after Holm over all of them (:func:`jaxdyn.analyses.verdicts.holm_verdicts`); a control not
-    measured (the random direction in results of an earlier version) and a network with
-    ``testable[name]`` false (below its accuracy floor) give "not testable" tests."""
-    tests, pc, pa = [], [], []
-    for m, s in summaries.items():
-        ok, ctl = (testable or {}).get(m, True), read_controls(s)
-        for c in VERDICT_CONTROLS:
-            for j in range(s["n_layers"]):
-                tests.append(LayerTest(m, c, j))
-                has = ok and c in ctl
-                pc.append(ctl[c]["p_greater"][j] if has else float("nan"))
-                pa.append(ctl[c]["p_less"][j] if has else float("nan"))
-    return tests, holm_verdicts(pc, pa, alpha=alpha)
+def _draws(gs: list, n_resamples: int, seed: int) -> np.ndarray:
+    """The bootstrap medians of :func:`jaxdyn.analyses.verdicts.hierarchical_bootstrap` (the same scheme and,
+    for the same ``seed``, the same draws): networks with replacement, then digits within each."""
+    S, width = len(gs), max(g.size for g in gs)
+    padded = np.full((S, width), np.nan)
+    for i, g in enumerate(gs):
+        padded[i, :g.size] = g
+    sizes = np.array([g.size for g in gs])
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, S, size=(n_resamples, S))
+    u = rng.random((n_resamples, S, width))
+    idx = np.minimum((u * sizes[pick][..., None]).astype(np.int64), width - 1)
+    draws = padded[pick[..., None], idx]
+    valid = np.arange(width)[None, None, :] < sizes[pick][..., None]
+    return np.nanmedian(np.where(valid, draws, np.nan).reshape(n_resamples, -1), axis=1)
 
+
+def bootstrap_test(groups, *, n_resamples: int = N_RESAMPLES, level: float = 0.95, seed: int = 0,
+                   min_digits: int = MIN_DIGITS) -> dict:
+    """One test of "the median per-digit value lies above 0" (a log-ratio: above ×1) over the networks
+    of ``groups`` (one 1-D array of per-digit values per network): the median of the pooled finite
+    values, its hierarchical bootstrap percentile interval (networks, then digits) and the bootstrap
+    p-values of both one-sided hypotheses, ``p_greater = (1 + #{median* ≤ 0}) / (B + 1)`` and
+    ``p_less = (1 + #{median* ≥ 0}) / (B + 1)``. Fewer than ``min_digits`` finite values: NaN
+    (not testable: a percentile interval over a handful of digits means nothing)."""
+    gs = [a[np.isfinite(a)] for a in (np.asarray(g, np.float64).ravel() for g in groups)]
+    gs = [g for g in gs if g.size]
+    n = sum(g.size for g in gs)
+    nan = float("nan")
+    if n < min_digits:
+        return dict(value=nan, ci=[nan, nan], p_greater=nan, p_less=nan, n_digits=n, n_seeds=len(gs))
+    boot = _draws(gs, n_resamples, seed)
+    a = (1 - level) / 2
+    lo, hi = np.quantile(boot, [a, 1 - a])
+    b = n_resamples + 1
+    return dict(value=float(np.median(np.concatenate(gs))), ci=[float(lo), float(hi)],
+                p_greater=float((1 + np.sum(boot <= 0)) / b), p_less=float((1 + np.sum(boot >= 0)) / b),
+                n_digits=n, n_seeds=len(gs))
+
+
+def bootstrap_family(tests: Sequence[tuple[LayerTest, list]], *, alpha: float = 0.05, seed: int = 0,
+                     n_resamples: int = N_RESAMPLES) -> list[dict]:
+    """Per test (``(LayerTest, groups)``, :func:`bootstrap_test`), its record ``{network, comparison,
+    layer (1-based), value, ci, p_greater, p_less, n_digits, n_seeds, verdict}``, the verdict after
+    Holm over all ``2k`` one-sided p-values of the family (:func:`jaxdyn.analyses.verdicts.holm_verdicts`):
+    holds when the excess (value > 0) is significant, does not hold when the deficit is, inconclusive
+    otherwise, not testable without enough digits."""
+    recs = [dict(network=t.network, comparison=t.comparison, layer=t.layer + 1,
+                 **bootstrap_test(g, seed=seed, n_resamples=n_resamples)) for t, g in tests]
+    vs = holm_verdicts([r["p_greater"] for r in recs], [r["p_less"] for r in recs], alpha=alpha)
+    return [dict(r, verdict=str(v)) for r, v in zip(recs, vs)]
+
+
+def log_ratios(res: dict, against: str) -> np.ndarray:
+    """``[N, L]``: per digit and layer ``log Δ^(adv) − log Δ^(against)`` of one network's measurement
+    (:func:`measure_fn`, as stored), ``against`` one of ``ori`` and :data:`CONTROLS`; NaN where a
+    value is not positive and finite, and on the digits a control does not cover (the matched-loss
+    control: not matched within :data:`MATCH_TOL`; the gradient step: loss not reached)."""
+    adv, b = np.asarray(res["adv"], np.float64), np.asarray(res[against], np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = np.log(adv) - np.log(b)
+    d[~(np.isfinite(d) & (adv > 0) & (b > 0))] = np.nan
+    mask = {"matched_loss": "matched", "grad_step": "reached"}.get(against)
+    if mask is not None and res.get(mask) is not None:
+        d[~np.asarray(res[mask], bool)] = np.nan
+    return d
+
+
+def control_tests(runs: dict, comparisons: Sequence[str] = VERDICT_CONTROLS) -> list[tuple[LayerTest, list]]:
+    """The tests of C.8's family: per network (``runs``: name -> list over its testable seeds of
+    stored measurements, :func:`measure_fn`), comparison and layer, ``(LayerTest, groups)`` with
+    ``groups`` the per-seed arrays of per-digit :func:`log_ratios` (for :func:`bootstrap_family`).
+    A network without a testable seed gives tests without digits (not testable)."""
+    out = []
+    for m, rs in runs.items():
+        n_layers = max((len(r["layers"]) for r in rs), default=0)
+        for c in comparisons:
+            lr = [log_ratios(r, c) for r in rs if c in r]
+            out += [(LayerTest(m, c, j), [a[:, j] for a in lr]) for j in range(n_layers)]
+    return out
