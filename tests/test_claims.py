@@ -65,10 +65,14 @@ def test_render_fills_every_field_from_the_values_and_refuses_a_missing_one():
     t = ClaimText("t.k", "κ is small ({k:.3g})", paper="κ ≤ {hi:g}", protocol="{row[n]} digits",
                   measured="κ = {k:.3g}", rule="κ ≤ {hi:g}", baselines="first order {k1:.2g}")
     assert t.fields() == ("k", "hi", "row", "k1")
-    c = render(t, dict(k=0.01234, hi=0.05, row={"n": 16}, k1=0.5), verdict="holds")
+    data = dict(statistic=dict(name="κ", value=0.01234, ci=[0.01, 0.02], n_digits=16, n_seeds=1),
+                per_seed=[dict(seed=0, value=0.01234, verdict="holds")])
+    c = render(t, dict(k=0.01234, hi=0.05, row={"n": 16}, k1=0.5), verdict="holds", **data)
     assert (c["claim"], c["paper"], c["protocol"], c["baselines"]) == ("κ is small (0.0123)", "κ ≤ 0.05",
                                                                        "16 digits", "first order 0.5")
     with pytest.raises(KeyError, match="t.k.*k1"):
-        render(t, dict(k=0.01, hi=0.05, row={"n": 16}), verdict="holds")
+        render(t, dict(k=0.01, hi=0.05, row={"n": 16}), verdict="holds", **data)
     with pytest.raises(ValueError, match="verdict"):
-        render(t, dict(k=0.01, hi=0.05, row={"n": 16}, k1=1), verdict="maybe")
+        render(t, dict(k=0.01, hi=0.05, row={"n": 16}, k1=1), verdict="maybe", **data)
+    with pytest.raises(ValueError, match="a claim is data"):  # numbers as prose only are refused
+        render(t, dict(k=0.01, hi=0.05, row={"n": 16}, k1=1), verdict="holds")

@@ -166,9 +166,9 @@ def test_report_verdict_rules():
     assert claims.range_verdict([1e-6, 5e-4], 1e-4, 1e-3) == "holds partly"
     assert claims.range_verdict([1e-2, 5e-2, 1e-5], 1e-4, 1e-3) == "does not hold"
     rows = [dict(model="a", kappa=1e-5, kappa_first_order=1e-3), dict(model="b", kappa=2e-3, kappa_first_order=1e-3)]
-    table_claims = load("table1").claims(dict(rows=rows, beta=1e-3, steps=10, n_samples=4, dtype="float64",
-                                              done=dict(bound=1e-3)))
-    assert [c["verdict"] for c in table_claims] == ["holds partly", "holds partly"]
+    old = dict(rows=rows, beta=1e-3, steps=10, n_samples=4, dtype="float64", done=dict(bound=1e-3))
+    (c,) = runner.safe_claims(load("table1"), old)  # results of an earlier layout: no per-digit statistic
+    assert c["verdict"] == "does not hold" and "could not read" in c["measured"]
     broken = runner.safe_claims(load("fig2"), {"unexpected": 1})
     assert broken[0]["verdict"] == "does not hold" and "could not read" in broken[0]["measured"]
 

@@ -31,8 +31,12 @@ def _fake(calls):
 
     def claims(results):
         ok = len(results["values"]) == results["config"]["n"]
+        n = len(results["values"])
         return [claim("fake.n", "n values", paper="—", protocol="fake", measured=str(results["values"]),
-                      rule="holds: n values", verdict="holds" if ok else "does not hold")]
+                      rule="holds: n values", verdict="holds" if ok else "does not hold",
+                      statistic=dict(name="n", value=n, ci=[n, n], n_digits=n, n_seeds=1),
+                      per_seed=[dict(seed=0, value=n, verdict="holds" if ok else "does not hold")],
+                      cause=None if ok else f"{n} values, not {results['config']['n']}")]
 
     mod = types.ModuleType("fake")
     mod.name, mod.title, mod.Config = "fake-exp", "Fake", Config
@@ -80,7 +84,9 @@ def test_unreadable_results_give_a_failing_claim():
     exp = _fake([])
     (c,) = runner.safe_claims(exp, {"unexpected": 1})
     assert c["verdict"] == "does not hold" and "could not read" in c["measured"]
-    assert set(c) == {"id", "claim", "paper", "protocol", "measured", "baselines", "controls", "rule", "verdict"}
+    assert set(c) == {"id", "claim", "paper", "protocol", "measured", "baselines", "controls", "rule", "verdict",
+                      "statistic", "per_seed", "cause"}
+    assert c["statistic"]["n_digits"] == 0 and c["per_seed"] == [] and "could not read" in c["cause"]
 
 
 def test_unwritable_out_fails_before_any_work(tmp_path):

@@ -143,9 +143,11 @@ def test_claims_carry_the_statistic_as_data():
     assert c["verdict"] == "holds" and c["statistic"]["ci"] == [iv.lo, iv.hi]
     assert c["per_seed"][0]["verdict"] == "holds"
     with pytest.raises(ValueError, match="measured cause"):
-        claim("x.y", "t", paper="p", protocol="q", measured="m", rule="r", verdict="inconclusive", statistic=stat)
+        claim("x.y", "t", paper="p", protocol="q", measured="m", rule="r", verdict="inconclusive", statistic=stat,
+              per_seed=[])
     with pytest.raises(ValueError, match="lacks"):
-        claim("x.y", "t", paper="p", protocol="q", measured="m", rule="r", verdict="holds", statistic={"name": "a"})
+        claim("x.y", "t", paper="p", protocol="q", measured="m", rule="r", verdict="holds", statistic={"name": "a"},
+              per_seed=[])
 
 
 def test_holm_verdicts_each_direction():

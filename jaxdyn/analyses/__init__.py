@@ -63,9 +63,10 @@ _API: dict[str, str] = {
         'C3_MAX_COS', 'C3_MIN_DIGITS', 'c3_turns', 'make_prep_fn', 'measure'
     ), 'table1_protocol'),
     **dict.fromkeys((
-        'ATTACK_FLIPS', 'EpsMatch', 'FIG1_MODEL', 'FIG1_VARIANTS', 'GATINGS', 'GatingMatch', 'PGD_VARIANTS',
-        'RawFlips', 'appendix_j', 'attack_row', 'fig1_raw', 'flip_rate', 'make_fig1_fn', 'make_pgd_fn',
-        'make_raw_free_fn', 'match_eps_grid', 'match_variants', 'pgd_fns', 'raw_free_rows', 'summarize_matching'
+        'ATTACK_FLIPS', 'EpsMatch', 'FIG1_MODEL', 'FIG1_VARIANTS', 'GATINGS', 'GatingMatch', 'PGD_DIGIT_KEYS',
+        'PGD_VARIANTS', 'RAW_DIGIT_KEYS', 'RawFlips', 'appendix_j', 'attack_row', 'digit_ratio', 'digit_split',
+        'fig1_raw', 'flip_rate', 'make_fig1_fn', 'make_pgd_fn', 'make_raw_free_fn', 'match_eps_grid',
+        'match_variants', 'pgd_fns', 'raw_free_rows', 'summarize_matching'
     ), 'variant_matching'),
     **dict.fromkeys((
         'Interval', 'Verdict', 'combine', 'hierarchical_bootstrap', 'holm', 'holm_verdicts', 'per_seed',

@@ -16,8 +16,8 @@ Fields of a claim:
 * ``rule``: the rule, stated so a reader can recompute the verdict;
 * ``verdict``: one of :data:`VERDICTS`.
 
-Claims as data (:mod:`jaxdyn.analyses.verdicts`), optional until every experiment is on the statistics
-footing, and validated when given:
+Claims as data (:mod:`jaxdyn.analyses.verdicts`, ``docs/statistics.md``), required of every claim and
+validated:
 
 * ``statistic``: ``{name, value, ci: [lo, hi], level, n_digits, n_seeds, n_resamples}``
   (:func:`jaxdyn.analyses.verdicts.statistic_record`);
@@ -58,6 +58,8 @@ def claim(id: str, claim: str, *, paper: str, protocol: str, measured: str, rule
         raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
     out = dict(id=id, claim=claim, paper=paper, protocol=protocol, measured=measured, baselines=baselines,
                controls=controls, rule=rule, verdict=verdict)
+    if statistic is None or per_seed is None:
+        raise ValueError(f"claim {id!r}: a claim is data — give its statistic and its per_seed verdicts")
     if statistic is not None:
         missing = [k for k in STATISTIC_FIELDS if k not in statistic]
         if missing:
@@ -119,9 +121,12 @@ def render(text: ClaimText, values: Mapping[str, Any], *, verdict: str, statisti
 def could_not_read(id: str, title: str, error: BaseException) -> dict:
     """The claim reported when an experiment's results cannot be evaluated (an unexpected layout):
     a failure to evaluate is never a pass."""
-    return claim(id, title, paper="—", protocol="—",
-                 measured=f"could not read the results ({type(error).__name__}: {error})",
-                 rule="the report could not evaluate this experiment", verdict="does not hold")
+    why = f"could not read the results ({type(error).__name__}: {error})"
+    nan = float("nan")
+    return claim(id, title, paper="—", protocol="—", measured=why,
+                 rule="the report could not evaluate this experiment", verdict="does not hold",
+                 statistic=dict(name="none (results unreadable)", value=nan, ci=[nan, nan], n_digits=0, n_seeds=0),
+                 per_seed=[], cause=why)
 
 
 def range_verdict(values: Sequence[float], hi_paper: float, hi_loose: float) -> str:
