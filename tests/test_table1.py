@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from jaxdyn.cli import app as cli
-from jaxdyn.experiments import table1
+from jaxdyn.experiments import runner, table1
 from tests.helpers import assert_protocol
 
 pytestmark = pytest.mark.timeout(600)
@@ -182,8 +182,10 @@ def test_table1_command_tiny_two_seeds(tiny_env):
     assert res["verdict"] == {c["id"]: c["verdict"] for c in claims} and res["experiment"] == "table1"
 
 
-def test_results_of_an_earlier_version_keep_the_paper_protocol_rules():
+def test_results_of_an_earlier_version_are_refused_not_judged():
     rows = [dict(model="a", kappa=1e-5, kappa_first_order=1e-3), dict(model="b", kappa=2e-3, kappa_first_order=1e-3)]
-    c = table1.claims(dict(rows=rows, beta=1e-3, steps=10, n_samples=4, dtype="float64", done=dict(bound=1e-3)))
-    assert [(x["id"], x["verdict"]) for x in c] == [("table1.kappa_small", "holds partly"),
-                                                    ("table1.beats_first_order", "holds partly")]
+    old = dict(rows=rows, beta=1e-3, steps=10, n_samples=4, dtype="float64", done=dict(bound=1e-3))
+    with pytest.raises(ValueError, match="earlier version"):
+        table1.claims(old)
+    (c,) = runner.safe_claims(table1, old)
+    assert c["verdict"] == "does not hold" and "earlier version" in c["cause"]

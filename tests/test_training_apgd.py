@@ -32,8 +32,10 @@ def test_eval_eps_follows_the_training_eps():
     ("quick", dict(model="mlp3", adv="pgd-linf"), "74dd90178ee1e462178c94325e3a905f86daaca5a9529a0ed0d144de0c13ebf6"),
     ("quick", dict(model="mlp3", adv="pgd-linf", binary=(3, 5)),
      "088393987fb6d643b69a3b3c82644aeec41ff401047a168be0781ffedb53dc33"),
-    ("fig5-adv", dict(model="mlp3"), "b0da67b5c2b972c677cfc3a9079671d50f8926447919e332f7704fee1fffd677"),
-    ("fig5-adv", dict(model="cnn3"), "32d69e31f6df8f1dc921ff6bc613f195297200b78d11a2716cb91e0fff0bbb39"),
+    # Fig. 5's quick adversarial preset changed on purpose (lr 1e-3, 2 PGD steps, 10k digits, batches
+    # of 64: the earlier one left VGG-11 below the accuracy floor); these are its keys since then
+    ("fig5-adv", dict(model="mlp3"), "5857fd5e5b42ded7c4cc3725825903e0f9c1d2ce0f764648b59a581fb243fb7f"),
+    ("fig5-adv", dict(model="cnn3"), "59324d8df7391e2e0acb7978cf37ec27087d48b5f36b7cb9704b46b2b32e70a0"),
 ])
 def test_preset_cache_keys_unchanged(preset, kw, want):
     kw = dict(kw, scale="quick")

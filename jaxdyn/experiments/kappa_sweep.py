@@ -114,7 +114,15 @@ def claims(results: dict) -> list[dict]:
                   measured="; ".join(MEASURED_ITEM.format_map(v) for v in fmt),
                   baselines="; ".join(BASELINE_ITEM.format_map(v) for v in fmt))
     better = [r["kappa"] < r["kappa_first_order"] for r in rows]
-    return [render(BEATS_FIRST_ORDER, values, verdict=count_verdict(better))]
+    verdict = count_verdict(better)
+    # one network, pooled κ per β: the statistic is the count of β, without an interval over seeds
+    stat = dict(name="β values with κ < first-order κ", value=sum(better), ci=None, n_tests=len(better),
+                n_digits=int(r0["n_samples"]), n_seeds=1)
+    seed = (results.get("config") or {}).get("seed", 0)
+    worse = [f["beta"] for f, b in zip(fmt, better) if not b]
+    return [render(BEATS_FIRST_ORDER, values, verdict=verdict, statistic=stat,
+                   per_seed=[dict(seed=int(seed), value=sum(better), verdict=verdict)],
+                   cause=None if verdict == "holds" else f"κ ≥ first-order κ at β = {', '.join(worse)}")]
 
 
 def plot(result: dict, out: Path) -> None:

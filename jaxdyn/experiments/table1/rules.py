@@ -218,9 +218,8 @@ def c3_claims(results: dict) -> list[dict]:
 def paper_claims(results: dict, *, paper_range: tuple) -> list[dict]:
     """The paper protocol's claims at the documented β (frozen), per-digit medians with intervals."""
     rows = [r for r in results["rows"] if r.get("paper_protocol")]
-    if not rows:  # results of an earlier version (pooled κ per network only): the earlier rules
-        return C.table_claims(results, name="table1", key="kappa", label="κ", theorem="Theorem 2 (Table 1)",
-                              paper=paper_range, protocol_name="paper protocol")
+    if not rows:  # results of an earlier version (pooled κ per network only): no per-digit statistic
+        raise ValueError("the rows have no per-digit paper protocol (results of an earlier version): rerun table1")
     lo, hi = paper_range
     pp = lambda r: r["paper_protocol"]["frozen"]  # noqa: E731
     seeds, rel = V.by_seed(rows, lambda r: pp(r)["rel_hat"])
