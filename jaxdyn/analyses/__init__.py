@@ -69,8 +69,8 @@ _API: dict[str, str] = {
         'match_variants', 'pgd_fns', 'raw_free_rows', 'summarize_matching'
     ), 'variant_matching'),
     **dict.fromkeys((
-        'Interval', 'Verdict', 'combine', 'hierarchical_bootstrap', 'holm', 'holm_verdicts', 'per_seed',
-        'pvalue_verdict', 'side_verdict', 'statistic_record'
+        'Interval', 'Verdict', 'bootstrap_draws', 'combine', 'decide', 'hierarchical_bootstrap', 'holm',
+        'holm_verdicts', 'per_seed', 'pvalue_verdict', 'side_verdict', 'statistic_record'
     ), 'verdicts'),
 }
 

@@ -40,7 +40,7 @@ import numpy as np
 from jaxdyn._internal.sharding import chunked
 from jaxdyn.analyses.metrics import LayerTest, paired_log_excess, weight_gradient_instability
 from jaxdyn.analyses.stats import finite_median as _median
-from jaxdyn.analyses.verdicts import holm_verdicts
+from jaxdyn.analyses.verdicts import bootstrap_draws, holm_verdicts
 from jaxdyn.attacks.multistep import pgd
 from jaxdyn.core.losses import loss
 from jaxdyn.core.params import layer_paths
@@ -268,18 +268,7 @@ def read_controls(summary: dict) -> dict:
 def _draws(gs: list, n_resamples: int, seed: int) -> np.ndarray:
     """The bootstrap medians of :func:`jaxdyn.analyses.verdicts.hierarchical_bootstrap` (the same scheme and,
     for the same ``seed``, the same draws): networks with replacement, then digits within each."""
-    S, width = len(gs), max(g.size for g in gs)
-    padded = np.full((S, width), np.nan)
-    for i, g in enumerate(gs):
-        padded[i, :g.size] = g
-    sizes = np.array([g.size for g in gs])
-    rng = np.random.default_rng(seed)
-    pick = rng.integers(0, S, size=(n_resamples, S))
-    u = rng.random((n_resamples, S, width))
-    idx = np.minimum((u * sizes[pick][..., None]).astype(np.int64), width - 1)
-    draws = padded[pick[..., None], idx]
-    valid = np.arange(width)[None, None, :] < sizes[pick][..., None]
-    return np.nanmedian(np.where(valid, draws, np.nan).reshape(n_resamples, -1), axis=1)
+    return np.nanmedian(bootstrap_draws(gs, n_resamples=n_resamples, seed=seed), axis=1)
 
 
 def bootstrap_test(groups, *, n_resamples: int = N_RESAMPLES, level: float = 0.95, seed: int = 0,

@@ -92,6 +92,23 @@ def hierarchical_bootstrap(groups: Sequence, *, stat: Callable = np.median, n_re
         nan = float("nan")
         return Interval(nan, nan, nan, level, 0, 0, n_resamples)
     value = float(stat(np.concatenate(gs)))
+    draws = bootstrap_draws(gs, n_resamples=n_resamples, seed=seed)
+    if stat is np.median:
+        boot = np.nanmedian(draws, axis=1)
+    elif stat is np.mean:
+        boot = np.nanmean(draws, axis=1)
+    else:
+        boot = np.array([stat(row[np.isfinite(row)]) for row in draws])
+    a = (1 - level) / 2
+    lo, hi = np.quantile(boot, [a, 1 - a])
+    return Interval(value, float(lo), float(hi), level, len(gs), n_digits, n_resamples)
+
+
+def bootstrap_draws(groups: Sequence, *, n_resamples: int, seed: int) -> np.ndarray:
+    """The resampled digits of :func:`hierarchical_bootstrap` (the same scheme and, for the same
+    ``seed``, the same draws): ``[n_resamples, S * width]``, NaN-padded, each row ``S`` networks drawn
+    with replacement from the non-empty 1-D ``groups``, then as many digits as each has, with replacement."""
+    gs = [np.asarray(g, np.float64).ravel() for g in groups]
     S, width = len(gs), max(g.size for g in gs)
     padded = np.full((S, width), np.nan)
     for i, g in enumerate(gs):
@@ -103,16 +120,7 @@ def hierarchical_bootstrap(groups: Sequence, *, stat: Callable = np.median, n_re
     idx = np.minimum((u * sizes[pick][..., None]).astype(np.int64), width - 1)  # digits within each
     draws = padded[pick[..., None], idx]                                   # [B, S, width]
     valid = np.arange(width)[None, None, :] < sizes[pick][..., None]
-    draws = np.where(valid, draws, np.nan).reshape(n_resamples, -1)
-    if stat is np.median:
-        boot = np.nanmedian(draws, axis=1)
-    elif stat is np.mean:
-        boot = np.nanmean(draws, axis=1)
-    else:
-        boot = np.array([stat(row[np.isfinite(row)]) for row in draws])
-    a = (1 - level) / 2
-    lo, hi = np.quantile(boot, [a, 1 - a])
-    return Interval(value, float(lo), float(hi), level, S, n_digits, n_resamples)
+    return np.where(valid, draws, np.nan).reshape(n_resamples, -1)
 
 
 def side_verdict(iv: Interval, threshold: float, *, claim: str = "below", testable: bool = True) -> Verdict:
@@ -244,4 +252,4 @@ def decide(name: str, groups: Sequence, threshold: float, *, claim: str = "below
                 per_seed=rows)
 
 
-__all__ += ["holm_verdicts", "decide"]
+__all__ += ["holm_verdicts", "decide", "bootstrap_draws"]
